@@ -1,0 +1,69 @@
+# hypertune: two commands on a fresh machine.
+#   make run   set everything up, then execute the full study (notebooks 01-04 with papermill)
+#   make test  set everything up, then lint, unit tests and the notebooks under nbval (smoke profile)
+# Set-up is idempotent: a second call does no work (stamps in .stamps/).
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMPS := .stamps
+PROFILE ?= full
+PORT ?= 5000
+LAB_PORT ?= 8888
+STORE := sqlite:///$(CURDIR)/mlruns/mlflow.db
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test setup data ui server lab bench clean lint
+
+setup: $(STAMPS)/venv $(STAMPS)/data
+
+$(STAMPS)/venv: requirements.txt pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -m ipykernel install --sys-prefix --name hypertune --display-name "Python (hypertune)" >/dev/null
+	@mkdir -p $(STAMPS) && touch $@
+
+# Fashion-MNIST: data/ first, then Debian's dataset-fashion-mnist (installed here when we are root
+# with apt), then torchvision's downloader. Every file is checked against a recorded SHA-256.
+$(STAMPS)/data: $(STAMPS)/venv
+	@if [ ! -f data/FashionMNIST/raw/train-images-idx3-ubyte ] && [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] \
+	   && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	   (apt-get install -y -qq dataset-fashion-mnist || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)); fi
+	$(PY) -m lib data
+	@touch $@
+
+data: $(STAMPS)/venv
+	@rm -f $(STAMPS)/data
+	@$(MAKE) --no-print-directory $(STAMPS)/data
+
+run: setup
+	$(PY) -m lib study --profile $(PROFILE)
+
+lint: $(STAMPS)/venv
+	$(PY) -m ruff check lib tests benchmarks
+
+# Unit tests, then every notebook under nbval in the smoke profile against a temporary MLflow
+# store, figure folder and sweep state, so the repository stays clean.
+test: setup lint
+	$(PY) -m pytest -p no:cacheprovider tests
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	HYPERTUNE_PROFILE=smoke MLFLOW_TRACKING_URI="sqlite:///$$tmp/mlflow.db" HYPERTUNE_FIGURES_DIR="$$tmp/figures" \
+	HYPERTUNE_STATE_DIR="$$tmp/state" $(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-kernel-name hypertune \
+	  --nbval-cell-timeout 300 notebooks/
+
+# MLflow UI on the project store, loopback only; Ctrl-C stops it.
+ui: setup
+	$(PY) -m mlflow ui --backend-store-uri $(STORE) --default-artifact-root $(CURDIR)/mlruns/artifacts \
+	  --host 127.0.0.1 --port $(PORT) --workers 1
+
+# JupyterLab on notebooks/ (loopback) with the project's kernel; runs log to the same fixed store.
+lab: setup
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --port=$(LAB_PORT) --no-browser
+
+bench: setup
+	$(PY) benchmarks/engine_parallel.py
+
+clean:
+	rm -rf $(STAMPS) .pytest_cache .ruff_cache lib/__pycache__ tests/__pycache__ benchmarks/__pycache__ *.egg-info
+	@echo "kept: .venv, data/, mlruns/ (delete them by hand to start from scratch)"

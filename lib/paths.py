@@ -1,0 +1,48 @@
+"""Where the project keeps things: data, the MLflow store, figures, state.
+
+Every location is absolute and derived from the project root, so notebooks (which run from
+``notebooks/``) and scripts (which run from the root) see the same folders. Environment variables
+override them for tests and shared servers; nothing else in ``lib`` hard-codes a path.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def data_dir() -> Path:
+    """Folder holding ``FashionMNIST/raw`` (torchvision's layout). Override: ``HYPERTUNE_DATA_DIR``."""
+    return Path(os.environ.get("HYPERTUNE_DATA_DIR", PROJECT_ROOT / "data"))
+
+
+def mlruns_dir() -> Path:
+    """The project's fixed MLflow folder (database and artifacts)."""
+    return PROJECT_ROOT / "mlruns"
+
+
+def figures_dir() -> Path:
+    """Where figures and tables are written. Override: ``HYPERTUNE_FIGURES_DIR`` (tests use a temp dir)."""
+    path = Path(os.environ.get("HYPERTUNE_FIGURES_DIR", PROJECT_ROOT / "figures"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def state_dir() -> Path:
+    """Where resumable sweep state lives, next to the MLflow store it belongs to.
+
+    Override: ``HYPERTUNE_STATE_DIR``. With a non-default ``MLFLOW_TRACKING_URI`` pointing at a
+    SQLite file, the state goes next to that file so a temporary store gets temporary state.
+    """
+    if "HYPERTUNE_STATE_DIR" in os.environ:
+        path = Path(os.environ["HYPERTUNE_STATE_DIR"])
+    else:
+        uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+        if uri.startswith("sqlite:///"):
+            path = Path(uri.removeprefix("sqlite:///")).parent / "state"
+        else:
+            path = mlruns_dir() / "state"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,249 @@
+"""The project's fixed MLflow store and the helpers that write and read it.
+
+The store is ``sqlite:///<project>/mlruns/mlflow.db`` with artifacts under ``mlruns/artifacts/``,
+whatever the current working directory (notebooks run from ``notebooks/``). The standard
+``MLFLOW_TRACKING_URI`` variable overrides it (tests use a temporary store; a class can point at a
+shared ``mlflow server``). All writes go through :class:`mlflow.MlflowClient` with explicit run ids,
+so several runs can be open at once and nothing depends on a global "active run".
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import subprocess
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lib.paths import PROJECT_ROOT, mlruns_dir
+
+FINISHED, FAILED, KILLED, RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"
+
+
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else the project's SQLite store."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mlruns_dir() / 'mlflow.db'}"
+
+
+def artifact_root() -> str:
+    """Artifact folder that belongs to the current store (next to a SQLite file)."""
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///"):
+        return str(Path(uri.removeprefix("sqlite:///")).parent / "artifacts")
+    return str(mlruns_dir() / "artifacts")
+
+
+def client():
+    """An :class:`mlflow.MlflowClient` on the project store; creates the database once."""
+    return _client(tracking_uri())
+
+
+@lru_cache(maxsize=4)
+def _client(uri: str):
+    import mlflow
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    result = mlflow.MlflowClient(tracking_uri=uri)
+    result.search_experiments(max_results=1)  # creates and migrates the database here, once
+    return result
+
+
+def experiment_id(name: str) -> str:
+    """Id of experiment ``name``, created (with its artifact folder in the store) if missing."""
+    mlflow_client = client()
+    found = mlflow_client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = Path(artifact_root()) / name
+    try:
+        return mlflow_client.create_experiment(name, artifact_location=location.as_uri())
+    except Exception:  # created concurrently by another process
+        found = mlflow_client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> str:
+    """Current git commit of the project (``unknown`` outside a checkout)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def default_tags() -> dict[str, str]:
+    return {"git_commit": git_commit(), "host": socket.gethostname(), "pid": str(os.getpid())}
+
+
+def _param_value(value: Any) -> str:
+    if isinstance(value, tuple | list):
+        return "(" + ",".join(str(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    return str(value)
+
+
+def start_run(
+    exp_id: str,
+    params: dict[str, Any],
+    tags: dict[str, str],
+    run_name: str | None = None,
+    parent_run_id: str | None = None,
+) -> str:
+    """Create a RUNNING run with all ``params`` and ``tags``; returns its id."""
+    from mlflow.entities import Param
+
+    mlflow_client = client()
+    all_tags = default_tags() | {k: str(v) for k, v in tags.items()}
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    run = mlflow_client.create_run(exp_id, run_name=run_name, tags=all_tags)
+    mlflow_client.log_batch(run.info.run_id, params=[Param(k, _param_value(v)) for k, v in sorted(params.items())])
+    return run.info.run_id
+
+
+def log_metrics(run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+    """Log finite metrics at ``step`` (non-finite values are skipped, not stored as NaN)."""
+    from mlflow.entities import Metric
+
+    timestamp = _now_ms()
+    batch = [
+        Metric(k, float(v), timestamp, step) for k, v in metrics.items() if v is not None and math.isfinite(float(v))
+    ]
+    if batch:
+        client().log_batch(run_id, metrics=batch)
+
+
+EPOCH_PREFIX = "epoch_"
+
+
+def log_history(run_id: str, history: Iterable[dict[str, float]]) -> None:
+    """Per-epoch metrics as ``epoch_<name>`` with ``step`` = epoch, in one batch.
+
+    The prefix keeps them apart from the final ``val_accuracy``/``val_loss`` of the run (MLflow
+    reports the value at the highest step as a metric's latest value).
+    """
+    from mlflow.entities import Metric
+
+    timestamp = _now_ms()
+    batch = [
+        Metric(EPOCH_PREFIX + k, float(v), timestamp, int(row["epoch"]))
+        for row in history
+        for k, v in row.items()
+        if k != "epoch" and v is not None and math.isfinite(float(v))
+    ]
+    for start in range(0, len(batch), 900):
+        client().log_batch(run_id, metrics=batch[start : start + 900])
+
+
+def set_tags(run_id: str, tags: dict[str, Any]) -> None:
+    for key, value in tags.items():
+        client().set_tag(run_id, key, str(value))
+
+
+def end_run(run_id: str, status: str = FINISHED) -> None:
+    client().set_terminated(run_id, status=status)
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+def log_artifact(run_id: str, path: str | Path) -> None:
+    client().log_artifact(run_id, str(path))
+
+
+def search(experiment_names: str | Iterable[str], filter_string: str = "") -> list:
+    """All runs (as MLflow ``Run`` objects) of the named experiments that exist."""
+    names = [experiment_names] if isinstance(experiment_names, str) else list(experiment_names)
+    mlflow_client = client()
+    ids = [e.experiment_id for n in names if (e := mlflow_client.get_experiment_by_name(n))]
+    return search_ids(ids, filter_string) if ids else []
+
+
+def search_ids(experiment_ids: list[str], filter_string: str = "") -> list:
+    """All runs of the given experiment ids (every status), following pagination."""
+    runs, token = [], None
+    while True:
+        page = client().search_runs(experiment_ids, filter_string=filter_string, max_results=5000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _convert(series: pd.Series) -> pd.Series:
+    """Turn a column of MLflow param strings into bools, numbers or strings."""
+    values = series.dropna()
+    if values.empty:
+        return series
+    if set(values) <= {"True", "False"}:
+        return series.map({"True": True, "False": False})
+    numeric = pd.to_numeric(series.replace("None", None), errors="coerce")
+    if numeric.notna().sum() == values[values != "None"].size:
+        return numeric
+    return series
+
+
+def runs_frame(
+    experiment_names: str | Iterable[str], status: str | None = FINISHED, filter_string: str = ""
+) -> pd.DataFrame:
+    """Runs as a DataFrame: ``run_id``, ``experiment``, ``status``, params (typed), metrics, tags.
+
+    Params become proper dtypes (numbers, bools, strings) so they can be grouped and plotted.
+    ``status=None`` returns runs of every status.
+    """
+    mlflow_client = client()
+    rows = []
+    names = {}
+    for run in search(experiment_names, filter_string):
+        if status and run.info.status != status:
+            continue
+        exp = run.info.experiment_id
+        if exp not in names:
+            names[exp] = mlflow_client.get_experiment(exp).name
+        row = {
+            "run_id": run.info.run_id,
+            "experiment": names[exp],
+            "status": run.info.status,
+            "start_time": pd.to_datetime(run.info.start_time, unit="ms"),
+        }
+        row |= {k: v for k, v in run.data.params.items()}
+        row |= {k: v for k, v in run.data.metrics.items()}
+        row |= {f"tag.{k}": v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    for column in frame.columns:
+        is_text = frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column])
+        if is_text and column not in ("run_id", "experiment", "status") and not column.startswith("tag."):
+            frame[column] = _convert(frame[column])
+    return frame
+
+
+def metric_history(run_id: str, keys: Iterable[str] = ("train_loss", "val_loss", "val_accuracy")) -> pd.DataFrame:
+    """Per-epoch metrics of one run (logged by :func:`log_history`) as a DataFrame indexed by epoch."""
+    mlflow_client = client()
+    series = {
+        key: {m.step: m.value for m in mlflow_client.get_metric_history(run_id, EPOCH_PREFIX + key)} for key in keys
+    }
+    return pd.DataFrame(series).rename_axis("epoch").sort_index()

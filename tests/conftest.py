@@ -1,0 +1,41 @@
+"""Shared fixtures: a small real Fashion-MNIST split and an isolated MLflow/figures/state location."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from lib.data import DataSplits, load_splits
+
+
+@pytest.fixture(scope="session")
+def small_splits() -> DataSplits:
+    """2000 training and 500 validation images of the real Fashion-MNIST (stratified)."""
+    return load_splits(train_subset=2000, val_subset=500)
+
+
+@pytest.fixture(autouse=True)
+def isolated_outputs(tmp_path, monkeypatch):
+    """Point MLflow, figures and sweep state at a temporary folder so tests never touch the repo."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.setenv("HYPERTUNE_FIGURES_DIR", str(tmp_path / "figures"))
+    monkeypatch.setenv("HYPERTUNE_STATE_DIR", str(tmp_path / "state"))
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def _mlflow_template(tmp_path_factory):
+    """An empty, fully migrated MLflow SQLite store, created once per session (migrations take ~1 s)."""
+    from lib import tracking
+
+    path = tmp_path_factory.mktemp("mlflow_template") / "mlflow.db"
+    tracking._client(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def mlflow_store(isolated_outputs, _mlflow_template):
+    """The test's own MLflow store (at ``MLFLOW_TRACKING_URI``), pre-migrated: a copy of the template."""
+    shutil.copyfile(_mlflow_template, isolated_outputs / "mlflow.db")
+    return isolated_outputs
