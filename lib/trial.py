@@ -1,0 +1,156 @@
+"""One trial: a full config in, a trained-and-evaluated result record out.
+
+:func:`execute_trial` is the pure compute part (build, train, evaluate) that runs in the current
+process or in a worker process; it never touches MLflow and never raises for a trial that fails (a
+divergence, an impossible config or an exception become a failed :class:`TrialResult`).
+:func:`trial_key` is the cache key: the canonical config, the exact data split and the code
+version, so a finished trial is never trained twice. Logging and caching live in ``lib.engine``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from lib.config import ConfigError, TrialConfig
+from lib.data import DEFAULT_SPLIT_SEED, DEFAULT_VAL_SIZE, DataSplits, load_splits, load_test_set
+from lib.paths import PROJECT_ROOT
+
+# Source files whose content decides what a trial computes; their hash is the code version.
+_CODE_FILES = ("lib/config.py", "lib/data.py", "lib/model.py", "lib/train.py", "lib/trial.py")
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """Hash of the training code. Editing a notebook or the plots does not invalidate the cache."""
+    digest = hashlib.sha256()
+    for name in _CODE_FILES:
+        digest.update((PROJECT_ROOT / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which data a trial trains and is scored on.
+
+    ``final=True`` trains on training + validation parts and scores on the held-out test set:
+    only the final evaluation of a study may use it.
+    """
+
+    train_subset: int | None = None
+    val_subset: int | None = None
+    val_size: int = DEFAULT_VAL_SIZE
+    split_seed: int = DEFAULT_SPLIT_SEED
+    final: bool = False
+
+    def load(self) -> DataSplits:
+        return _load(self.train_subset, self.val_subset, self.val_size, self.split_seed)
+
+    def params(self) -> dict[str, Any]:
+        return {f"data_{k}": v for k, v in asdict(self).items()}
+
+
+@lru_cache(maxsize=4)
+def _load(train_subset: int | None, val_subset: int | None, val_size: int, split_seed: int) -> DataSplits:
+    return load_splits(val_size, split_seed, train_subset, val_subset)
+
+
+def trial_key(config: TrialConfig, data: DataSpec) -> str:
+    """Cache key: canonical config + data split + code version."""
+    text = f"{config.fingerprint()}|{sorted(asdict(data).items())}|{code_version()}"
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+@dataclass
+class TrialResult:
+    """What a trial produced. ``status`` is ``finished`` or ``failed`` (see ``failure_kind``)."""
+
+    key: str
+    config: dict[str, Any]
+    status: str
+    val_accuracy: float = float("nan")
+    val_loss: float = float("nan")
+    n_parameters: int = 0
+    train_seconds: float = 0.0
+    images_per_second: float = 0.0
+    epochs_run: int = 0
+    failure_kind: str = ""  # diverged | invalid_config | error
+    failure_reason: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)  # extra final metrics
+    history: list[dict[str, float]] = field(default_factory=list)
+    run_id: str = ""
+    cached: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "finished"
+
+    def final_metrics(self) -> dict[str, float]:
+        return {
+            "val_accuracy": self.val_accuracy,
+            "val_loss": self.val_loss,
+            "n_parameters": self.n_parameters,
+            "train_seconds": self.train_seconds,
+            "images_per_second": self.images_per_second,
+            "epochs_run": self.epochs_run,
+            **self.metrics,
+        }
+
+
+def execute_trial(config: TrialConfig, data: DataSpec, progress: bool = False, device: str = "auto") -> TrialResult:
+    """Build, train and evaluate one config. Never raises for a failing trial."""
+    from lib.model import build_model, count_parameters
+    from lib.train import evaluate, fit, seed_everything
+
+    key = trial_key(config, data)
+    base = {"key": key, "config": config.flat()}
+    try:
+        splits = data.load()
+        seed_everything(config.seed)  # weight initialisation depends on the seed only
+        model = build_model(config.model, splits.input_shape, splits.n_classes)
+    except ConfigError as exc:
+        return TrialResult(**base, status="failed", failure_kind="invalid_config", failure_reason=str(exc))
+    try:
+        started = time.perf_counter()
+        train_data = splits.train_plus_val() if data.final else splits.train
+        val_data = None if data.final else splits.val
+        result = fit(model, train_data, val_data, config.train, seed=config.seed, device=device, progress=progress)
+        record = TrialResult(
+            **base,
+            status="finished" if result.status == "finished" else "failed",
+            n_parameters=count_parameters(model),
+            train_seconds=result.train_seconds,
+            images_per_second=result.images_per_second,
+            epochs_run=len(result.history),
+            history=[row.as_dict() for row in result.history],
+            metrics=dict(result.recalibration),
+        )
+        if result.status != "finished":
+            record.failure_kind, record.failure_reason = "diverged", result.failure_reason
+            return record
+        if data.final:
+            test = evaluate(model, load_test_set(splits), device=device, channels_last=config.train.channels_last)
+            record.metrics |= {"test_accuracy": test.accuracy, "test_loss": test.loss}
+        elif result.recalibration:
+            record.val_accuracy = result.recalibration["val_accuracy_after_recalibration"]
+            record.val_loss = result.recalibration["val_loss_after_recalibration"]
+        elif result.best_epoch and result.best_epoch != len(result.history):  # early stopping restored
+            val = evaluate(model, splits.val, device=device, channels_last=config.train.channels_last)
+            record.val_accuracy, record.val_loss = val.accuracy, val.loss
+        else:
+            record.val_accuracy, record.val_loss = result.history[-1].val_accuracy, result.history[-1].val_loss
+        if result.best_epoch:
+            record.metrics["best_epoch"] = result.best_epoch
+        record.metrics["wall_seconds"] = time.perf_counter() - started
+        return record
+    except Exception as exc:  # a study goes on; the reason is recorded
+        return TrialResult(
+            **base,
+            status="failed",
+            failure_kind="error",
+            failure_reason=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}",
+        )
