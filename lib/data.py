@@ -269,8 +269,9 @@ def make_splits(
     if val_subset is not None:
         val_idx = val_idx[stratified_indices(labels_np[val_idx], val_subset, seed + 2)]
     scale = 255.0 if images_np.dtype == np.uint8 else 1.0
-    train_float = torch.from_numpy(images_np[train_idx].astype(np.float32) / scale)
-    mean, std = float(train_float.mean()), float(train_float.std())
+    # float64 numpy statistics: identical whatever torch's thread count (workers run with one thread)
+    train_float = images_np[train_idx].astype(np.float64) / scale
+    mean, std = float(train_float.mean()), float(train_float.std(ddof=1))
 
     def to_data(idx: np.ndarray) -> ArrayData:
         pixels = torch.from_numpy(images_np[idx].astype(np.float32) / scale)

@@ -18,6 +18,7 @@ What this is not: the hyperopt search (``lib.search``) or the statistics (``lib.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import multiprocessing
 import os
@@ -141,7 +142,7 @@ def _existing_runs(exp_id: str, keys: set[str]) -> dict[str, Any]:
     return found
 
 
-def _from_run(config: TrialConfig, key: str, run: Any) -> TrialResult:
+def result_from_run(config: TrialConfig, key: str, run: Any) -> TrialResult:
     metrics = dict(run.data.metrics)
     base_names = ("val_accuracy", "val_loss", "n_parameters", "train_seconds", "images_per_second", "epochs_run")
     values = {name: metrics.pop(name, float("nan")) for name in base_names}
@@ -188,7 +189,7 @@ def _resolve_workers(workers: int | str, n_todo: int) -> int:
     cores = os.cpu_count() or 1
     if workers == "auto":
         return max(1, min(cores, n_todo))
-    if not isinstance(workers, int) or workers < 1:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise StudyError(f"workers={workers!r}: must be 'auto' or an integer >= 1")
     return min(workers, max(n_todo, 1))
 
@@ -209,13 +210,14 @@ def run_trials(
     if not configs:
         raise StudyError("no trials to run: the study is empty")
     exp_id = tracking.experiment_id(experiment)
+    requested = list(configs)
     configs = [config.canonical() for config in configs]  # run and log exactly what the key means
     keys = [trial_key(config, data) for config in configs]
     existing = _existing_runs(exp_id, set(keys))
     results: dict[str, TrialResult] = {}
     for config, key in zip(configs, keys, strict=True):
         if key in existing and key not in results:
-            results[key] = _from_run(config, key, existing[key])
+            results[key] = result_from_run(config, key, existing[key])
     todo: dict[str, TrialConfig] = {}
     for config, key in zip(configs, keys, strict=True):
         if key not in results:
@@ -270,7 +272,10 @@ def run_trials(
         raise
     finally:
         bar.close()
-    return [results[key] for key in keys]
+    # one result per requested config (duplicates share a run), reported with the config as asked for
+    return [
+        dataclasses.replace(results[key], config=config.flat()) for config, key in zip(requested, keys, strict=True)
+    ]
 
 
 def _run_parallel(
@@ -289,6 +294,9 @@ def _run_parallel(
                     in_flight[key] = start(key)
                     futures[executor.submit(execute_trial, todo[key], data)] = key
                 done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                broken = any(isinstance(future.exception(), BrokenProcessPool) for future in done)
+                if broken:  # a dead worker fails every future of its pool: record them all, then a new pool
+                    done, _ = wait(futures)
                 for future in done:
                     key = futures.pop(future)
                     try:
@@ -302,6 +310,8 @@ def _run_parallel(
                             failure_reason="worker process died (out of memory or killed)",
                         )
                     finish(key, in_flight.pop(key), result)
+                if broken:
+                    break
         except BaseException:
             executor.shutdown(wait=False, cancel_futures=True)
             _terminate(executor)

@@ -21,6 +21,7 @@ parent run per sweep, and goes through the engine's cache.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import pickle
 from dataclasses import dataclass
@@ -29,12 +30,13 @@ from typing import Any
 
 import numpy as np
 from hyperopt import STATUS_FAIL, STATUS_OK, Trials, fmin, hp, space_eval, tpe
+from hyperopt.exceptions import AllTrialsFailed
 
 from lib import tracking
 from lib.config import ConfigError, TrialConfig, check_known_fields
-from lib.engine import StudyError, run_trials
+from lib.engine import StudyError, result_from_run, run_trials
 from lib.paths import state_dir
-from lib.trial import DataSpec, TrialResult
+from lib.trial import DataSpec, TrialResult, trial_key
 
 DEFAULT_SPACE: dict[str, Any] = {
     "norm_type": ["none", "batch"],
@@ -63,21 +65,40 @@ def build_space(spec: dict[str, Any]) -> dict[str, Any]:
     return {name: _dimension(name, value) for name, value in spec.items()}
 
 
+def _check_value(name: str, value: Any) -> None:
+    """A value the config would reject is a study error now, not a silently dropped trial later."""
+    try:
+        TrialConfig.from_flat(_decode({name: value}))
+    except ConfigError as exc:
+        raise StudyError(f"search space '{name}': value {value!r} is not allowed: {exc}") from None
+
+
 def _dimension(name: str, value: Any) -> Any:
     if isinstance(value, list | tuple):
         values = list(value)
         if not values:
             raise StudyError(f"search space '{name}': empty list; give at least one value")
+        for item in values:
+            _check_value(name, item)
         return values[0] if len(values) == 1 else hp.choice(name, values)
-    if isinstance(value, dict) and len(value) == 1:
+    if isinstance(value, dict):
+        if len(value) != 1:
+            raise StudyError(
+                f"search space '{name}': a range is one of {{uniform: [low, high]}}, {{loguniform: [low, high]}} "
+                f"or {{quniform: [low, high, step]}}; got {value!r}"
+            )
         ((kind, bounds),) = value.items()
         if kind not in ("uniform", "loguniform", "quniform"):
             raise StudyError(f"search space '{name}': unknown range type '{kind}'; use uniform, loguniform or quniform")
+        if not isinstance(bounds, list | tuple) or len(bounds) not in (2, 3):
+            raise StudyError(f"search space '{name}': {kind} needs [low, high] (quniform: [low, high, step])")
         low, high = float(bounds[0]), float(bounds[1])
         if low > high:
             raise StudyError(f"search space '{name}': low={low} > high={high}; swap them")
         if kind == "loguniform" and low <= 0:
             raise StudyError(f"search space '{name}': loguniform needs low > 0; got {low}")
+        _check_value(name, low)
+        _check_value(name, high)
         if low == high:
             return int(low) if kind == "quniform" else low
         if kind == "uniform":
@@ -86,6 +107,7 @@ def _dimension(name: str, value: Any) -> Any:
             return hp.loguniform(name, math.log(low), math.log(high))
         step = float(bounds[2]) if len(bounds) > 2 else 1.0
         return hp.quniform(name, low, high, step)
+    _check_value(name, value)
     return value  # a plain constant
 
 
@@ -197,15 +219,17 @@ def run_sweep(
     try:
         while len(trials.trials) < max_evals:
             done = len(trials.trials)
-            fmin(
-                objective,
-                hyperopt_space,
-                algo=algo,
-                max_evals=done + 1,
-                trials=trials,
-                rstate=np.random.default_rng(seed + done),
-                show_progressbar=False,
-            )
+            # fmin records the step, then raises AllTrialsFailed while no trial has succeeded yet
+            with contextlib.suppress(AllTrialsFailed):
+                fmin(
+                    objective,
+                    hyperopt_space,
+                    algo=algo,
+                    max_evals=done + 1,
+                    trials=trials,
+                    rstate=np.random.default_rng(seed + done),
+                    show_progressbar=False,
+                )
             state.write_bytes(pickle.dumps(trials))  # after each trial: a kill loses at most one
             bar.update()
             ok = [t["result"]["val_accuracy"] for t in trials.trials if t["result"]["status"] == STATUS_OK]
@@ -214,27 +238,30 @@ def run_sweep(
     finally:
         bar.close()
     tracking.end_run(parent, tracking.FINISHED)
-    return SweepResult(_collect(trials, hyperopt_space, base_config, experiment, data, tags, parent), parent)
+    return SweepResult(_collect(trials, hyperopt_space, base_config, data), parent)
 
 
 def _collect(
-    trials: Trials,
-    hyperopt_space: dict[str, Any],
-    base_config: TrialConfig,
-    experiment: str,
-    data: DataSpec,
-    tags: dict[str, str],
-    parent: str,
+    trials: Trials, hyperopt_space: dict[str, Any], base_config: TrialConfig, data: DataSpec
 ) -> list[TrialResult]:
-    """Decode every trial's point with ``space_eval`` and fetch its (cached) result."""
-    configs = []
+    """Every trial's point decoded with ``space_eval``, with the result logged for it (no retraining)."""
+    results = []
     for trial in trials.trials:
         vals = {k: v[0] for k, v in trial["misc"]["vals"].items() if v}
         point = _decode(space_eval(hyperopt_space, vals))
+        outcome = trial["result"]
         try:
-            configs.append(TrialConfig.from_flat(point, base_config))
-        except ConfigError:
+            config = TrialConfig.from_flat(point, base_config)
+        except ConfigError as exc:
+            results.append(
+                TrialResult(
+                    key="", config=point, status="failed", failure_kind="invalid_config", failure_reason=str(exc)
+                )
+            )
             continue
-    return (
-        run_trials(configs, experiment, data, tags, workers=1, parent_run_id=parent, progress=False) if configs else []
-    )
+        run_id = outcome.get("run_id")
+        if run_id:
+            result = result_from_run(config, trial_key(config, data), tracking.client().get_run(run_id))
+            result.config = config.flat()
+            results.append(result)
+    return results

@@ -114,6 +114,8 @@ def execute_trial(config: TrialConfig, data: DataSpec, progress: bool = False, d
         model = build_model(config.model, splits.input_shape, splits.n_classes)
     except ConfigError as exc:
         return TrialResult(**base, status="failed", failure_kind="invalid_config", failure_reason=str(exc))
+    except Exception as exc:  # an error while loading or building is a failed trial, like one while training
+        return _error_result(base, exc)
     try:
         started = time.perf_counter()
         train_data = splits.train_plus_val() if data.final else splits.train
@@ -148,9 +150,9 @@ def execute_trial(config: TrialConfig, data: DataSpec, progress: bool = False, d
         record.metrics["wall_seconds"] = time.perf_counter() - started
         return record
     except Exception as exc:  # a study goes on; the reason is recorded
-        return TrialResult(
-            **base,
-            status="failed",
-            failure_kind="error",
-            failure_reason=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}",
-        )
+        return _error_result(base, exc)
+
+
+def _error_result(base: dict[str, Any], exc: Exception) -> TrialResult:
+    reason = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
+    return TrialResult(**base, status="failed", failure_kind="error", failure_reason=reason)

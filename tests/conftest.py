@@ -26,7 +26,7 @@ def isolated_outputs(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def _mlflow_template(tmp_path_factory):
-    """An empty, fully migrated MLflow SQLite store, created once per session (migrations take ~1 s)."""
+    """An empty, fully migrated MLflow SQLite store, created once per session (a fresh one costs seconds)."""
     from lib import tracking
 
     path = tmp_path_factory.mktemp("mlflow_template") / "mlflow.db"

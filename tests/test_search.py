@@ -1,0 +1,235 @@
+"""lib.search: the plain-data search space, and TPE sweeps that nest, resume exactly and survive failures."""
+
+from __future__ import annotations
+
+import math
+import pickle
+from collections import Counter
+
+import pytest
+from hyperopt import STATUS_FAIL, STATUS_OK
+from hyperopt.pyll import Apply
+
+from lib import engine, search, tracking
+from lib.engine import StudyError
+from lib.search import build_space, run_sweep
+from lib.trial import DataSpec, execute_trial
+
+pytestmark = pytest.mark.usefixtures("mlflow_store")
+
+DATA = DataSpec(train_subset=400, val_subset=200)
+BASE = {"epochs": 1, "conv_out_channels": 8}
+SPACE = {
+    "lr": {"loguniform": [1e-3, 3e-3]},
+    "dropout_p": {"uniform": [0.0, 0.5]},
+    "num_conv_blocks": {"quniform": [1, 2, 1]},
+    "pool_kernel_size": [2],
+    "norm_type": ["none", "batch"],
+}
+
+
+def _sweep(experiment: str, name: str, max_evals: int, space=None, seed: int = 0):
+    return run_sweep(
+        SPACE if space is None else space, experiment, name, max_evals, seed=seed, base=BASE, data=DATA, progress=False
+    )
+
+
+def _children(experiment: str, parent_run_id: str) -> list:
+    return [run for run in tracking.search(experiment) if run.data.tags.get("mlflow.parentRunId") == parent_run_id]
+
+
+def _forbid_training(monkeypatch) -> None:
+    def forbidden(*args, **kwargs):
+        raise AssertionError("execute_trial must not be called here")
+
+    monkeypatch.setattr(engine, "execute_trial", forbidden)
+
+
+def _saved_trials(experiment: str, name: str):
+    return pickle.loads(search._state_path(experiment, name).read_bytes())
+
+
+def test_single_values_and_empty_ranges_become_constants():
+    space = build_space(
+        {
+            "pool_kernel_size": [2],
+            "norm_type": ("batch",),
+            "dropout_p": {"uniform": [0.3, 0.3]},
+            "lr": {"loguniform": [1e-3, 1e-3]},
+            "conv_out_channels": {"quniform": [16, 16, 8]},
+            "optimizer": "sgd",
+        }
+    )
+    assert space == {
+        "pool_kernel_size": 2,
+        "norm_type": "batch",
+        "dropout_p": 0.3,
+        "lr": 1e-3,
+        "conv_out_channels": 16,
+        "optimizer": "sgd",
+    }
+    assert type(space["conv_out_channels"]) is int
+    assert not any(isinstance(value, Apply) for value in space.values())
+
+
+def test_real_choices_and_ranges_become_hyperopt_expressions():
+    space = build_space(
+        {
+            "norm_type": ["none", "batch"],
+            "dropout_p": {"uniform": [0.0, 0.5]},
+            "lr": {"loguniform": [1e-4, 1e-2]},
+            "conv_out_channels": {"quniform": [8, 32, 8]},
+        }
+    )
+    assert all(isinstance(value, Apply) for value in space.values())
+    assert [space[name].name for name in ("dropout_p", "lr", "conv_out_channels")] == ["float", "float", "float"]
+    assert space["norm_type"].name == "switch"  # hp.choice
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"norm_type": []}, "empty list"),
+        ({"dropout_p": {"uniform": [0.5, 0.1]}}, "swap"),
+        ({"lr": {"loguniform": [0.0, 1e-2]}}, "low > 0"),
+        ({"lr": {"loguniform": [-1e-3, 1e-2]}}, "low > 0"),
+        ({"lr": {"normal": [0.0, 1.0]}}, "unknown range type"),
+        ({"learningrate": {"loguniform": [1e-4, 1e-2]}}, "learningrate"),
+        ({}, "empty"),
+    ],
+)
+def test_bad_search_spaces_raise_study_error(spec, message):
+    with pytest.raises(StudyError, match=message):
+        build_space(spec)
+
+
+@pytest.mark.parametrize("max_evals", [0, -1, 2.0])
+def test_bad_max_evals_raises_before_any_run(monkeypatch, max_evals):
+    _forbid_training(monkeypatch)
+    with pytest.raises(StudyError, match="max_evals"):
+        run_sweep(SPACE, "bad", "bad", max_evals, base=BASE, data=DATA, progress=False)
+    assert tracking.search("bad") == []
+
+
+def test_bad_space_raises_before_any_run(monkeypatch):
+    _forbid_training(monkeypatch)
+    with pytest.raises(StudyError):
+        run_sweep({"norm_type": []}, "bad", "bad", 3, base=BASE, data=DATA, progress=False)
+    assert tracking.search("bad") == []
+
+
+def test_sweep_trials_are_child_runs_of_one_parent_with_decoded_values():
+    result = _sweep("sweep", "small", 3)
+    assert len(result.trials) == 3
+    assert all(trial.ok for trial in result.trials)
+    runs = tracking.search("sweep")
+    (parent,) = [run for run in runs if run.info.run_id == result.parent_run_id]
+    assert parent.info.status == tracking.FINISHED
+    assert parent.data.tags["sweep_parent"] == "small"
+    assert "mlflow.parentRunId" not in parent.data.tags
+    children = _children("sweep", result.parent_run_id)
+    assert len(runs) == 4 and len(children) == 3
+    assert {run.info.status for run in children} == {tracking.FINISHED}
+    assert {run.info.run_id for run in children} == {trial.run_id for trial in result.trials}
+    assert all(run.data.tags["sweep"] == "small" for run in children)
+    for trial in result.trials:
+        config = trial.config
+        assert config["norm_type"] in ("none", "batch")
+        assert type(config["num_conv_blocks"]) is int and config["num_conv_blocks"] in (1, 2)
+        assert 1e-3 <= config["lr"] <= 3e-3 and 0.0 <= config["dropout_p"] <= 0.5
+        assert config["pool_kernel_size"] == 2
+        assert (config["epochs"], config["conv_out_channels"]) == (1, 8)  # the base is kept
+    by_id = {run.info.run_id: run for run in children}
+    for trial in result.trials:
+        params = by_id[trial.run_id].data.params
+        assert params["norm_type"] == trial.config["norm_type"]
+        assert params["num_conv_blocks"] == str(trial.config["num_conv_blocks"])
+    assert result.best.val_accuracy == max(trial.val_accuracy for trial in result.trials)
+    saved = _saved_trials("sweep", "small")
+    assert [t["result"]["status"] for t in saved.trials] == [STATUS_OK] * 3
+    assert [-t["result"]["loss"] for t in saved.trials] == [trial.val_accuracy for trial in result.trials]
+
+
+def test_resumed_sweeps_sample_exactly_what_an_uninterrupted_sweep_samples(monkeypatch):
+    straight = _sweep("X", "A", 5)
+    assert len(straight.trials) == 5
+
+    partial = _sweep("Y", "B", 3)
+    assert len(partial.trials) == 3
+    resumed = _sweep("Y", "B", 5)
+    assert resumed.parent_run_id == partial.parent_run_id
+    assert len(resumed.trials) == 5
+    assert [t.config for t in resumed.trials] == [t.config for t in straight.trials]
+    assert [t.val_accuracy for t in resumed.trials] == [t.val_accuracy for t in straight.trials]
+    assert [t.cached for t in resumed.trials] == [True] * 5  # fetched from the store after the sweep
+    children = _children("Y", resumed.parent_run_id)
+    assert Counter(run.info.status for run in children) == {tracking.FINISHED: 5}
+    assert len({run.data.tags["trial_key"] for run in children}) == 5
+    assert tracking.client().get_run(resumed.parent_run_id).info.status == tracking.FINISHED
+
+    _forbid_training(monkeypatch)  # a complete sweep trains nothing more
+    again = _sweep("Y", "B", 5)
+    assert len(again.trials) == 5 and all(t.cached for t in again.trials)
+    assert [t.run_id for t in again.trials] == [t.run_id for t in resumed.trials]
+    assert len(_children("Y", resumed.parent_run_id)) == 5
+
+    # Ctrl-C on the second trial: it is KILLED, and the resumed sweep still samples the same points.
+    calls: list[int] = []
+
+    def interrupt_second(config, data, progress=False, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return execute_trial(config, data, progress=progress, **kwargs)
+
+    monkeypatch.setattr(engine, "execute_trial", interrupt_second)
+    with pytest.raises(KeyboardInterrupt):
+        _sweep("Z", "C", 3)
+    (parent_id,) = [r.info.run_id for r in tracking.search("Z") if r.data.tags.get("sweep_parent") == "C"]
+    children = _children("Z", parent_id)
+    assert Counter(run.info.status for run in children) == {tracking.FINISHED: 1, tracking.KILLED: 1}
+    (killed,) = [run for run in children if run.info.status == tracking.KILLED]
+    assert len(_saved_trials("Z", "C").trials) == 1
+
+    monkeypatch.setattr(engine, "execute_trial", execute_trial)
+    continued = _sweep("Z", "C", 3)
+    assert continued.parent_run_id == parent_id
+    assert len(continued.trials) == 3
+    assert [t.config for t in continued.trials] == [t.config for t in straight.trials[:3]]
+    children = _children("Z", parent_id)
+    assert Counter(run.info.status for run in children) == {tracking.FINISHED: 3, tracking.KILLED: 1}
+    finished_keys = [run.data.tags["trial_key"] for run in children if run.info.status == tracking.FINISHED]
+    assert len(set(finished_keys)) == 3
+    assert killed.data.tags["trial_key"] == continued.trials[1].key  # the interrupted point was retrained
+    assert tracking.client().get_run(killed.info.run_id).info.status == tracking.KILLED
+
+
+def test_diverging_points_do_not_stop_the_sweep():
+    # With seed 9, TPE's start-up draws lr = 0.01 (trains) first and lr = 10 (diverges) afterwards.
+    space = {"optimizer": ["sgd"], "norm_type": ["none"], "lr": [0.01, 10.0]}
+    result = _sweep("diverge", "mix", 3, space=space, seed=9)
+    assert len(result.trials) == 3
+    statuses = [trial.status for trial in result.trials]
+    assert statuses[0] == "finished" and "failed" in statuses
+    for trial in result.trials:
+        if trial.ok:
+            assert trial.config["lr"] == 0.01
+        else:
+            assert trial.config["lr"] == 10.0 and trial.failure_kind == "diverged" and math.isnan(trial.val_accuracy)
+    saved = _saved_trials("diverge", "mix")
+    expected = [STATUS_OK if trial.ok else STATUS_FAIL for trial in result.trials]
+    assert [t["result"]["status"] for t in saved.trials] == expected
+    assert result.best.config["lr"] == 0.01
+    children = _children("diverge", result.parent_run_id)
+    assert Counter(run.info.status for run in children) == {tracking.FINISHED: 1, tracking.FAILED: 1}
+    assert tracking.client().get_run(result.parent_run_id).info.status == tracking.FINISHED
+
+
+def test_a_sweep_whose_first_trials_fail_still_completes():
+    space = {"optimizer": ["sgd"], "norm_type": ["none"], "lr": [10.0]}  # every point diverges
+    result = _sweep("allfail", "diverging", 2, space=space)
+    assert [(t.status, t.failure_kind) for t in result.trials] == [("failed", "diverged")] * 2
+    assert [t["result"]["status"] for t in _saved_trials("allfail", "diverging").trials] == [STATUS_FAIL] * 2
+    with pytest.raises(RuntimeError, match="no trial of this sweep finished"):
+        _ = result.best
+    assert tracking.client().get_run(result.parent_run_id).info.status == tracking.FINISHED
