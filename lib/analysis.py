@@ -12,10 +12,11 @@ import pandas as pd
 
 from lib import tracking
 from lib.stats import Effect, paired_effect, per_seed, usable_lr_decades, verdict
+from lib.trial import code_version
 
 MODERATE_DROPOUT = (0.2, 0.4)
 HIGH_DROPOUT_ABOVE = 0.5
-LR_TOLERANCE = 0.02  # "usable": within 2 accuracy points of the best mean in the LR grid
+LR_TOLERANCE = 0.02  # "usable": within 2 accuracy points of the norm type's best mean in the LR grid
 LITTLE_GAIN = 0.005  # "more blocks give little": less than half an accuracy point
 
 
@@ -31,7 +32,12 @@ def trial_runs(experiment: str, hypothesis: str | None = None, profile: str | No
             f"no trial runs in MLflow experiment '{experiment}' yet: run the notebook "
             f"that produces it first (`make run` runs them all in order)."
         )
-    frame = frame[frame["tag.trial_key"].notna() & frame["status"].isin([tracking.FINISHED, tracking.FAILED])]
+    # trials of the current training code only: a store may also hold runs of older code versions
+    frame = frame[
+        frame["tag.trial_key"].notna()
+        & frame["status"].isin([tracking.FINISHED, tracking.FAILED])
+        & (frame["tag.code_version"] == code_version())
+    ]
     if hypothesis is not None:
         frame = frame[frame["tag.hypothesis"] == hypothesis]
     if profile is not None:
@@ -86,15 +92,24 @@ def h1(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def h2_lr_range(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """H2a: usable learning-rate range (decades) per seed and norm, and the batch - none effect."""
-    reference = frame.groupby(["norm_type", "lr"])["val_accuracy"].mean().max()
-    widths = (
-        frame.fillna({"val_accuracy": 0.0})
-        .groupby(["seed", "norm_type"])
-        .apply(lambda g: usable_lr_decades(g, LR_TOLERANCE, reference), include_groups=False)
-        .rename("usable_decades")
-        .reset_index()
-    )
+    """H2a: usable learning-rate range (decades) per seed and norm, and the batch - none effect.
+
+    A learning rate is usable for a norm type when a seed's accuracy there is within
+    ``LR_TOLERANCE`` of that norm type's best mean accuracy over the grid: the range measures how
+    forgiving the choice of learning rate is, separately from how high the best accuracy is (H2b).
+    """
+    filled = frame.fillna({"val_accuracy": 0.0})
+    best_mean = filled.groupby(["norm_type", "lr"])["val_accuracy"].mean().groupby(level=0).max()
+    rows = [
+        {
+            "seed": seed,
+            "norm_type": norm,
+            "reference": best_mean[norm],
+            "usable_decades": usable_lr_decades(group, LR_TOLERANCE, best_mean[norm]),
+        }
+        for (seed, norm), group in filled.groupby(["seed", "norm_type"])
+    ]
+    widths = pd.DataFrame(rows)
     widths["usable_decades"] = widths["usable_decades"].fillna(-1.0)  # no usable LR at all: below 0 width
     by_seed = widths.pivot(index="seed", columns="norm_type", values="usable_decades")
     effect = paired_effect(by_seed["batch"], by_seed["none"], "usable LR decades, batch - none")

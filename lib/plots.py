@@ -89,13 +89,14 @@ def accuracy_vs(
     for level, group in summary.groupby(hue, sort=True):
         group = group.sort_values(x)
         mean = group["mean"] * 100
-        low = (group["mean"] - group["ci_low"]).fillna(0) * 100
-        high = (group["ci_high"] - group["mean"]).fillna(0) * 100
+        # an accuracy interval cannot leave [0, 100]: clip the t-interval there
+        low = (group["mean"] - group["ci_low"].clip(lower=0.0)).fillna(0) * 100
+        high = (group["ci_high"].clip(upper=1.0) - group["mean"]).fillna(0) * 100
         ax.errorbar(group[x], mean, yerr=[low, high], marker="o", capsize=4, label=f"{hue}={level}")
     if log_x:
         ax.set_xscale("log")
     ax.set(title=title, xlabel=xlabel, ylabel=value_label)
-    ax.legend(title="mean ± 95% CI")
+    ax.legend(title="mean ± 95% CI (clipped to 0-100)")
     fig.tight_layout()
     return fig
 

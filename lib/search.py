@@ -22,10 +22,12 @@ parent run per sweep, and goes through the engine's cache.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import pickle
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,7 +38,7 @@ from lib import tracking
 from lib.config import ConfigError, TrialConfig, check_known_fields
 from lib.engine import StudyError, result_from_run, run_trials
 from lib.paths import state_dir
-from lib.trial import DataSpec, TrialResult, trial_key
+from lib.trial import DataSpec, TrialResult, code_version, trial_key
 
 DEFAULT_SPACE: dict[str, Any] = {
     "norm_type": ["none", "batch"],
@@ -126,9 +128,19 @@ class SweepResult:
         return max(finished, key=lambda t: t.val_accuracy)
 
 
-def _state_path(experiment: str, sweep_name: str):
+def _sweep_id(experiment: str, sweep_name: str, spec: dict[str, Any], data: DataSpec) -> str:
+    """Identity of a resumable sweep: its name, space, data split and the training code's version.
+
+    Changing any of them starts a fresh sweep instead of resuming one whose points were scored
+    by other code or on other data.
+    """
+    text = f"{experiment}|{sweep_name}|{spec!r}|{sorted(asdict(data).items())}|{code_version()}"
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _state_path(experiment: str, sweep_name: str, sweep_id: str) -> Path:
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in f"{experiment}__{sweep_name}")
-    return state_dir() / f"{safe}.hyperopt.pkl"
+    return state_dir() / f"{safe}__{sweep_id}.hyperopt.pkl"
 
 
 def _decode(params: dict[str, Any]) -> dict[str, Any]:
@@ -147,13 +159,14 @@ def _decode(params: dict[str, Any]) -> dict[str, Any]:
     return {k: int(round(v)) if k in ints and isinstance(v, float) else v for k, v in params.items()}
 
 
-def _parent_run(experiment: str, sweep_name: str, settings: dict[str, Any], tags: dict[str, str]) -> str:
+def _parent_run(experiment: str, sweep_name: str, sweep_id: str, settings: dict[str, Any], tags: dict[str, str]) -> str:
     exp_id = tracking.experiment_id(experiment)
     for run in tracking.search_ids([exp_id]):
-        if run.data.tags.get("sweep_parent") == sweep_name:
+        if run.data.tags.get("sweep_id") == sweep_id:
             tracking.client().update_run(run.info.run_id, status=tracking.RUNNING)
             return run.info.run_id
-    return tracking.start_run(exp_id, settings, tags | {"sweep_parent": sweep_name}, run_name=f"sweep-{sweep_name}")
+    parent_tags = tags | {"sweep_parent": sweep_name, "sweep_id": sweep_id, "code_version": code_version()}
+    return tracking.start_run(exp_id, settings, parent_tags, run_name=f"sweep-{sweep_name}")
 
 
 def run_sweep(
@@ -182,13 +195,15 @@ def run_sweep(
     startup = n_startup if n_startup is not None else max(3, min(10, max_evals // 3))
     algo = partial(tpe.suggest, n_startup_jobs=startup)
     tags = (tags or {}) | {"sweep": sweep_name}
+    sweep_id = _sweep_id(experiment, sweep_name, spec, data)
     parent = _parent_run(
         experiment,
         sweep_name,
+        sweep_id,
         {"max_evals": max_evals, "sweep_seed": seed, "n_startup": startup, "space": repr(spec)[:5000]} | data.params(),
         tags,
     )
-    state = _state_path(experiment, sweep_name)
+    state = _state_path(experiment, sweep_name, sweep_id)
     trials: Trials = pickle.loads(state.read_bytes()) if state.exists() else Trials()
     results: dict[int, TrialResult] = {}
 

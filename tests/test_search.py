@@ -12,6 +12,7 @@ from hyperopt.pyll import Apply
 
 from lib import engine, search, tracking
 from lib.engine import StudyError
+from lib.paths import state_dir
 from lib.search import build_space, run_sweep
 from lib.trial import DataSpec, execute_trial
 
@@ -46,7 +47,8 @@ def _forbid_training(monkeypatch) -> None:
 
 
 def _saved_trials(experiment: str, name: str):
-    return pickle.loads(search._state_path(experiment, name).read_bytes())
+    (path,) = state_dir().glob(f"{experiment}__{name}__*.hyperopt.pkl")  # one state file per sweep identity
+    return pickle.loads(path.read_bytes())
 
 
 def test_single_values_and_empty_ranges_become_constants():
@@ -233,3 +235,11 @@ def test_a_sweep_whose_first_trials_fail_still_completes():
     with pytest.raises(RuntimeError, match="no trial of this sweep finished"):
         _ = result.best
     assert tracking.client().get_run(result.parent_run_id).info.status == tracking.FINISHED
+
+
+def test_a_sweep_started_under_other_training_code_is_not_resumed(monkeypatch):
+    first = _sweep("versions", "v", 2)
+    monkeypatch.setattr(search, "code_version", lambda: "another-version")
+    second = _sweep("versions", "v", 2)
+    assert second.parent_run_id != first.parent_run_id
+    assert len(list(state_dir().glob("versions__v__*.hyperopt.pkl"))) == 2
