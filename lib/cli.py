@@ -9,6 +9,7 @@ Each option is explained in ``--help``; values are parsed as YAML scalars (``0.2
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -188,19 +189,28 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _study(args: argparse.Namespace) -> int:
+    """Execute the notebooks in order with papermill.
+
+    The profile travels as ``HYPERTUNE_PROFILE`` (which every parameters cell reads), not as an
+    injected parameters cell: executed notebooks saved in place then contain no hard-coded
+    ``profile = "full"`` cell, so nbval can still run them in the smoke profile.
+    """
+    import nbformat
     import papermill
 
+    os.environ["HYPERTUNE_PROFILE"] = args.profile
     started = time.perf_counter()
     for name in [n.strip() for n in args.notebooks.split(",") if n.strip()]:
         source = PROJECT_ROOT / "notebooks" / f"{name}.ipynb"
         target = (args.output_dir / source.name) if args.output_dir else source
         target.parent.mkdir(parents=True, exist_ok=True)
+        notebook = nbformat.read(source, as_version=4)
+        notebook.cells = [c for c in notebook.cells if "injected-parameters" not in c.metadata.get("tags", [])]
         began = time.perf_counter()
         print(f"== {name} ({args.profile})", flush=True)
         papermill.execute_notebook(
-            str(source),
+            notebook,
             str(target),
-            parameters={"profile": args.profile},
             cwd=str(source.parent),
             kernel_name="hypertune",
             progress_bar=False,

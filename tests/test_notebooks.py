@@ -1,0 +1,30 @@
+"""The notebooks' structure: one papermill parameters cell, nothing that pins a profile for nbval."""
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+
+
+def test_all_numbered_notebooks_exist():
+    names = [path.stem for path in NOTEBOOKS]
+    assert names == ["01_baseline", "02_norm_dropout", "02b_dropout_bn", "03_conv_blocks", "04_analysis"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_one_parameters_cell_that_reads_the_profile_from_the_environment(path):
+    notebook = nbformat.read(path, as_version=4)
+    tagged = [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    assert "profile = profiles.default_profile()" in tagged[0].source
+    injected = [cell for cell in notebook.cells if "injected-parameters" in cell.metadata.get("tags", [])]
+    assert injected == [], "a papermill-injected cell would pin the profile and make nbval run the full study"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_committed_notebooks_have_no_error_outputs(path):
+    notebook = nbformat.read(path, as_version=4)
+    errors = [out for cell in notebook.cells for out in cell.get("outputs", []) if out.get("output_type") == "error"]
+    assert errors == []
