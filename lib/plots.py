@@ -9,10 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-if matplotlib.get_backend().lower() == "agg" or not matplotlib.get_backend():
-    matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
