@@ -59,7 +59,8 @@ ui: setup
 
 # JupyterLab on notebooks/ (loopback) with the project's kernel; runs log to the same fixed store.
 lab: setup
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --port=$(LAB_PORT) --no-browser
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --port=$(LAB_PORT) --no-browser \
+	  $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 bench: setup
 	$(PY) benchmarks/engine_parallel.py
