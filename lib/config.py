@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 NormType = Literal["none", "batch", "layer", "group"]
 PoolType = Literal["max", "avg"]
 DropoutPlacement = Literal["block", "head", "pool"]
+DropoutImpl = Literal["fast", "torch"]
 Activation = Literal["relu", "gelu", "silu"]
 OptimizerName = Literal["adam", "adamw", "sgd"]
 SchedulerName = Literal["none", "cosine", "plateau"]
@@ -66,6 +67,8 @@ class ModelConfig(_Strict):
     ``dropout_placement``: ``block`` = after every activation (the course's order), ``head`` = only
     in the dense head (no dropout feeds a later BatchNorm), ``pool`` = in conv blocks after the pool
     instead of before it (max-pooling then no longer picks the rescaled survivors).
+    ``dropout_impl``: ``fast`` draws the same Bernoulli masks as ``torch`` (``nn.Dropout``) about three
+    times faster on the CPU, from a different random stream (see :mod:`lib.dropout`).
     """
 
     num_conv_blocks: int = Field(2, ge=0, le=8)
@@ -79,6 +82,7 @@ class ModelConfig(_Strict):
     group_norm_groups: int = Field(8, ge=1)
     dropout_p: float = Field(0.0, ge=0.0, lt=1.0)
     dropout_placement: DropoutPlacement = "block"
+    dropout_impl: DropoutImpl = "fast"
     activation: Activation = "relu"
 
     @field_validator("conv_kernel_size")
@@ -148,12 +152,13 @@ class TrialConfig(_Strict):
     def canonical(self) -> TrialConfig:
         """The same experiment with fields that cannot matter set to fixed values.
 
-        With ``dropout_p == 0`` the placement is irrelevant; without BatchNorm recalibration does
-        nothing. Equal canonical configs share one cache key, so a grid never trains them twice.
+        With ``dropout_p == 0`` the placement and the dropout implementation are irrelevant; without
+        BatchNorm recalibration does nothing. Equal canonical configs share one cache key, so a grid
+        never trains them twice.
         """
         model, train = self.model, self.train
         if model.dropout_p == 0.0:
-            model = model.model_copy(update={"dropout_placement": "block"})
+            model = model.model_copy(update={"dropout_placement": "block", "dropout_impl": "fast"})
         if model.norm_type != "batch" or model.num_conv_blocks == 0 and not model.hidden_sizes:
             train = train.model_copy(update={"recalibrate_bn": False})
         if not train.recalibrate_bn:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from lib.config import ConfigError, ModelConfig
+from lib.dropout import FastDropout
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
 
@@ -71,7 +72,9 @@ def _divisors(n: int) -> list[int]:
 
 
 def _dropout(config: ModelConfig) -> nn.Module:
-    return nn.Dropout(config.dropout_p) if config.dropout_p > 0 else nn.Identity()
+    if config.dropout_p == 0:
+        return nn.Identity()
+    return FastDropout(config.dropout_p) if config.dropout_impl == "fast" else nn.Dropout(config.dropout_p)
 
 
 class ConvNet(nn.Module):

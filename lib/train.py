@@ -20,7 +20,7 @@ from torch import nn
 from lib.config import TrainConfig
 from lib.data import ArrayData
 
-EVAL_BATCH_SIZE = 2048
+EVAL_BATCH_SIZE = 256  # small batches stay in cache: 5k images evaluate about 2x faster than at 2048 on the CPU
 
 
 @dataclass(frozen=True)
