@@ -9,11 +9,12 @@ PY := $(VENV)/bin/python
 STAMPS := .stamps
 PROFILE ?= full
 PORT ?= 5000
+HOST ?= 127.0.0.1
 LAB_PORT ?= 8888
 STORE := sqlite:///$(CURDIR)/mlruns/mlflow.db
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test setup data ui server lab bench clean lint
+.PHONY: run test setup data ui server lab bench bench-numerics clean lint
 
 setup: $(STAMPS)/venv $(STAMPS)/data
 
@@ -33,6 +34,11 @@ $(STAMPS)/data: $(STAMPS)/venv
 	$(PY) -m lib data
 	@touch $@
 
+# Ray Tune (optional for users, see requirements-ray.txt); the tests cover the Ray back-end with it.
+$(STAMPS)/ray: requirements-ray.txt $(STAMPS)/venv
+	$(PY) -m pip install -q -r requirements-ray.txt
+	@touch $@
+
 data: $(STAMPS)/venv
 	@rm -f $(STAMPS)/data
 	@$(MAKE) --no-print-directory $(STAMPS)/data
@@ -45,25 +51,47 @@ lint: $(STAMPS)/venv
 
 # Unit tests, then every notebook under nbval in the smoke profile against a temporary MLflow
 # store, figure folder and sweep state, so the repository stays clean.
-test: setup lint
+test: setup $(STAMPS)/ray lint
 	$(PY) -m pytest -p no:cacheprovider tests
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	HYPERTUNE_PROFILE=smoke MLFLOW_TRACKING_URI="sqlite:///$$tmp/mlflow.db" HYPERTUNE_FIGURES_DIR="$$tmp/figures" \
 	HYPERTUNE_STATE_DIR="$$tmp/state" $(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-kernel-name hypertune \
 	  --nbval-cell-timeout 300 notebooks/
 
+# MLflow in its own process group (setsid), stopped as a group on Ctrl-C or exit: a SIGTERM to the
+# main process alone leaves its huey job consumers behind.
+define group_run
+	@setsid $(1) & pid=$$!; \
+	trap 'kill -TERM -- -'$$pid' 2>/dev/null; sleep 1; kill -KILL -- -'$$pid' 2>/dev/null; exit 0' INT TERM EXIT; \
+	wait $$pid
+endef
+
 # MLflow UI on the project store, loopback only; Ctrl-C stops it.
 ui: setup
-	$(PY) -m mlflow ui --backend-store-uri $(STORE) --default-artifact-root $(CURDIR)/mlruns/artifacts \
-	  --host 127.0.0.1 --port $(PORT) --workers 1
+	$(call group_run,$(PY) -m mlflow ui --backend-store-uri $(STORE) --default-artifact-root $(CURDIR)/mlruns/artifacts \
+	  --host 127.0.0.1 --port $(PORT) --workers 1)
+
+# Shared tracking server on the project store (HOST=127.0.0.1 unless told otherwise, PORT=5000).
+# Artifacts are served through it from mlruns/artifacts. Workers elsewhere log to it with
+# MLFLOW_TRACKING_URI=http://HOST:PORT; Ctrl-C stops the server and all its processes.
+server: setup
+	@mkdir -p mlruns/artifacts
+	@echo "MLflow tracking server on http://$(HOST):$(PORT) (store $(STORE)); Ctrl-C stops it"
+	$(call group_run,$(PY) -m mlflow server --backend-store-uri $(STORE) \
+	  --artifacts-destination $(CURDIR)/mlruns/artifacts --host $(HOST) --port $(PORT) --workers 1)
 
 # JupyterLab on notebooks/ (loopback) with the project's kernel; runs log to the same fixed store.
 lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --port=$(LAB_PORT) --no-browser \
 	  $(if $(filter 0,$(shell id -u)),--allow-root,)
 
+# The speed table of the README (a few minutes), and the controlled accuracy comparison that lets
+# FastDropout be the default (about 15 minutes; writes benchmarks/results/dropout_numerics.md).
 bench: setup
-	$(PY) benchmarks/engine_parallel.py
+	$(PY) benchmarks/speed.py
+
+bench-numerics: setup
+	$(PY) benchmarks/dropout_numerics.py --seeds 4
 
 clean:
 	rm -rf $(STAMPS) .pytest_cache .ruff_cache lib/__pycache__ tests/__pycache__ benchmarks/__pycache__ *.egg-info

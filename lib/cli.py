@@ -80,6 +80,13 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="extra MLflow tag for every trial, e.g. --tag hypothesis=H1",
     )
+    parser.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="where trials train: local worker processes (default) or Ray Tune (a local Ray, or the cluster "
+        "at RAY_ADDRESS; needs pip install -r requirements-ray.txt); the MLflow records are the same",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="YAML file with the search space (default: lib.search.DEFAULT_SPACE); format in "
         "lib/search.py, e.g. 'lr: {loguniform: [1e-4, 1e-2]}' or 'norm_type: [none, batch]'",
+    )
+    sweep.add_argument(
+        "--early-stopping",
+        action="store_true",
+        help="with --engine ray: let ASHA stop poor trials after an epoch (their runs end KILLED, "
+        "tagged stopped_early=true)",
     )
 
     study = commands.add_parser("study", help="execute the numbered notebooks in place with papermill")
@@ -163,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             _data_spec(args),
             {k: str(v) for k, v in tags.items()},
             workers=workers,
+            engine=args.engine,
         )
         columns = [*dict.fromkeys([*_factors(args.factor), "seed"]), "status", "val_accuracy", "cached"]
         print(frame[columns].to_string(index=False))
@@ -181,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         base=base,
         data=_data_spec(args),
         tags={k: str(v) for k, v in tags.items()},
+        engine=args.engine,
+        early_stopping=args.early_stopping,
     )
     best = result.best
     print(f"{len(result.trials)} trials; best validation accuracy {best.val_accuracy:.4f} (run {best.run_id})")

@@ -11,7 +11,8 @@
   failures (diverged, invalid config) are cached like successes; errors are retried next time.
 - **Parallel**: independent trials run in worker processes with one thread each when there are
   several (two 1-thread trainings beat one 2-thread training on this 2-core machine); one trial
-  runs in-process with all threads. The parent process is the only MLflow writer.
+  runs in-process with all threads. Workers fork from a preloaded server, so they start without
+  importing torch again. The parent process is the only MLflow writer.
 
 What this is not: the hyperopt search (``lib.search``) or the statistics (``lib.stats``).
 """
@@ -36,6 +37,7 @@ from lib.config import ConfigError, TrialConfig, check_known_fields
 from lib.trial import DataSpec, TrialResult, code_version, execute_trial, trial_key
 
 CACHED_FAILURES = frozenset({"diverged", "invalid_config"})
+ENGINES = ("local", "ray")
 
 
 class StudyError(ValueError):
@@ -83,11 +85,22 @@ def run_grid(
     workers: int | str = "auto",
     threads_per_trial: int | None = None,
     progress: bool = True,
+    engine: str = "local",
 ) -> pd.DataFrame:
-    """Run a controlled grid and return one row per trial (config columns + metrics)."""
+    """Run a controlled grid and return one row per trial (config columns + metrics).
+
+    ``engine="ray"`` runs the same trials on Ray Tune (see ``lib.ray_backend``), with the same records.
+    """
+    check_engine(engine)
     configs = grid_configs(base, factors, seeds)
-    results = run_trials(configs, experiment, data, tags, workers, threads_per_trial, progress=progress)
+    results = run_trials(configs, experiment, data, tags, workers, threads_per_trial, progress=progress, engine=engine)
     return results_frame(results)
+
+
+def check_engine(engine: str) -> None:
+    """``engine`` names a back-end: ``local`` (this module) or ``ray`` (``lib.ray_backend``)."""
+    if engine not in ENGINES:
+        raise StudyError(f"engine={engine!r}: must be one of {list(ENGINES)}")
 
 
 def results_frame(results: Sequence[TrialResult]) -> pd.DataFrame:
@@ -164,10 +177,28 @@ def result_from_run(config: TrialConfig, key: str, run: Any) -> TrialResult:
     )
 
 
-def _init_worker(threads: int) -> None:
-    """Worker process set-up: fixed thread count, Ctrl-C handled by the parent only."""
+# Workers are forked from a server process that has already imported torch and the trainer, so a
+# grid's workers start in a fraction of a second instead of each importing torch (about 3 s here).
+# The server starts once per Python session and computes nothing, so forking it is thread-safe.
+_WORKER_PRELOAD = ["torch", "lib.trial", "lib.train", "lib.model", "lib.data"]
+
+
+def _worker_context() -> multiprocessing.context.BaseContext:
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")  # Windows
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(_WORKER_PRELOAD)
+    return context
+
+
+def _init_worker(threads: int, environ: dict[str, str], cwd: str) -> None:
+    """Worker set-up: the parent's environment and folder now (not the server's), fixed thread
+    count, Ctrl-C handled by the parent only."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ.clear()
+    os.environ.update(environ)
     os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.chdir(cwd)
     import torch
 
     torch.set_num_threads(threads)
@@ -203,10 +234,21 @@ def run_trials(
     threads_per_trial: int | None = None,
     parent_run_id: str | None = None,
     progress: bool = True,
+    engine: str = "local",
 ) -> list[TrialResult]:
-    """Run ``configs`` (cached, resumable, parallel) and return their results in input order."""
+    """Run ``configs`` (cached, resumable, parallel) and return their results in input order.
+
+    ``engine="ray"`` hands them to ``lib.ray_backend`` (``workers``: trials at once, ``threads_per_trial``: CPUs each).
+    """
     from tqdm.auto import tqdm
 
+    check_engine(engine)
+    if engine == "ray":
+        from lib import ray_backend
+
+        return ray_backend.run_trials(
+            configs, experiment, data, tags, workers, threads_per_trial, parent_run_id, progress
+        )
     if not configs:
         raise StudyError("no trials to run: the study is empty")
     exp_id = tracking.experiment_id(experiment)
@@ -283,9 +325,11 @@ def _run_parallel(
 ) -> None:
     """Keep ``n_workers`` trials in flight; a run is opened only when its trial is submitted."""
     pending = list(todo)
-    context = multiprocessing.get_context("spawn")
+    context = _worker_context()
     while pending or in_flight:
-        executor = ProcessPoolExecutor(n_workers, mp_context=context, initializer=_init_worker, initargs=(threads,))
+        executor = ProcessPoolExecutor(
+            n_workers, mp_context=context, initializer=_init_worker, initargs=(threads, dict(os.environ), os.getcwd())
+        )
         futures: dict[Future, str] = {}
         try:
             while pending or futures:

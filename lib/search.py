@@ -36,7 +36,7 @@ from hyperopt.exceptions import AllTrialsFailed
 
 from lib import tracking
 from lib.config import ConfigError, TrialConfig, check_known_fields
-from lib.engine import StudyError, result_from_run, run_trials
+from lib.engine import StudyError, check_engine, result_from_run, run_trials
 from lib.paths import state_dir
 from lib.trial import DataSpec, TrialResult, code_version, trial_key
 
@@ -180,10 +180,23 @@ def run_sweep(
     tags: dict[str, str] | None = None,
     n_startup: int | None = None,
     progress: bool = True,
+    engine: str = "local",
+    early_stopping: bool | str = False,
 ) -> SweepResult:
-    """Run (or resume) a TPE sweep of ``max_evals`` trials in total and return all its trials."""
+    """Run (or resume) a TPE sweep of ``max_evals`` trials in total and return all its trials.
+
+    ``engine="ray"`` runs the same space with Ray Tune's ``HyperOptSearch``, several trials at once
+    (see ``lib.ray_backend``); ``early_stopping=True`` (Ray only) lets ASHA stop poor trials early.
+    """
     from tqdm.auto import tqdm
 
+    check_engine(engine)
+    if engine == "ray":
+        from lib.ray_backend import import_ray
+
+        import_ray()  # the install hint before anything is logged
+    if early_stopping and engine != "ray":
+        raise StudyError("early_stopping needs engine='ray' (ASHA); the local engine runs every trial to its end")
     if not isinstance(max_evals, int) or max_evals < 1:
         raise StudyError(f"max_evals={max_evals!r}: must be an integer >= 1")
     spec = DEFAULT_SPACE if space is None else space
@@ -195,15 +208,36 @@ def run_sweep(
     startup = n_startup if n_startup is not None else max(3, min(10, max_evals // 3))
     algo = partial(tpe.suggest, n_startup_jobs=startup)
     tags = (tags or {}) | {"sweep": sweep_name}
-    sweep_id = _sweep_id(experiment, sweep_name, spec, data)
+    # a Ray sweep keeps its own searcher state, so it is a different sweep from a local one of the same name
+    sweep_id = _sweep_id(experiment, sweep_name if engine == "local" else f"{sweep_name}@{engine}", spec, data)
     parent = _parent_run(
         experiment,
         sweep_name,
         sweep_id,
         {"max_evals": max_evals, "sweep_seed": seed, "n_startup": startup, "space": repr(spec)[:5000]} | data.params(),
-        tags,
+        tags | ({"engine": engine} if engine != "local" else {}),
     )
     state = _state_path(experiment, sweep_name, sweep_id)
+    if engine == "ray":
+        from lib import ray_backend
+
+        trials = ray_backend.run_sweep(
+            hyperopt_space,
+            experiment,
+            lambda params: TrialConfig.from_flat(_decode(params), base_config),
+            max_evals,
+            seed,
+            startup,
+            data,
+            tags,
+            parent,
+            state.with_name(state.name.replace(".hyperopt.pkl", ".ray.pkl")),
+            ray_backend.max_epochs(spec, base_config),
+            early_stopping=early_stopping,
+            progress=progress,
+        )
+        tracking.end_run(parent, tracking.FINISHED)
+        return SweepResult(trials, parent)
     trials: Trials = pickle.loads(state.read_bytes()) if state.exists() else Trials()
     results: dict[int, TrialResult] = {}
 

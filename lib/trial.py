@@ -14,14 +14,17 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lib.config import ConfigError, TrialConfig
 from lib.data import DEFAULT_SPLIT_SEED, DEFAULT_VAL_SIZE, DataSplits, load_splits, load_test_set
 from lib.paths import PROJECT_ROOT
 
+if TYPE_CHECKING:
+    from lib.train import EpochCallback
+
 # Source files whose content decides what a trial computes; their hash is the code version.
-_CODE_FILES = ("lib/config.py", "lib/data.py", "lib/model.py", "lib/train.py", "lib/trial.py")
+_CODE_FILES = ("lib/config.py", "lib/data.py", "lib/dropout.py", "lib/model.py", "lib/train.py", "lib/trial.py")
 
 
 @lru_cache(maxsize=1)
@@ -101,8 +104,17 @@ class TrialResult:
         }
 
 
-def execute_trial(config: TrialConfig, data: DataSpec, progress: bool = False, device: str = "auto") -> TrialResult:
-    """Build, train and evaluate one config. Never raises for a failing trial."""
+def execute_trial(
+    config: TrialConfig,
+    data: DataSpec,
+    progress: bool = False,
+    device: str = "auto",
+    on_epoch: EpochCallback | None = None,
+) -> TrialResult:
+    """Build, train and evaluate one config. Never raises for a failing trial.
+
+    ``on_epoch`` is passed to :func:`lib.train.fit` (the Ray back-end reports epochs to its scheduler with it).
+    """
     from lib.model import build_model, count_parameters
     from lib.train import evaluate, fit, seed_everything
 
@@ -120,7 +132,16 @@ def execute_trial(config: TrialConfig, data: DataSpec, progress: bool = False, d
         started = time.perf_counter()
         train_data = splits.train_plus_val() if data.final else splits.train
         val_data = None if data.final else splits.val
-        result = fit(model, train_data, val_data, config.train, seed=config.seed, device=device, progress=progress)
+        result = fit(
+            model,
+            train_data,
+            val_data,
+            config.train,
+            seed=config.seed,
+            device=device,
+            progress=progress,
+            on_epoch=on_epoch,
+        )
         record = TrialResult(
             **base,
             status="finished" if result.status == "finished" else "failed",
@@ -148,9 +169,19 @@ def execute_trial(config: TrialConfig, data: DataSpec, progress: bool = False, d
         if result.best_epoch:
             record.metrics["best_epoch"] = result.best_epoch
         record.metrics["wall_seconds"] = time.perf_counter() - started
+        record.metrics["peak_rss_mib"] = peak_rss_mib()
         return record
     except Exception as exc:  # a study goes on; the reason is recorded
         return _error_result(base, exc)
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far, in MiB (in a notebook: the whole kernel's)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 
 
 def _error_result(base: dict[str, Any], exc: Exception) -> TrialResult:
