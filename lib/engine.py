@@ -130,7 +130,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _existing_runs(exp_id: str, keys: set[str]) -> dict[str, Any]:
+def existing_runs(exp_id: str, keys: set[str]) -> dict[str, Any]:
     """Finished/cacheable runs by key; stale RUNNING runs of these keys are marked KILLED."""
     mlflow_client = tracking.client()
     found: dict[str, Any] = {}
@@ -153,6 +153,36 @@ def _existing_runs(exp_id: str, keys: set[str]) -> dict[str, Any]:
         if cacheable and key not in found:
             found[key] = run
     return found
+
+
+def open_trial_run(
+    exp_id: str,
+    config: TrialConfig,
+    key: str,
+    data: DataSpec,
+    tags: dict[str, str],
+    parent_run_id: str | None = None,
+) -> str:
+    """Create the RUNNING MLflow run of one trial: every hyperparameter, the data split and the tags.
+
+    Both back-ends (this module and ``lib.ray_backend``) open and close trial runs only through this
+    function and :func:`close_trial_run`, so a trial's record does not depend on where it trained.
+    """
+    params = config.flat() | data.params()
+    run_tags = tags | {"trial_key": key, "seed": str(config.seed)}
+    return tracking.start_run(exp_id, params, run_tags, run_name=run_name(config), parent_run_id=parent_run_id)
+
+
+def close_trial_run(run_id: str, result: TrialResult) -> None:
+    """Log a trial's per-epoch history and final metrics, then end its run FINISHED or FAILED."""
+    result.run_id = run_id
+    tracking.log_history(run_id, result.history)
+    tracking.log_metrics(run_id, result.final_metrics())
+    if result.ok:
+        tracking.end_run(run_id, tracking.FINISHED)
+        return
+    tracking.set_tags(run_id, {"failure_kind": result.failure_kind, "failure_reason": result.failure_reason[:4000]})
+    tracking.end_run(run_id, tracking.FAILED)
 
 
 def result_from_run(config: TrialConfig, key: str, run: Any) -> TrialResult:
@@ -255,7 +285,7 @@ def run_trials(
     requested = list(configs)
     configs = [config.canonical() for config in configs]  # run and log exactly what the key means
     keys = [trial_key(config, data) for config in configs]
-    existing = _existing_runs(exp_id, set(keys))
+    existing = existing_runs(exp_id, set(keys))
     results: dict[str, TrialResult] = {}
     for config, key in zip(configs, keys, strict=True):
         if key in existing and key not in results:
@@ -275,22 +305,10 @@ def run_trials(
     )
 
     def start(key: str) -> str:
-        config = todo[key]
-        params = config.flat() | data.params()
-        run_tags = common_tags | {"trial_key": key, "seed": str(config.seed)}
-        return tracking.start_run(exp_id, params, run_tags, run_name=_run_name(config), parent_run_id=parent_run_id)
+        return open_trial_run(exp_id, todo[key], key, data, common_tags, parent_run_id)
 
     def finish(key: str, run_id: str, result: TrialResult) -> None:
-        result.run_id = run_id
-        tracking.log_history(run_id, result.history)
-        tracking.log_metrics(run_id, result.final_metrics())
-        if result.ok:
-            tracking.end_run(run_id, tracking.FINISHED)
-        else:
-            tracking.set_tags(
-                run_id, {"failure_kind": result.failure_kind, "failure_reason": result.failure_reason[:4000]}
-            )
-            tracking.end_run(run_id, tracking.FAILED)
+        close_trial_run(run_id, result)
         results[key] = result
         bar.update()
         finished = [r.val_accuracy for r in results.values() if r.ok and r.val_accuracy == r.val_accuracy]
@@ -303,7 +321,8 @@ def run_trials(
             for key in todo:
                 in_flight[key] = start(key)
                 result = _in_process(todo[key], data, threads, progress=progress and len(todo) == 1)
-                finish(key, in_flight.pop(key), result)
+                finish(key, in_flight[key], result)  # still in flight (ended KILLED) if Ctrl-C hits the logging
+                del in_flight[key]
         else:
             _run_parallel(todo, data, n_workers, threads, start, finish, in_flight)
     except BaseException as exc:
@@ -353,7 +372,8 @@ def _run_parallel(
                             failure_kind="error",
                             failure_reason="worker process died (out of memory or killed)",
                         )
-                    finish(key, in_flight.pop(key), result)
+                    finish(key, in_flight[key], result)  # still in flight (ended KILLED) if Ctrl-C hits the logging
+                del in_flight[key]
                 if broken:
                     break
         except BaseException:
@@ -372,7 +392,8 @@ def _terminate(executor: ProcessPoolExecutor) -> None:
         process.terminate()
 
 
-def _run_name(config: TrialConfig) -> str:
+def run_name(config: TrialConfig) -> str:
+    """A short readable MLflow run name: blocks, norm, dropout, optimizer, lr and seed."""
     m, t = config.model, config.train
     return (
         f"{m.num_conv_blocks}blk-{m.norm_type}-do{m.dropout_p:g}-{m.dropout_placement}"

@@ -40,7 +40,7 @@ from typing import Any
 
 from lib import tracking
 from lib.config import ConfigError, TrialConfig
-from lib.engine import StudyError, _existing_runs, _run_name, result_from_run
+from lib.engine import StudyError, close_trial_run, existing_runs, open_trial_run, result_from_run
 from lib.trial import DataSpec, TrialResult, code_version, execute_trial, trial_key
 
 INSTALL_HINT = "pip install -r requirements-ray.txt  (or: pip install -e .[ray])"
@@ -161,11 +161,7 @@ class _Recorder:
         self.results: dict[str, TrialResult] = {}  # trial key -> result
 
     def start(self, trial_id: str, key: str, config: TrialConfig) -> None:
-        params = config.flat() | self.data.params()
-        run_tags = self.tags | {"trial_key": key, "seed": str(config.seed)}
-        self.run_ids[trial_id] = tracking.start_run(
-            self.exp_id, params, run_tags, run_name=_run_name(config), parent_run_id=self.parent_run_id
-        )
+        self.run_ids[trial_id] = open_trial_run(self.exp_id, config, key, self.data, self.tags, self.parent_run_id)
         self.started[trial_id] = self.run_ids[trial_id]
         self.rows[trial_id] = []
 
@@ -174,17 +170,8 @@ class _Recorder:
             self.rows[trial_id].append(json.loads(result["row"]))
         if "trial_result" in result and trial_id in self.run_ids:
             record = TrialResult(**json.loads(result["trial_result"]))
-            run_id = self.run_ids[trial_id]  # stays open (and is ended KILLED on Ctrl-C) until it is closed
-            record.run_id = run_id
-            tracking.log_history(run_id, record.history)
-            tracking.log_metrics(run_id, record.final_metrics())
-            if record.ok:
-                tracking.end_run(run_id, tracking.FINISHED)
-            else:
-                tracking.set_tags(
-                    run_id, {"failure_kind": record.failure_kind, "failure_reason": record.failure_reason[:4000]}
-                )
-                tracking.end_run(run_id, tracking.FAILED)
+            # the run stays open (and is ended KILLED on Ctrl-C) until it is closed here
+            close_trial_run(self.run_ids[trial_id], record)
             del self.run_ids[trial_id]
             self._done(record)
 
@@ -217,20 +204,16 @@ class _Recorder:
         run_id = self.run_ids.get(trial_id)
         if run_id is None:
             return
-        reason = f"Ray trial error: {message}"[:4000]
-        tracking.set_tags(run_id, {"failure_kind": "error", "failure_reason": reason})
-        tracking.end_run(run_id, tracking.FAILED)
-        del self.run_ids[trial_id]
-        self._done(
-            TrialResult(
-                key=key,
-                config=config.flat(),
-                status="failed",
-                failure_kind="error",
-                failure_reason=reason,
-                run_id=run_id,
-            )
+        record = TrialResult(
+            key=key,
+            config=config.flat(),
+            status="failed",
+            failure_kind="error",
+            failure_reason=f"Ray trial error: {message}",
         )
+        close_trial_run(self.run_ids[trial_id], record)
+        del self.run_ids[trial_id]
+        self._done(record)
 
     def _done(self, record: TrialResult) -> None:
         self.results[record.key] = record
@@ -402,7 +385,7 @@ def run_trials(
     requested = list(configs)
     configs = [config.canonical() for config in configs]
     keys = [trial_key(config, data) for config in configs]
-    existing = _existing_runs(exp_id, set(keys))
+    existing = existing_runs(exp_id, set(keys))
     results = {
         key: result_from_run(config, key, existing[key])
         for config, key in zip(configs, keys, strict=True)
@@ -442,7 +425,7 @@ def run_trials(
 def _finished_in_store(exp_id: str) -> dict[str, Any]:
     """Cacheable runs of the experiment by trial key (stale RUNNING runs are marked KILLED)."""
     keys = {run.data.tags["trial_key"] for run in tracking.search_ids([exp_id]) if "trial_key" in run.data.tags}
-    return _existing_runs(exp_id, keys) if keys else {}
+    return existing_runs(exp_id, keys) if keys else {}
 
 
 def _load_state(path: Path) -> dict[str, Any] | None:

@@ -39,6 +39,14 @@ def artifact_root() -> str:
     return str(mlruns_dir() / "artifacts")
 
 
+def artifact_location(experiment: str) -> str | None:
+    """Where a new experiment keeps its artifacts: a folder in the local store, or (``None``) wherever
+    a tracking server decides, so figures logged from another machine land on the server's disk."""
+    if tracking_uri().startswith(("http://", "https://")):
+        return None
+    return (Path(artifact_root()) / experiment).as_uri()
+
+
 def client():
     """An :class:`mlflow.MlflowClient` on the project store; creates the database once."""
     return _client(tracking_uri())
@@ -64,9 +72,8 @@ def experiment_id(name: str) -> str:
     found = mlflow_client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
-    location = Path(artifact_root()) / name
     try:
-        return mlflow_client.create_experiment(name, artifact_location=location.as_uri())
+        return mlflow_client.create_experiment(name, artifact_location=artifact_location(name))
     except Exception:  # created concurrently by another process
         found = mlflow_client.get_experiment_by_name(name)
         if found is None:

@@ -97,6 +97,12 @@ def test_tracking_uri_honours_the_environment(monkeypatch, mlflow_store):
     assert tracking.artifact_root() == "/somewhere/else/artifacts"
 
 
+def test_a_tracking_server_chooses_where_artifacts_go(monkeypatch, mlflow_store):
+    assert tracking.artifact_location("exp") == (mlflow_store / "artifacts" / "exp").as_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert tracking.artifact_location("exp") is None  # the server's --artifacts-destination, not our disk
+
+
 def test_default_tracking_uri_is_the_project_store(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     assert tracking.tracking_uri() == f"sqlite:///{PROJECT_ROOT / 'mlruns' / 'mlflow.db'}"
