@@ -255,6 +255,46 @@ def _resolve_workers(workers: int | str, n_todo: int) -> int:
     return min(workers, max(n_todo, 1))
 
 
+@dataclasses.dataclass
+class TrialPlan:
+    """What a call has to do: each requested config's key, the cached results, the trials to train."""
+
+    requested: list[TrialConfig]
+    keys: list[str]
+    results: dict[str, TrialResult]  # by key: cached now, trained ones are added as they finish
+    todo: dict[str, TrialConfig]  # by key: canonical configs still to train, in request order
+
+    def in_request_order(self) -> list[TrialResult]:
+        """One result per requested config (duplicates share a run), with the config as asked for."""
+        return [
+            dataclasses.replace(self.results[key], config=config.flat())
+            for config, key in zip(self.requested, self.keys, strict=True)
+        ]
+
+
+def plan_trials(configs: Sequence[TrialConfig], exp_id: str, data: DataSpec) -> TrialPlan:
+    """Split ``configs`` into cache hits and trials to train (both back-ends start here)."""
+    if not configs:
+        raise StudyError("no trials to run: the study is empty")
+    canonical = [config.canonical() for config in configs]  # run and log exactly what the key means
+    keys = [trial_key(config, data) for config in canonical]
+    existing = existing_runs(exp_id, set(keys))
+    results: dict[str, TrialResult] = {}
+    todo: dict[str, TrialConfig] = {}
+    for config, key in zip(canonical, keys, strict=True):
+        if key in existing:
+            if key not in results:
+                results[key] = result_from_run(config, key, existing[key])
+        else:
+            todo.setdefault(key, config)
+    return TrialPlan(list(configs), keys, results, todo)
+
+
+def trial_tags(experiment: str, data: DataSpec, tags: dict[str, str] | None) -> dict[str, str]:
+    """The tags every trial run of a call carries (its own key and seed are added per run)."""
+    return {"experiment": experiment, "code_version": code_version(), "split": data.load().split_id} | (tags or {})
+
+
 def run_trials(
     configs: Sequence[TrialConfig],
     experiment: str,
@@ -279,30 +319,16 @@ def run_trials(
         return ray_backend.run_trials(
             configs, experiment, data, tags, workers, threads_per_trial, parent_run_id, progress
         )
-    if not configs:
-        raise StudyError("no trials to run: the study is empty")
     exp_id = tracking.experiment_id(experiment)
-    requested = list(configs)
-    configs = [config.canonical() for config in configs]  # run and log exactly what the key means
-    keys = [trial_key(config, data) for config in configs]
-    existing = existing_runs(exp_id, set(keys))
-    results: dict[str, TrialResult] = {}
-    for config, key in zip(configs, keys, strict=True):
-        if key in existing and key not in results:
-            results[key] = result_from_run(config, key, existing[key])
-    todo: dict[str, TrialConfig] = {}
-    for config, key in zip(configs, keys, strict=True):
-        if key not in results:
-            todo.setdefault(key, config)
+    plan = plan_trials(configs, exp_id, data)
+    keys, results, todo = plan.keys, plan.results, plan.todo
     n_workers = _resolve_workers(workers, len(todo))
     threads = threads_per_trial or max(1, (os.cpu_count() or 1) // n_workers)
     unique = len(set(keys))
     bar = tqdm(
         total=unique, initial=unique - len(todo), desc=experiment, unit="trial", disable=not progress, mininterval=1.0
     )
-    common_tags = {"experiment": experiment, "code_version": code_version(), "split": data.load().split_id} | (
-        tags or {}
-    )
+    common_tags = trial_tags(experiment, data, tags)
 
     def start(key: str) -> str:
         return open_trial_run(exp_id, todo[key], key, data, common_tags, parent_run_id)
@@ -333,10 +359,7 @@ def run_trials(
         raise
     finally:
         bar.close()
-    # one result per requested config (duplicates share a run), reported with the config as asked for
-    return [
-        dataclasses.replace(results[key], config=config.flat()) for config, key in zip(requested, keys, strict=True)
-    ]
+    return plan.in_request_order()
 
 
 def _run_parallel(

@@ -40,8 +40,16 @@ from typing import Any
 
 from lib import tracking
 from lib.config import ConfigError, TrialConfig
-from lib.engine import StudyError, close_trial_run, existing_runs, open_trial_run, result_from_run
-from lib.trial import DataSpec, TrialResult, code_version, execute_trial, trial_key
+from lib.engine import (
+    StudyError,
+    close_trial_run,
+    existing_runs,
+    open_trial_run,
+    plan_trials,
+    result_from_run,
+    trial_tags,
+)
+from lib.trial import DataSpec, TrialResult, execute_trial, trial_key
 
 INSTALL_HINT = "pip install -r requirements-ray.txt  (or: pip install -e .[ray])"
 ASHA_REDUCTION_FACTOR = 2
@@ -356,10 +364,6 @@ def _threads(threads_per_trial: int | None) -> int:
     return threads_per_trial
 
 
-def _common_tags(experiment: str, data: DataSpec, tags: dict[str, str] | None) -> dict[str, str]:
-    return {"experiment": experiment, "code_version": code_version(), "split": data.load().split_id} | (tags or {})
-
-
 def _bar(total: int, initial: int, desc: str, progress: bool) -> Any:
     from tqdm.auto import tqdm
 
@@ -378,27 +382,14 @@ def run_trials(
 ) -> list[TrialResult]:
     """:func:`lib.engine.run_trials` on Ray: cached, one MLflow writer, results in input order."""
     import_ray()
-    if not configs:
-        raise StudyError("no trials to run: the study is empty")
     threads = _threads(threads_per_trial)
     exp_id = tracking.experiment_id(experiment)
-    requested = list(configs)
-    configs = [config.canonical() for config in configs]
-    keys = [trial_key(config, data) for config in configs]
-    existing = existing_runs(exp_id, set(keys))
-    results = {
-        key: result_from_run(config, key, existing[key])
-        for config, key in zip(configs, keys, strict=True)
-        if key in existing
-    }
-    todo: dict[str, TrialConfig] = {}
-    for config, key in zip(configs, keys, strict=True):
-        if key not in results:
-            todo.setdefault(key, config)
+    plan = plan_trials(configs, exp_id, data)
+    todo = plan.todo
     if todo:
-        unique = len(set(keys))
+        unique = len(set(plan.keys))
         bar = _bar(unique, unique - len(todo), experiment, progress)
-        recorder = _Recorder(exp_id, data, _common_tags(experiment, data, tags), parent_run_id, bar)
+        recorder = _Recorder(exp_id, data, trial_tags(experiment, data, tags), parent_run_id, bar)
         try:
             with ray_cluster() as cluster:
                 _tune(_grid_searcher(todo), recorder, cluster, data, threads, _concurrency(cluster, threads, workers))
@@ -412,10 +403,8 @@ def run_trials(
         missing = [key for key in todo if key not in recorder.results]
         if missing:
             raise RuntimeError(f"Ray returned no result for {len(missing)} trial(s); see the KILLED runs in MLflow")
-        results |= recorder.results
-    return [
-        dataclasses.replace(results[key], config=config.flat()) for config, key in zip(requested, keys, strict=True)
-    ]
+        plan.results |= recorder.results
+    return plan.in_request_order()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -583,7 +572,7 @@ def run_sweep(
             state_path.write_bytes(pickle.dumps({"searcher": inner.get_state(), "records": records}))
 
         bar = _bar(max_evals, len(records), f"sweep {tags.get('sweep', '')}".strip(), progress)
-        recorder = _Recorder(exp_id, data, _common_tags(experiment, data, tags), parent_run_id, bar)
+        recorder = _Recorder(exp_id, data, trial_tags(experiment, data, tags), parent_run_id, bar)
         searcher = _sweep_searcher(inner, remaining, records, known, decode, data, recorder, save)
         scheduler = None
         if scheduler_kind == "asha":
