@@ -49,7 +49,27 @@ def _factors(items: list[str]) -> dict[str, list[Any]]:
 def _data_spec(args: argparse.Namespace):
     from lib.trial import DataSpec
 
-    return DataSpec(train_subset=args.train_subset, val_subset=args.val_subset)
+    return DataSpec(train_subset=args.train_subset, val_subset=args.val_subset, dataset=args.dataset)
+
+
+def _dataset_name(text: str) -> str:
+    """argparse type for ``--dataset``: an unknown name is a one-line usage error listing the allowed ones."""
+    from lib.datasets import check_name
+
+    try:
+        return check_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_dataset(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dataset",
+        type=_dataset_name,
+        default="fashion_mnist",
+        help="data set: fashion_mnist (default), mnist, kmnist, cifar10, digits (offline, 8x8), or folder:PATH "
+        "(an ImageFolder tree; folder:PATH@32 resizes to 32x32)",
+    )
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -87,6 +107,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         help="where trials train: local worker processes (default) or Ray Tune (a local Ray, or the cluster "
         "at RAY_ADDRESS; needs pip install -r requirements-ray.txt); the MLflow records are the same",
     )
+    _add_dataset(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,8 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    data = commands.add_parser("data", help="fetch, verify and place Fashion-MNIST under data/")
+    data = commands.add_parser("data", help="fetch, verify and place a data set under data/ (default Fashion-MNIST)")
     data.add_argument("--no-download", action="store_true", help="never try torchvision's downloader")
+    _add_dataset(data)
 
     grid = commands.add_parser("grid", help="run a controlled grid: factors x seeds, cached and resumable")
     _add_common(grid)
@@ -155,9 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "data":
-        from lib.data import ensure_fashion_mnist
+        from lib.data import describe_dataset
 
-        print("Fashion-MNIST verified in", ensure_fashion_mnist(download=not args.no_download))
+        print(describe_dataset(args.dataset, download=not args.no_download))
         return 0
     if args.command == "study":
         return _study(args)

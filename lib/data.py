@@ -1,158 +1,53 @@
-"""The real Fashion-MNIST, offline, verified, split and held in memory.
+"""Honest splits of any image data set, held in memory and batched by index.
 
 What this module does:
 
-- finds the four IDX files (``data/`` first, then the Debian package ``dataset-fashion-mnist`` in
-  ``/usr/share/datasets/fashion-mnist``, then torchvision's downloader) and keeps them in
-  torchvision's layout, so ``torchvision.datasets.FashionMNIST(root="data")`` works too;
-- verifies every file against a recorded SHA-256 of its *uncompressed* bytes (so a re-compressed
-  ``.gz`` from another mirror is still accepted) and turns a missing or corrupt file into a
-  :class:`DataError` that names the file and the command that fixes it;
-- carves a fixed, seeded, stratified validation split from the 60k training images (used for all
-  tuning) and keeps the official 10k test set apart: only :func:`load_test_set` reads it, and only
-  the final evaluation should call that;
+- reads a data set's parts through :mod:`lib.datasets` (which finds, fetches and verifies the files:
+  Fashion-MNIST by default, or MNIST, KMNIST, CIFAR-10, scikit-learn's digits, a folder of images);
+- keeps a held-out test set apart: the official one where the data set has one, otherwise a
+  seeded, stratified fifth carved once from the data (:func:`carve_test_indices`, the same for
+  every split seed); only :func:`load_test_set` reads it, and only the final evaluation should call that;
+- carves a fixed, seeded, stratified validation split from the rest (used for all tuning) and
+  normalises with statistics of the training part only;
 - holds tensors in memory and batches by index (no per-item Python, no PIL).
 
-What it is not: an augmentation pipeline or a generic dataset zoo. Any ``(N, C, H, W)`` tensor data
-set can still be used through :func:`make_splits`; shapes and class counts are read from the data.
+What it is not: a downloader or file checker (that is :mod:`lib.datasets`) or an augmentation
+pipeline. Any ``(N, C, H, W)`` tensor data set can still be used through :func:`make_splits`;
+shapes and class counts are read from the data.
 """
 
 from __future__ import annotations
 
-import gzip
+import dataclasses
 import hashlib
-import shutil
-import zlib
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from lib.paths import data_dir
-
-SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
-FIX_COMMAND = "make data"
-CLASS_NAMES = (
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
+from lib import datasets
+from lib.datasets import (  # noqa: F401  (re-exported: the Fashion-MNIST names lived here before)
+    CHECKSUMS,
+    CLASS_NAMES,
+    FIX_COMMAND,
+    SYSTEM_DIR,
+    DataError,
+    ensure_fashion_mnist,
+    raw_dir,
 )
-# SHA-256 of the uncompressed IDX files (identical for Debian's package and the original mirror).
-CHECKSUMS = {
-    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
-    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
-    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
-    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
-}
+
 DEFAULT_VAL_SIZE = 5000
 DEFAULT_SPLIT_SEED = 20241
+TEST_FRACTION = 0.2  # share of a data set without an official test set that is carved off as its test set
+TEST_SPLIT_SEED = 1515  # fixed: a carved test set never depends on the validation split's seed
 
 
-class DataError(RuntimeError):
-    """A data file is missing or corrupt; the message says which one and how to fix it."""
-
-
-def raw_dir(root: Path | None = None) -> Path:
-    """torchvision's raw folder for Fashion-MNIST under ``root`` (default: the project's ``data/``)."""
-    return Path(root or data_dir()) / "FashionMNIST" / "raw"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _decompress(source: Path, target: Path) -> None:
-    """Unzip ``source`` into ``target`` atomically; a broken archive becomes a DataError."""
-    partial = target.with_suffix(".partial")
-    try:
-        with gzip.open(source, "rb") as src, open(partial, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-    except (OSError, EOFError, zlib.error) as exc:
-        partial.unlink(missing_ok=True)
-        raise DataError(f"{source} is not a readable gzip file ({exc}). Delete it and run `{FIX_COMMAND}`.") from exc
-    partial.replace(target)
-
-
-def _place_file(name: str, raw: Path) -> bool:
-    """Make ``raw/name`` exist with the right checksum from any local source; True on success."""
-    target = raw / name
-    if target.exists() and _sha256(target) == CHECKSUMS[name]:
-        return True
-    for source in (raw / f"{name}.gz", SYSTEM_DIR / f"{name}.gz"):
-        if not source.exists():
-            continue
-        if source.parent != raw:
-            shutil.copyfile(source, raw / source.name)
-        _decompress(raw / source.name, target)
-        if _sha256(target) == CHECKSUMS[name]:
-            return True
-        target.unlink()
-        raise DataError(
-            f"{source} does not match the recorded checksum of {name} (corrupt or a different "
-            f"data set). Delete {raw / source.name} and run `{FIX_COMMAND}`."
-        )
-    return False
-
-
-def ensure_fashion_mnist(root: Path | None = None, download: bool = True) -> Path:
-    """Make the four verified IDX files available under ``root`` and return the raw folder.
-
-    Idempotent: files already present and verified are left alone.
-    """
-    return _ensure_cached(str(Path(root or data_dir()).resolve()), download)
-
-
-@lru_cache(maxsize=4)
-def _ensure_cached(root: str, download: bool) -> Path:
-    raw = raw_dir(Path(root))
-    raw.mkdir(parents=True, exist_ok=True)
-    missing = [name for name in CHECKSUMS if not _place_file(name, raw)]
-    if missing and download:
-        try:
-            from torchvision.datasets import FashionMNIST
-
-            FashionMNIST(root=root, download=True)
-        except Exception as exc:  # no internet, no torchvision mirror: report below
-            print(f"torchvision download failed: {exc}")
-        missing = [name for name in CHECKSUMS if not _place_file(name, raw)]
-    if missing:
-        raise DataError(
-            f"Fashion-MNIST file(s) missing: {', '.join(missing)} (looked in {raw} and "
-            f"{SYSTEM_DIR}). Run `{FIX_COMMAND}` (installs the Debian package "
-            "dataset-fashion-mnist) or download the files into that folder."
-        )
-    return raw
-
-
-def _read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (already checksum-verified) into a numpy array."""
-    data = path.read_bytes()
-    n_dims = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(n_dims))
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * n_dims).reshape(shape)
-
-
-@lru_cache(maxsize=2)
-def _read_raw(part: str, root: str | None) -> tuple[np.ndarray, np.ndarray]:
-    raw = ensure_fashion_mnist(Path(root) if root else None)
-    prefix = "train" if part == "train" else "t10k"
-    images = _read_idx(raw / f"{prefix}-images-idx3-ubyte")
-    labels = _read_idx(raw / f"{prefix}-labels-idx1-ubyte")
-    return images[:, None, :, :], labels.astype(np.int64)
+def default_val_size(n_tuning: int, n_classes: int) -> int:
+    """Validation images: 5000, or a sixth of the tuning data when that is smaller (at least one per class)."""
+    return min(DEFAULT_VAL_SIZE, max(n_tuning // 6, n_classes))
 
 
 @dataclass(frozen=True)
@@ -198,9 +93,9 @@ class ArrayData:
 class DataSplits:
     """The tuning data: a training part and a stratified validation part of the training set.
 
-    ``split_id`` identifies the exact split (data checksums, sizes, seed) and is part of every
-    trial's cache key. ``mean``/``std`` are computed on the training part only and reused for
-    validation and the final test evaluation.
+    ``split_id`` identifies the exact split (data checksums, sizes, seed) and is tagged on every
+    trial's run. ``mean``/``std`` are computed on the training part only and reused for
+    validation and the final test evaluation. ``dataset`` names the data set (see :mod:`lib.datasets`).
     """
 
     train: ArrayData
@@ -210,6 +105,8 @@ class DataSplits:
     mean: float
     std: float
     split_id: str
+    dataset: str = datasets.DEFAULT
+    note: str = ""  # e.g. "digits has no test set: a fifth carved off, stratified, seed 1515"
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -242,6 +139,22 @@ def stratified_indices(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(chosen))
 
 
+def _statistics(pixels: np.ndarray, scale: float) -> tuple[float, float]:
+    """Mean and standard deviation (ddof=1) of all pixels, in float64 numpy.
+
+    Identical whatever torch's thread count (workers run with one thread). For uint8 images the
+    moments come from a 256-bin histogram, so CIFAR-10 needs no float64 copy of the images.
+    """
+    if pixels.dtype == np.uint8:
+        counts = np.bincount(pixels.ravel(), minlength=256).astype(np.float64)
+        values = np.arange(256, dtype=np.float64) / scale
+        n = counts.sum()
+        mean = float(counts @ values / n)
+        return mean, float(np.sqrt(counts @ (values - mean) ** 2 / (n - 1)))
+    floats = pixels.astype(np.float64) / scale
+    return float(floats.mean()), float(floats.std(ddof=1))
+
+
 def make_splits(
     images: np.ndarray | torch.Tensor,
     labels: np.ndarray | torch.Tensor,
@@ -269,9 +182,7 @@ def make_splits(
     if val_subset is not None:
         val_idx = val_idx[stratified_indices(labels_np[val_idx], val_subset, seed + 2)]
     scale = 255.0 if images_np.dtype == np.uint8 else 1.0
-    # float64 numpy statistics: identical whatever torch's thread count (workers run with one thread)
-    train_float = images_np[train_idx].astype(np.float64) / scale
-    mean, std = float(train_float.mean()), float(train_float.std(ddof=1))
+    mean, std = _statistics(images_np[train_idx], scale)
 
     def to_data(idx: np.ndarray) -> ArrayData:
         pixels = torch.from_numpy(images_np[idx].astype(np.float32) / scale)
@@ -291,24 +202,116 @@ def make_splits(
     )
 
 
+def carve_test_indices(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(tuning, test)`` indices for a data set without an official test set.
+
+    The test part is a stratified :data:`TEST_FRACTION` drawn with the fixed :data:`TEST_SPLIT_SEED`,
+    so it is the same for every validation seed and subset.
+    """
+    labels = np.asarray(labels)
+    n_classes = len(np.unique(labels))
+    size = min(max(round(len(labels) * TEST_FRACTION), n_classes), len(labels) - 2 * n_classes)
+    if size < 1:
+        raise DataError(f"{len(labels)} images in {n_classes} classes are too few to carve a test set")
+    test = stratified_indices(labels, size, TEST_SPLIT_SEED)
+    return np.setdiff1d(np.arange(len(labels)), test, assume_unique=True), test
+
+
+def _tuning_part(dataset: str, root: Path | None) -> datasets.Part:
+    """The images a study may tune on: the official training part, or all but the carved test set."""
+    if datasets.has_test_part(dataset):
+        return datasets.read(dataset, "train", root)
+    whole = datasets.read(dataset, "all", root)
+    tuning, test = carve_test_indices(whole.labels)
+    note = (
+        f"{dataset} has no official test set: {len(test)} of {len(whole.labels)} images "
+        f"({TEST_FRACTION:.0%}) carved off as the test set, stratified, seed {TEST_SPLIT_SEED}"
+    )
+    return datasets.Part(
+        whole.images[tuning],
+        whole.labels[tuning],
+        whole.class_names,
+        f"{whole.source_id}|test-carved:{TEST_FRACTION}:{TEST_SPLIT_SEED}",
+        "; ".join(filter(None, [whole.note, note])),
+    )
+
+
+def _fit(subset: int | None, available: int, what: str, dataset: str) -> int | None:
+    """A subset size that fits the part it samples from (``None`` = all of it), with a warning when cut."""
+    if subset is None or subset < available:
+        return subset
+    if subset > available:
+        warnings.warn(
+            f"{what}={subset} is more than the {available} images of {dataset}'s {what.split('_')[0]} part: "
+            f"using all {available}",
+            stacklevel=3,
+        )
+    return None
+
+
 def load_splits(
-    val_size: int = DEFAULT_VAL_SIZE,
+    val_size: int | None = None,
     seed: int = DEFAULT_SPLIT_SEED,
     train_subset: int | None = None,
     val_subset: int | None = None,
     root: Path | None = None,
+    dataset: str = datasets.DEFAULT,
 ) -> DataSplits:
-    """Fashion-MNIST training set split into stratified train/validation parts (no test data)."""
-    images, labels = _read_raw("train", str(root) if root else None)
-    source_id = "fashion-mnist:" + CHECKSUMS["train-images-idx3-ubyte"][:12]
-    return make_splits(images, labels, val_size, seed, train_subset, val_subset, CLASS_NAMES, source_id)
+    """A data set's tuning images split into stratified train/validation parts (no test data).
+
+    ``val_size=None`` takes :func:`default_val_size` (5000 for Fashion-MNIST, as always). A
+    ``train_subset``/``val_subset`` larger than its part means all of it (with a warning), so one
+    profile fits every data set.
+    """
+    dataset = datasets.check_name(dataset)
+    part = _tuning_part(dataset, root)
+    n_classes = len(np.unique(part.labels))
+    if val_size is None:
+        val_size = default_val_size(len(part.labels), n_classes)
+    train_subset = _fit(train_subset, len(part.labels) - val_size, "train_subset", dataset)
+    val_subset = _fit(val_subset, val_size, "val_subset", dataset)
+    splits = make_splits(
+        part.images, part.labels, val_size, seed, train_subset, val_subset, part.class_names, part.source_id
+    )
+    return dataclasses.replace(splits, dataset=dataset, note=part.note)
 
 
 def load_test_set(splits: DataSplits, root: Path | None = None) -> ArrayData:
-    """The official 10k test set, normalised with the training statistics of ``splits``.
+    """The held-out test set of ``splits.dataset``, normalised with the training statistics of ``splits``.
 
     Only the final evaluation should call this: every tuning decision uses the validation split.
     """
-    images, labels = _read_raw("test", str(root) if root else None)
-    pixels = torch.from_numpy(images.astype(np.float32) / 255.0)
+    if datasets.has_test_part(splits.dataset):
+        part = datasets.read(splits.dataset, "test", root)
+        images, labels = part.images, part.labels
+    else:
+        whole = datasets.read(splits.dataset, "all", root)
+        _, test = carve_test_indices(whole.labels)
+        images, labels = whole.images[test], whole.labels[test]
+    scale = 255.0 if images.dtype == np.uint8 else 1.0
+    pixels = torch.from_numpy(images.astype(np.float32) / scale)
     return ArrayData(((pixels - splits.mean) / splits.std).contiguous(), torch.from_numpy(labels))
+
+
+def describe_dataset(dataset: str = datasets.DEFAULT, download: bool = True) -> str:
+    """Fetch and verify ``dataset``, then say where it lives and what it holds (``python -m lib data``)."""
+    dataset = datasets.check_name(dataset)
+    where = datasets.fetch(dataset, download=download)
+    splits = load_splits(dataset=dataset)
+    if datasets.has_test_part(dataset):
+        n_test = len(datasets.read(dataset, "test").labels)
+        test = f"the official test set ({n_test} images)"
+    else:
+        n_test = len(carve_test_indices(datasets.read(dataset, "all").labels)[1])
+        test = f"{n_test} images carved off (stratified, seed {TEST_SPLIT_SEED})"
+    channels, height, width = splits.input_shape
+    names = ", ".join(splits.class_names)
+    lines = [
+        f"{dataset} verified in {where}",
+        f"  {channels}x{height}x{width} images, {splits.n_classes} classes ({names})",
+        f"  tuning: {len(splits.train)} training + {len(splits.val)} validation images (split {splits.split_id}); "
+        f"test: {test}",
+    ]
+    if splits.note:
+        lines.append(f"  note: {splits.note}")
+    return "\n".join(lines)

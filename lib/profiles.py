@@ -94,10 +94,19 @@ def resolve(profile: str, **overrides: Any) -> dict[str, Any]:
 
 
 def grid_data(knobs: dict[str, Any]) -> DataSpec:
-    """The data every grid of a profile trains and validates on."""
-    return DataSpec(train_subset=knobs["train_subset"], val_subset=knobs["val_subset"])
+    """The data every grid of a profile trains and validates on (knob ``dataset``, default Fashion-MNIST)."""
+    return DataSpec(
+        train_subset=knobs["train_subset"],
+        val_subset=knobs["val_subset"],
+        dataset=knobs.get("dataset", "fashion_mnist"),
+    )
 
 
 def final_data(knobs: dict[str, Any]) -> DataSpec:
     """Training + validation (optionally a subset for smoke runs) scored on the test set."""
-    return DataSpec(train_subset=knobs["final_train_subset"], val_subset=None, final=True)
+    return DataSpec(
+        train_subset=knobs["final_train_subset"],
+        val_subset=None,
+        final=True,
+        dataset=knobs.get("dataset", "fashion_mnist"),
+    )

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import lib.data as data
+from lib import datasets
 from lib.data import (
     CHECKSUMS,
     SYSTEM_DIR,
@@ -47,9 +48,9 @@ def _copy_gz(tmp_path: Path, skip: tuple[str, ...] = ()) -> Path:
 @pytest.fixture
 def fresh_cache():
     """ensure_fashion_mnist caches per root; start and end every file test with an empty cache."""
-    data._ensure_cached.cache_clear()
+    datasets._ensure_fashion_cached.cache_clear()
     yield
-    data._ensure_cached.cache_clear()
+    datasets._ensure_fashion_cached.cache_clear()
 
 
 # --- files and checksums -------------------------------------------------------------------------
@@ -101,7 +102,7 @@ def test_corrupt_file_raises_data_error_naming_file_and_fix(tmp_path, fresh_cach
 
 
 def test_missing_file_without_download_raises_data_error_naming_it(tmp_path, fresh_cache, monkeypatch):
-    monkeypatch.setattr(data, "SYSTEM_DIR", tmp_path / "no-system-package")
+    monkeypatch.setattr(datasets, "SYSTEM_DIR", tmp_path / "no-system-package")
     _copy_gz(tmp_path, skip=("t10k-images-idx3-ubyte",))
     with pytest.raises(DataError) as excinfo:
         ensure_fashion_mnist(root=tmp_path, download=False)
@@ -113,7 +114,7 @@ def test_missing_file_without_download_raises_data_error_naming_it(tmp_path, fre
 
 
 def test_empty_root_without_download_names_every_file(tmp_path, fresh_cache, monkeypatch):
-    monkeypatch.setattr(data, "SYSTEM_DIR", tmp_path / "no-system-package")
+    monkeypatch.setattr(datasets, "SYSTEM_DIR", tmp_path / "no-system-package")
     with pytest.raises(DataError) as excinfo:
         ensure_fashion_mnist(root=tmp_path / "empty", download=False)
     for name in CHECKSUMS:
@@ -169,7 +170,7 @@ def test_test_set_is_separate_and_never_read_by_load_splits(small_splits, monkey
     assert test.input_shape == (1, 28, 28)
     assert set(Counter(test.labels.tolist()).values()) == {1000}
     # normalised with the training statistics of the splits (not its own)
-    raw_test, _ = data._read_raw("test", None)
+    raw_test = datasets.read("fashion_mnist", "test").images
     expected = (torch.from_numpy(raw_test[:5].astype(np.float32) / 255.0) - small_splits.mean) / small_splits.std
     assert torch.equal(test.images[:5], expected)
     # no test image appears in the tuning data (same normalisation, so equal pixels hash equal)
@@ -177,13 +178,13 @@ def test_test_set_is_separate_and_never_read_by_load_splits(small_splits, monkey
     assert not tuning & _row_hashes(test.images)
 
     parts = []
-    real_read_raw = data._read_raw
+    real_read = datasets.read
 
-    def spy(part, root):
+    def spy(name, part, root=None, download=True):
         parts.append(part)
-        return real_read_raw(part, root)
+        return real_read(name, part, root, download)
 
-    monkeypatch.setattr(data, "_read_raw", spy)
+    monkeypatch.setattr(datasets, "read", spy)
     load_splits(train_subset=100, val_subset=100)
     assert parts == ["train"]
 
