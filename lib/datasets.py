@@ -103,6 +103,16 @@ def _parse_folder(name: str) -> tuple[Path, tuple[int, int] | None]:
     return path, (height, width)
 
 
+def slug(name: str) -> str:
+    """A short file- and experiment-name-safe label: the name itself, or ``folder-<base>-<hash>`` for a folder."""
+    name = check_name(name)
+    if not name.startswith(FOLDER_PREFIX):
+        return name
+    path, _ = _parse_folder(name)
+    base = re.sub(r"[^A-Za-z0-9_-]+", "_", path.name)[:24] or "root"
+    return f"folder-{base}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
 def fetch_command(name: str) -> str:
     """The command that places and verifies ``name`` under ``data/`` (where the internet is reachable)."""
     return "make data" if name == DEFAULT else f"python -m lib data --dataset {name}"

@@ -141,6 +141,9 @@ def test_unknown_data_set_names_the_allowed_ones(tmp_path):
     spec = DataSpec(dataset=f"folder:{tmp_path}/../{tmp_path.name}@24")
     assert spec.dataset == f"folder:{tmp_path.resolve()}@24x24"  # absolute, so the cache key is the same from any cwd
     assert DataSpec(dataset="folder:imgs@16x8").dataset == f"folder:{Path.cwd() / 'imgs'}@16x8"
+    assert datasets.slug("mnist") == "mnist"
+    assert datasets.slug(f"folder:{tmp_path}/my pets").startswith("folder-my_pets-")
+    assert datasets.slug(f"folder:{tmp_path}/a@8") != datasets.slug(f"folder:{tmp_path}/a@16")
 
 
 def test_data_spec_logs_and_keys_its_data_set():
