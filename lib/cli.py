@@ -2,7 +2,8 @@
 
 Sub-commands: ``data`` (fetch and verify Fashion-MNIST), ``grid`` (a controlled grid), ``sweep``
 (a hyperopt TPE sweep), ``study`` (execute the numbered notebooks with papermill, in place),
-``report`` (figures, a table of the best configurations and report.md for any experiments).
+``report`` (figures, a table of the best configurations and report.md for any experiments),
+``links`` (MLflow UI links that open each experiment's runs table).
 Each option is explained in ``--help``; values are parsed as YAML scalars (``0.25``, ``none``,
 ``true``, ``[128, 64]``).
 """
@@ -158,7 +159,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--out", type=Path, default=Path("report"), help="output folder (default: ./report)")
     report.add_argument("--top", type=int, default=10, help="configurations per budget in top_runs.csv (default 10)")
+    links = commands.add_parser("links", help="print MLflow UI links that open each experiment's runs table")
+    links.add_argument("--experiment", action="append", default=None, help="only this experiment (repeatable)")
+    links.add_argument(
+        "--base", default=None, help="UI address (default: HYPERTUNE_UI_URL, a tracking server, or 127.0.0.1:5000)"
+    )
     return parser
+
+
+def _links(args: argparse.Namespace) -> int:
+    from lib.report import ReportError, ui_links
+
+    try:
+        found = ui_links(args.experiment, args.base)
+    except ReportError as exc:
+        print(f"links: {exc}", file=sys.stderr)
+        return 2
+    if not found:
+        print("no experiments in the store yet: run a notebook, a grid or a sweep first")
+    for name, url in found.items():
+        print(f"{name}: {url}")
+    return 0
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -190,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         return _study(args)
     if args.command == "report":
         return _report(args)
+    if args.command == "links":
+        return _links(args)
     base = _assignments(args.set, "--set")
     tags = _assignments(args.tag, "--tag")
     if args.command == "grid":
