@@ -139,8 +139,8 @@ def test_jupyterlab_renders_the_baseline_notebook_with_the_project_kernel(browse
             # the toolbar names the kernel; the status bar says it started and answers ("Idle")
             toolbar = page.locator(".jp-Toolbar-kernelName").filter(has_text="Python (hypertune)")
             toolbar.first.wait_for(timeout=PAGE_TIMEOUT_MS)
-            status = page.locator(".jp-KernelStatus").filter(has_text="Python (hypertune) | Idle")
-            status.first.wait_for(timeout=PAGE_TIMEOUT_MS)
+            idle = "() => document.body.innerText.includes('Python (hypertune) | Idle')"
+            page.wait_for_function(idle, timeout=PAGE_TIMEOUT_MS)
             body = page.inner_text("body")
         finally:
             page.screenshot(path=str(tmp_path / "lab.png"))
