@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from lib import tracking
@@ -438,9 +439,9 @@ def importance(
         ax.scatter(
             chance["chance_95"], y, marker="|", s=300, color="0.55", linewidths=2, zorder=3, label="chance: 95th pct"
         )
-        ax.barh([], [], color="tab:blue", label="above chance (95%)")
-        ax.barh([], [], color="#a6c8e8", label="within chance")
-        ax.legend(fontsize=8, loc="lower right")
+        handles, _ = ax.get_legend_handles_labels()
+        handles += [Patch(color="tab:blue", label="above chance (95%)"), Patch(color="#a6c8e8", label="within chance")]
+        ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.set_yticks(y, list(scores.index))
     ax.set_xlim(0, 1)
     _subtitle(ax, "Hyperparameter importance (share of accuracy variance, η²)", budget)
