@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         early_stopping=args.early_stopping,
     )
     best = result.best
-    print(f"{len(result.trials)} trials; best validation accuracy {best.val_accuracy:.4f} (run {best.run_id})")
+    print(f"{len(result.trials)} trials; best validation accuracy {best.val_accuracy * 100:.2f}% (run {best.run_id})")
     print(yaml.safe_dump({k: v for k, v in best.config.items()}, sort_keys=True))
     _print_ui_link(args.experiment)
     return 0
