@@ -163,9 +163,11 @@ def accuracy_vs(
         # text levels: dodge the lines a little so their error bars do not hide each other
         xs = group[x].map(position) + (i - (n_hues - 1) / 2) * 0.08 if categorical else group[x]
         label = "all runs" if hue == "_all" else f"{hue}={level}"
-        ax.errorbar(xs, mean, yerr=[low, high], marker="o", capsize=4, label=label)
+        style = "none" if categorical else "-"  # no line between unordered levels
+        ax.errorbar(xs, mean, yerr=[low, high], marker="o", linestyle=style, capsize=4, label=label)
     if categorical:
         ax.set_xticks(range(len(levels)), [str(level) for level in levels])
+        ax.set_xlim(-0.5, len(levels) - 0.5)
     elif log_x:
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())
