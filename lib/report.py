@@ -139,33 +139,59 @@ def budget_label(frame: pd.DataFrame) -> str:
 
 
 def _same_budget(frame: pd.DataFrame, factor: str) -> tuple[pd.DataFrame, int]:
-    """The trials at the most common budget (unless the budget is what varies); and how many were left out."""
-    if factor in ("epochs", "data_train_subset") or frame["budget"].nunique() <= 1:
+    """The trials of one budget (unless the budget is what varies): the budget at which ``factor``
+    takes the most values, then the one with the most trials; and how many trials were left out."""
+    if not len(frame) or factor in ("epochs", "data_train_subset") or frame["budget"].nunique() <= 1:
         return frame, 0
-    common = frame["budget"].value_counts().idxmax()
-    kept = frame[frame["budget"] == common]
+    groups = frame.groupby("budget")
+    score = pd.DataFrame({"levels": groups[factor].nunique(), "trials": groups.size()})
+    chosen = score.sort_values(["levels", "trials"], ascending=False).index[0]
+    kept = frame[frame["budget"] == chosen]
     return kept, len(frame) - len(kept)
+
+
+def controlled(grid: pd.DataFrame, factor: str) -> pd.DataFrame:
+    """The grid trials that compare ``factor`` with everything else held fixed.
+
+    Trials are grouped by the other varied hyperparameters; a group counts when ``factor`` takes
+    several values in it, and only groups with the most common set of values are kept. Two
+    separate grids in one experiment (dropout at 12 epochs, learning rate at 3) thus never make a
+    comparison that no grid ran.
+    """
+    if not len(grid):
+        return grid
+    others = [v for v in varied(grid) if v != factor]
+    if not others:
+        return grid if grid[factor].astype(str).nunique() > 1 else grid.iloc[0:0]
+    cell = grid[others].astype(str).agg("|".join, axis=1)
+    levels = grid.groupby(cell)[factor].agg(lambda s: frozenset(s.astype(str)))
+    levels = levels[levels.map(len) >= 2]
+    if levels.empty:
+        return grid.iloc[0:0]
+    common = levels.value_counts().index[0]
+    return grid[cell.isin(levels[levels == common].index)]
 
 
 def _label(name: str) -> str:
     return f"{name} (log scale)" if name in LOG_SCALE else name
 
 
-def factor_figure(runs: pd.DataFrame, factor: str) -> plt.Figure:
-    """Validation accuracy against ``factor``.
+def factor_figure(runs: pd.DataFrame, factor: str) -> plt.Figure | None:
+    """Validation accuracy against ``factor`` (``None`` when no grid or search compares it).
 
     Grid trials: mean and 95% CI over seeds, a line per ``norm_type`` (when it varies and is not
     the factor); each seed's accuracy is first averaged over the other varied hyperparameters, so
-    the interval is over seeds. Sweep trials: every trial a point plus binned means. With both,
-    the grid is drawn (a controlled comparison) and the sweep trials are left to their own figure.
+    the interval is over seeds. Only trials of :func:`controlled` comparisons and of one budget are
+    used. Sweep trials: every trial a point plus binned means. With both, the grid is drawn (a
+    controlled comparison) and the sweep trials are left to the scatter and the table.
     """
     finished = runs[runs["status"] == tracking.FINISHED]
-    finished, left_out = _same_budget(finished, factor)
-    grid = finished[finished["source"] == "grid"]
-    use_grid = grid[factor].astype(str).nunique() > 1 if len(grid) else False
+    grid = controlled(finished[finished["source"] == "grid"], factor)
+    use_grid = len(grid) > 0
     data = grid if use_grid else finished[finished["source"] == "sweep"]
-    if not len(data):
-        data = finished
+    if data[factor].astype(str).nunique() < 2:
+        return None
+    data, left_out = _same_budget(data, factor)
     hue = "norm_type" if factor != "norm_type" and data["norm_type"].nunique() > 1 else None
     budget = budget_label(data) + (f" | {left_out} trials at other budgets not shown" if left_out else "")
     log_x = factor in LOG_SCALE and pd.api.types.is_numeric_dtype(data[factor]) and (data[factor] > 0).all()
@@ -366,17 +392,27 @@ def write_report(
     lines += ["## Accuracy per hyperparameter", ""]
     if not factors:
         lines += ["No hyperparameter varies among the finished trials: there is nothing to plot against.", ""]
+    skipped = []
     for factor in factors:
         fig = factor_figure(runs, factor)
+        if fig is None:
+            skipped.append(factor)
+            continue
         caption = f"Validation accuracy against {factor}. " + (
-            "Grid: mean ± 95% CI over seeds."
-            if (finished["source"] == "grid").any() and finished[finished["source"] == "grid"][factor].nunique() > 1
+            "Grid: mean ± 95% CI over seeds, everything else fixed."
+            if len(controlled(finished[finished["source"] == "grid"], factor))
             else "Search: each point is one trial, black = mean per bin; other settings vary too."
         )
         name = f"acc_vs_{factor}"
         plots.save_figure(fig, name, caption, folder=out)
         plt.close(fig)
         lines += [f"![{name}]({name}.png)", "", f"*{caption}*", ""]
+    if skipped:
+        lines += [
+            f"No figure for {', '.join(skipped)}: it varies only between separate grids, never with "
+            "everything else fixed, so a plot would compare different experiments.",
+            "",
+        ]
     fig = scatter_figure(runs)
     caption = "Each point is one trial, colour = validation accuracy; the ringed point is the best trial."
     plots.save_figure(fig, "lr_weight_decay_scatter", caption, folder=out)

@@ -265,3 +265,21 @@ def test_scatter_separates_adam_from_adamw_and_marks_the_best():
     notes = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert "best: 90.0%" in notes
     plots.plt.close(fig)
+
+
+def test_separate_grids_in_one_experiment_are_not_compared_with_each_other():
+    # grid 1: dropout x norm at 12 epochs (lr fixed); grid 2: lr x norm at 3 epochs (dropout fixed at 0.25)
+    one = [(d, n, 1e-3, 12) for d in (0.0, 0.5) for n in ("none", "batch")]
+    two = [(0.25, n, lr, 3) for lr in (1e-3, 1e-2) for n in ("none", "batch")]
+    rows = [(*cell, seed) for cell in one + two for seed in (0, 1)]
+    runs = _runs(val_accuracy=np.linspace(0.5, 0.9, len(rows)), **dict(zip(
+        ["dropout_p", "norm_type", "lr", "epochs", "seed"], map(list, zip(*rows, strict=True)), strict=True
+    )))  # fmt: skip
+    assert set(report.controlled(runs, "dropout_p")["epochs"]) == {12}
+    assert set(report.controlled(runs, "lr")["epochs"]) == {3}
+    assert len(report.controlled(runs, "norm_type")) == len(runs)  # both grids cross norm_type
+    assert report.controlled(runs, "epochs").empty  # 12 vs 3 epochs never ran with the rest fixed
+    assert report.factor_figure(runs, "epochs") is None
+    fig = report.factor_figure(runs, "dropout_p")
+    assert "12 epochs" in " ".join(t.get_text() for t in fig.axes[0].texts)
+    plots.plt.close(fig)
