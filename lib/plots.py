@@ -88,8 +88,11 @@ def balance_summary(counts: pd.DataFrame) -> str:
     parts = []
     for split, group in counts.groupby("split", sort=False):
         low, high, total = int(group["images"].min()), int(group["images"].max()), int(group["images"].sum())
-        each = f"{low:,} per class" if low == high else f"{low:,} to {high:,} per class"
-        parts.append(f"{split}: {total:,} images, {each} ({100 * low / total:.1f}-{100 * high / total:.1f}%)")
+        if low == high:
+            parts.append(f"{split}: {total:,} images, {low:,} per class ({100 * low / total:.1f}% each)")
+        else:
+            share = f"{100 * low / total:.1f}-{100 * high / total:.1f}%"
+            parts.append(f"{split}: {total:,} images, {low:,} to {high:,} per class ({share})")
     return "; ".join(parts)
 
 
@@ -109,7 +112,7 @@ def class_balance(counts: pd.DataFrame) -> plt.Figure:
     ax.tick_params(axis="x", rotation=30)
     for label in ax.get_xticklabels():
         label.set_horizontalalignment("right")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig
 
