@@ -29,6 +29,7 @@ from lib import plots, tracking
 from lib.config import TrialConfig
 from lib.data import DEFAULT_VAL_SIZE
 from lib.stats import eta_squared, mean_ci
+from lib.trial import DataSpec
 
 FULL_TRAIN_FILE = 60_000  # Fashion-MNIST's training file; the validation split is carved out of it
 DEFAULT_UI = "http://127.0.0.1:5000"
@@ -126,16 +127,32 @@ def budget_label(frame: pd.DataFrame) -> str:
     """
     frame = frame.copy()
     if "train_images" not in frame:
+        if "data_train_subset" not in frame:
+            raise ValueError(
+                "budget_label needs the data_* params of the runs (tracking.runs_frame or report.trial_runs); "
+                "for a grid's results frame use report.budget_of(data, epochs)"
+            )
         frame["train_images"] = _train_images(frame)
     frame["epochs"] = frame["epochs"].astype(int)
     combos = frame.groupby(["train_images", "epochs"]).size().sort_index(ascending=False)
     parts = [
-        f"{images:,} training images × {_plural(epochs, 'epoch')}" + (f" ({n} trials)" if len(combos) > 1 else "")
+        f"{images:,} training images × {_plural(epochs, 'epoch')}"
+        + (f" ({_plural(n, 'trial')})" if len(combos) > 1 else "")
         for (images, epochs), n in combos.items()
     ]
     val = frame["data_val_subset"] if "data_val_subset" in frame else pd.Series(np.nan, frame.index)
     val_sizes = sorted({"all 5,000" if v != v else f"{int(v):,}" for v in pd.to_numeric(val, errors="coerce")})
+    final = frame["data_final"].fillna(False).astype(bool) if "data_final" in frame else pd.Series(False, frame.index)
+    if final.all():
+        return "budget per trial: " + "; ".join(parts) + " | scored once on the 10,000 test images"
     return "budget per trial: " + "; ".join(parts) + f" | validated on {' / '.join(val_sizes)} images"
+
+
+def budget_of(data: DataSpec, epochs: int | Iterable[int]) -> str:
+    """The budget line for trials on ``data`` (a :class:`lib.trial.DataSpec`) for ``epochs``, e.g. in a
+    notebook: ``plots.accuracy_vs(..., budget=report.budget_of(data, knobs["epochs"]))``."""
+    rows = [{**data.params(), "epochs": e} for e in ([epochs] if isinstance(epochs, int) else epochs)]
+    return budget_label(pd.DataFrame(rows))
 
 
 def _same_budget(frame: pd.DataFrame, factor: str) -> tuple[pd.DataFrame, int]:

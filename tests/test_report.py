@@ -283,3 +283,16 @@ def test_separate_grids_in_one_experiment_are_not_compared_with_each_other():
     fig = report.factor_figure(runs, "dropout_p")
     assert "12 epochs" in " ".join(t.get_text() for t in fig.axes[0].texts)
     plots.plt.close(fig)
+
+
+def test_budget_of_a_data_spec_and_the_final_runs():
+    from lib.trial import DataSpec
+
+    assert report.budget_of(DataSpec(train_subset=8000), 4) == (
+        "budget per trial: 8,000 training images × 4 epochs | validated on all 5,000 images"
+    )
+    assert report.budget_of(DataSpec(final=True), 15).endswith(
+        "60,000 training images × 15 epochs | scored once on the 10,000 test images"
+    )
+    with pytest.raises(ValueError, match="budget_of"):
+        report.budget_label(pd.DataFrame({"epochs": [1], "val_accuracy": [0.5]}))
