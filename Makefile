@@ -34,6 +34,16 @@ $(STAMPS)/data: $(STAMPS)/venv
 	$(PY) -m lib data
 	@touch $@
 
+# Browser tests: Debian's Chromium (apt, only when we are root and it is missing) and Playwright in the
+# venv. Without a browser the browser tests skip with a message; the rest of `make test` runs as usual.
+$(STAMPS)/browser: requirements-browser.txt $(STAMPS)/venv
+	@if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	   (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+	    || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)) \
+	   || echo "chromium could not be installed: the browser tests will be skipped"; fi
+	$(PY) -m pip install -q -r requirements-browser.txt || echo "playwright could not be installed: the browser tests will be skipped"
+	@touch $@
+
 # Ray Tune (optional for users, see requirements-ray.txt); the tests cover the Ray back-end with it.
 $(STAMPS)/ray: requirements-ray.txt $(STAMPS)/venv
 	$(PY) -m pip install -q -r requirements-ray.txt
@@ -51,7 +61,7 @@ lint: $(STAMPS)/venv
 
 # Unit tests, then every notebook under nbval in the smoke profile against a temporary MLflow
 # store, figure folder and sweep state, so the repository stays clean.
-test: setup $(STAMPS)/ray lint
+test: setup $(STAMPS)/ray $(STAMPS)/browser lint
 	$(PY) -m pytest -p no:cacheprovider tests
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	HYPERTUNE_PROFILE=smoke MLFLOW_TRACKING_URI="sqlite:///$$tmp/mlflow.db" HYPERTUNE_FIGURES_DIR="$$tmp/figures" \
@@ -66,8 +76,10 @@ define group_run
 	wait $$pid
 endef
 
-# MLflow UI on the project store, loopback only; Ctrl-C stops it.
+# MLflow UI on the project store, loopback only; Ctrl-C stops it. First it prints, per experiment, a link
+# that opens the runs table in model-training mode with the varied hyperparameters and val_accuracy as columns.
 ui: setup
+	@MLFLOW_TRACKING_URI=$(STORE) $(PY) -m lib links --base http://127.0.0.1:$(PORT) || true
 	$(call group_run,$(PY) -m mlflow ui --backend-store-uri $(STORE) --default-artifact-root $(CURDIR)/mlruns/artifacts \
 	  --host 127.0.0.1 --port $(PORT) --workers 1)
 

@@ -1,7 +1,9 @@
 """Command line for people who prefer scripts to notebooks: ``python -m lib --help``.
 
 Sub-commands: ``data`` (fetch and verify Fashion-MNIST), ``grid`` (a controlled grid), ``sweep``
-(a hyperopt TPE sweep), ``study`` (execute the numbered notebooks with papermill, in place).
+(a hyperopt TPE sweep), ``study`` (execute the numbered notebooks with papermill, in place),
+``report`` (figures, a table of the best configurations and report.md for any experiments),
+``links`` (MLflow UI links that open each experiment's runs table).
 Each option is explained in ``--help``; values are parsed as YAML scalars (``0.25``, ``none``,
 ``true``, ``[128, 64]``).
 """
@@ -171,7 +173,53 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="write executed notebooks here instead of overwriting them in place",
     )
+    report = commands.add_parser(
+        "report", help="figures, top_runs.csv and report.md for any experiments in the store (grids or sweeps)"
+    )
+    report.add_argument(
+        "--experiment", action="append", required=True, help="an MLflow experiment name (repeat for more)"
+    )
+    report.add_argument("--out", type=Path, default=Path("report"), help="output folder (default: ./report)")
+    report.add_argument("--top", type=int, default=10, help="configurations per budget in top_runs.csv (default 10)")
+    links = commands.add_parser("links", help="print MLflow UI links that open each experiment's runs table")
+    links.add_argument("--experiment", action="append", default=None, help="only this experiment (repeatable)")
+    links.add_argument(
+        "--base", default=None, help="UI address (default: HYPERTUNE_UI_URL, a tracking server, or 127.0.0.1:5000)"
+    )
     return parser
+
+
+def _links(args: argparse.Namespace) -> int:
+    from lib.report import ReportError, ui_links
+
+    try:
+        found = ui_links(args.experiment, args.base)
+    except ReportError as exc:
+        print(f"links: {exc}", file=sys.stderr)
+        return 2
+    if not found:
+        print("no experiments in the store yet: run a notebook, a grid or a sweep first")
+    for name, url in found.items():
+        print(f"{name}: {url}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from lib.report import ReportError, write_report
+
+    try:
+        path = write_report(args.experiment, args.out, top=args.top)
+    except ReportError as exc:
+        print(f"report: {exc}", file=sys.stderr)
+        return 2
+    print(f"report written to {path} (figures and top_runs.csv next to it)")
+    return 0
+
+
+def _print_ui_link(experiment: str) -> None:
+    from lib.report import runs_url
+
+    print(f"MLflow UI (`make ui` first): {runs_url(experiment)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,6 +231,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "study":
         return _study(args)
+    if args.command == "report":
+        return _report(args)
+    if args.command == "links":
+        return _links(args)
     base = _assignments(args.set, "--set")
     tags = _assignments(args.tag, "--tag")
     if args.command == "grid":
@@ -204,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         print(frame[columns].to_string(index=False))
         if args.out:
             frame.to_csv(args.out, index=False)
+        _print_ui_link(args.experiment)
         return 0
     from lib.search import run_sweep
 
@@ -221,8 +274,9 @@ def main(argv: list[str] | None = None) -> int:
         early_stopping=args.early_stopping,
     )
     best = result.best
-    print(f"{len(result.trials)} trials; best validation accuracy {best.val_accuracy:.4f} (run {best.run_id})")
+    print(f"{len(result.trials)} trials; best validation accuracy {best.val_accuracy * 100:.2f}% (run {best.run_id})")
     print(yaml.safe_dump({k: v for k, v in best.config.items()}, sort_keys=True))
+    _print_ui_link(args.experiment)
     return 0
 
 
@@ -236,6 +290,7 @@ def _study(args: argparse.Namespace) -> int:
     import nbformat
     import papermill
 
+    _register_progress_engine()
     os.environ["HYPERTUNE_PROFILE"] = args.profile
     started = time.perf_counter()
     for name in [n.strip() for n in args.notebooks.split(",") if n.strip()]:
@@ -251,12 +306,53 @@ def _study(args: argparse.Namespace) -> int:
             str(target),
             cwd=str(source.parent),
             kernel_name="hypertune",
+            engine_name="hypertune-progress",
             progress_bar=False,
             log_output=True,
+            **_kernel_transport(),
         )
         print(f"== {name} done in {time.perf_counter() - began:.0f} s", flush=True)
     print(f"study ({args.profile}) wall time: {time.perf_counter() - started:.0f} s", flush=True)
     return 0
+
+
+def _kernel_transport() -> dict[str, Any]:
+    """Kernel sockets as local IPC files where the OS has them (not TCP on 127.0.0.1).
+
+    ipykernel warns "Kernel is running over TCP without encryption" for every TCP kernel; IPC
+    sockets are files only this user can open, so the warning does not apply and is not printed.
+    """
+    if os.name != "posix":
+        return {}
+    from traitlets.config import Config
+
+    return {"config": Config({"KernelManager": {"transport": "ipc"}})}
+
+
+def _register_progress_engine() -> None:
+    """papermill engine ``hypertune-progress``: nbclient's, printing a line as each code cell ends."""
+    from papermill.engines import NBClientEngine, papermill_engines
+
+    class ProgressEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, **kwargs):
+            code = [i for i, cell in enumerate(nb_man.nb.cells) if cell.cell_type == "code"]
+            name = Path(str(nb_man.output_path or "notebook")).stem
+            began = time.perf_counter()
+            original = nb_man.cell_complete
+
+            def cell_complete(cell, cell_index=None, **kw):
+                original(cell, cell_index=cell_index, **kw)
+                if cell_index in code:
+                    done = code.index(cell_index) + 1
+                    first = next((line for line in cell.source.splitlines() if line.strip()), "")[:60]
+                    elapsed = time.perf_counter() - began
+                    print(f"   {name}: cell {done}/{len(code)} done, {elapsed:.0f} s  | {first}", flush=True)
+
+            nb_man.cell_complete = cell_complete
+            return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+
+    papermill_engines.register("hypertune-progress", ProgressEngine)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 Every function returns a matplotlib ``Figure``; :func:`save_figure` writes it to ``figures/`` and
 logs it as an artifact of the MLflow run that produced it. The notebooks show the same figure
-right under the code that makes it.
+right under the code that makes it. Every figure of results takes ``budget``: one line under the
+title that says what each point cost (training images x epochs, validation images), built by
+:func:`lib.report.budget_label`; accuracy is shown in percent.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from lib import tracking
 from lib.paths import figures_dir
@@ -20,10 +24,29 @@ from lib.paths import figures_dir
 sns.set_theme(style="whitegrid", context="notebook")
 
 
-def save_figure(fig: plt.Figure, name: str, caption: str, run_id: str | None = None) -> Path:
-    """Save ``fig`` as ``figures/<name>.png`` with its caption underneath, and log it to MLflow."""
-    fig.text(0.01, -0.02, caption, ha="left", va="top", fontsize=9, style="italic", wrap=True)
-    path = figures_dir() / f"{name}.png"
+def save_figure(
+    fig: plt.Figure, name: str, caption: str, run_id: str | None = None, folder: Path | None = None
+) -> Path:
+    """Save ``fig`` as ``<folder>/<name>.png`` (default ``figures/``) with its caption underneath, and
+    log it to MLflow when ``run_id`` is given.
+
+    The caption goes below everything already drawn (rotated tick labels included), so it never
+    overlaps the axes.
+    """
+    fig.canvas.draw()
+    box = fig.get_tightbbox(fig.canvas.get_renderer())  # inches, everything drawn so far
+    fig.text(
+        max(box.x0 / fig.get_figwidth(), 0.0),
+        box.y0 / fig.get_figheight() - 0.03,
+        caption,
+        ha="left",
+        va="top",
+        fontsize=9,
+        style="italic",
+        wrap=True,
+    )
+    path = (folder or figures_dir()) / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     if run_id:
         tracking.log_artifact(run_id, path)
@@ -47,16 +70,54 @@ def class_examples(
     return fig
 
 
+def _subtitle(ax: plt.Axes, title: str, budget: str | None) -> None:
+    """``title`` on ``ax`` with the budget line in small grey type right under it."""
+    if not budget:
+        ax.set_title(title)
+        return
+    ax.set_title(title, pad=18)
+    ax.text(0.5, 1.015, budget, transform=ax.transAxes, ha="center", va="bottom", fontsize=8, color="0.35")
+
+
+def _suptitle(fig: plt.Figure, title: str, budget: str | None) -> None:
+    fig.suptitle(f"{title}\n{budget}" if budget else title, fontsize=12)
+
+
+def balance_summary(counts: pd.DataFrame) -> str:
+    """One true sentence about ``counts`` (columns class, split, images), e.g. for a caption."""
+    parts = []
+    for split, group in counts.groupby("split", sort=False):
+        low, high, total = int(group["images"].min()), int(group["images"].max()), int(group["images"].sum())
+        if low == high:
+            parts.append(f"{split}: {total:,} images, {low:,} per class ({100 * low / total:.1f}% each)")
+        else:
+            share = f"{100 * low / total:.1f}-{100 * high / total:.1f}%"
+            parts.append(f"{split}: {total:,} images, {low:,} to {high:,} per class ({share})")
+    return "; ".join(parts)
+
+
 def class_balance(counts: pd.DataFrame) -> plt.Figure:
-    """``counts``: columns class, split, images."""
-    fig, ax = plt.subplots(figsize=(9, 3.5))
-    sns.barplot(data=counts, x="class", y="images", hue="split", ax=ax)
-    ax.set(title="Class balance per split", xlabel="class", ylabel="images")
+    """Share of each class in each split (%), with a line at the perfectly balanced share.
+
+    ``counts``: columns class, split, images. Shares make splits of different sizes comparable
+    (5,500 vs 500 images per class); the subtitle gives the counts.
+    """
+    shares = counts.assign(share=counts["images"] / counts.groupby("split")["images"].transform("sum") * 100)
+    n_classes = counts["class"].nunique()
+    fig, ax = plt.subplots(figsize=(9, 4))
+    sns.barplot(data=shares, x="class", y="share", hue="split", ax=ax)
+    ax.axhline(100 / n_classes, color="0.3", linestyle=":", label=f"balanced: {100 / n_classes:.0f}% each")
+    _subtitle(ax, "Class balance: share of each split per class", balance_summary(counts))
+    ax.set(xlabel="class", ylabel="share of the split's images (%)")
     ax.tick_params(axis="x", rotation=30)
+    for label in ax.get_xticklabels():
+        label.set_horizontalalignment("right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
     return fig
 
 
-def learning_curves(histories: pd.DataFrame) -> plt.Figure:
+def learning_curves(histories: pd.DataFrame, budget: str | None = None) -> plt.Figure:
     """``histories``: columns seed, epoch, train_loss, val_loss, val_accuracy."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.8))
     for seed, group in histories.groupby("seed"):
@@ -65,8 +126,11 @@ def learning_curves(histories: pd.DataFrame) -> plt.Figure:
         ax_acc.plot(group["epoch"], group["val_accuracy"] * 100, "-o", ms=3, label=f"seed {seed}")
     ax_loss.set(title="Loss per epoch", xlabel="epoch", ylabel="cross-entropy")
     ax_acc.set(title="Validation accuracy per epoch", xlabel="epoch", ylabel="accuracy (%)")
-    ax_loss.legend(fontsize=7)
-    ax_acc.legend(fontsize=7)
+    for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize=7)
+    if budget:
+        _suptitle(fig, "Baseline learning curves", budget)
     fig.tight_layout()
     return fig
 
@@ -79,66 +143,319 @@ def accuracy_vs(
     xlabel: str,
     log_x: bool = False,
     value_label: str = "validation accuracy (%)",
+    budget: str | None = None,
 ) -> plt.Figure:
-    """Mean and 95% CI (from :func:`lib.stats.summarize`) of accuracy against ``x``, a line per ``hue``."""
+    """Mean and 95% CI (from :func:`lib.stats.summarize`) of accuracy against ``x``, a line per ``hue``.
+
+    ``hue=None`` draws one line. An integer ``x`` (number of blocks, batch size) gets one tick per
+    level; a text ``x`` (optimizer, pool type) is drawn at evenly spaced positions.
+    """
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for level, group in summary.groupby(hue, sort=True):
+    if hue is None:
+        summary, hue = summary.assign(_all="all"), "_all"
+    categorical = not pd.api.types.is_numeric_dtype(summary[x]) or pd.api.types.is_bool_dtype(summary[x])
+    levels = sorted(summary[x].unique(), key=str) if categorical else sorted(summary[x].unique())
+    position = {level: i for i, level in enumerate(levels)}
+    n_hues = summary[hue].nunique()
+    for i, (level, group) in enumerate(summary.groupby(hue, sort=True)):
         group = group.sort_values(x)
         mean = group["mean"] * 100
         # an accuracy interval cannot leave [0, 100]: clip the t-interval there
         low = (group["mean"] - group["ci_low"].clip(lower=0.0)).fillna(0) * 100
         high = (group["ci_high"].clip(upper=1.0) - group["mean"]).fillna(0) * 100
-        ax.errorbar(group[x], mean, yerr=[low, high], marker="o", capsize=4, label=f"{hue}={level}")
-    if log_x:
+        # text levels: dodge the lines a little so their error bars do not hide each other
+        xs = group[x].map(position) + (i - (n_hues - 1) / 2) * 0.08 if categorical else group[x]
+        label = "all runs" if hue == "_all" else f"{hue}={level}"
+        style = "none" if categorical else "-"  # no line between unordered levels
+        ax.errorbar(xs, mean, yerr=[low, high], marker="o", linestyle=style, capsize=4, label=label)
+    if categorical:
+        ax.set_xticks(range(len(levels)), [str(level) for level in levels])
+        ax.set_xlim(-0.5, len(levels) - 0.5)
+    elif log_x:
         ax.set_xscale("log")
-    ax.set(title=title, xlabel=xlabel, ylabel=value_label)
-    ax.legend(title="mean ± 95% CI (clipped to 0-100)")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    elif len(levels) <= 8 or all(float(v).is_integer() for v in levels):  # a grid: a tick per level
+        ax.set_xticks(levels, [f"{v:g}" for v in levels])
+    _subtitle(ax, title, budget)
+    ax.set(xlabel=xlabel, ylabel=value_label)
+    ax.legend(title="mean ± 95% CI (clipped to 0-100)", fontsize=8, title_fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def lr_weight_decay_scatter(runs: pd.DataFrame) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(7, 4.8))
-    points = ax.scatter(
-        runs["lr"],
-        runs["weight_decay"],
-        c=runs["val_accuracy"] * 100,
-        cmap="viridis",
-        s=45,
-        edgecolor="k",
-        linewidth=0.3,
+def lr_range(grid: pd.DataFrame, tolerance: float = 0.02, budget: str | None = None) -> plt.Figure:
+    """Learning-rate range test per ``norm_type``: accuracy and the distance to the line's own best.
+
+    ``grid``: one row per trial with ``lr``, ``norm_type``, ``seed``, ``val_accuracy`` (NaN for a
+    failed trial) and ``status``. Left: mean and 95% CI over the seeds that finished; an empty
+    marker where some seeds failed, an ``x`` on the bottom edge where all failed (nothing is
+    filled in). Right: the mean's distance to the norm type's best mean in accuracy points, on an
+    axis that shows the ``tolerance`` (2 points) the usable range is defined by.
+    """
+    from lib.stats import mean_ci
+
+    frame = grid.copy()
+    failed = frame["val_accuracy"].isna() | frame["status"].astype(str).str.lower().eq("failed")
+    frame.loc[failed, "val_accuracy"] = np.nan
+    fig, (ax_acc, ax_gap) = plt.subplots(1, 2, figsize=(12, 4.4))
+    tol_pp = tolerance * 100
+    lowest_gap = -3 * tol_pp
+    for i, (norm, arm) in enumerate(frame.groupby("norm_type", sort=True)):
+        colour = f"C{i}"
+        rows = []
+        for lr, group in arm.groupby("lr", sort=True):
+            values = group["val_accuracy"].dropna().tolist()
+            mean, low, high = mean_ci(values)
+            rows.append({"lr": lr, "mean": mean, "low": low, "high": high, "n": len(group), "ok": len(values)})
+        table = pd.DataFrame(rows)
+        best = table["mean"].max()
+        measured = table[table["ok"] > 0]
+        ax_acc.plot(measured["lr"], measured["mean"] * 100, "-", color=colour, alpha=0.6)
+        for _, row in measured.iterrows():
+            err = [[(row["mean"] - row["low"]) * 100 if row["low"] == row["low"] else 0], [0]]
+            err[1] = [(row["high"] - row["mean"]) * 100 if row["high"] == row["high"] else 0]
+            full = row["ok"] == row["n"]
+            ax_acc.errorbar(
+                row["lr"],
+                row["mean"] * 100,
+                yerr=err,
+                fmt="o",
+                color=colour,
+                mfc=colour if full else "white",
+                capsize=4,
+            )
+            if not full:
+                ax_acc.annotate(
+                    f"{row['n'] - row['ok']:.0f}/{row['n']:.0f} failed",
+                    (row["lr"], row["mean"] * 100),
+                    textcoords="offset points",
+                    xytext=(6, -12),
+                    fontsize=7,
+                    color=colour,
+                )
+        ax_acc.axhspan((best - tolerance) * 100, best * 100, color=colour, alpha=0.12)
+        gap = (measured["mean"] - best) * 100
+        ax_gap.plot(measured["lr"], gap.clip(lower=lowest_gap), "o-", color=colour, label=f"norm_type={norm}")
+        for lr, value in zip(measured["lr"], gap, strict=True):
+            if value < lowest_gap:
+                ax_gap.annotate(f"{value:.0f}", (lr, lowest_gap), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        dead = table[table["ok"] == 0]
+        for ax in (ax_acc, ax_gap):
+            ax.scatter(
+                dead["lr"],
+                [0.02] * len(dead),
+                marker="x",
+                s=60,
+                color=colour,
+                transform=ax.get_xaxis_transform(),
+                label=f"all seeds failed ({norm})" if ax is ax_acc and len(dead) else None,
+                clip_on=False,
+            )
+    ax_gap.axhspan(-tol_pp, 0, color="tab:green", alpha=0.12, label=f"usable: within {tol_pp:g} points of own best")
+    ax_gap.axhline(-tol_pp, color="tab:green", linestyle="--")
+    ax_gap.set_ylim(lowest_gap * 1.08, tol_pp * 0.5)
+    for ax in (ax_acc, ax_gap):
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("learning rate (log scale)")
+    ax_acc.set(title="Validation accuracy (mean ± 95% CI over finished seeds)", ylabel="validation accuracy (%)")
+    ax_gap.set(
+        title="Distance to the line's own best mean",
+        ylabel="accuracy points vs own best (clipped)",
     )
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set(title="Sweep: learning rate vs weight decay", xlabel="learning rate (log)", ylabel="weight decay (log)")
-    fig.colorbar(points, ax=ax, label="validation accuracy (%)")
+    ax_acc.legend(fontsize=8, loc="lower left")
+    ax_gap.legend(fontsize=8, loc="lower left")
+    _suptitle(fig, "Learning-rate range test", budget)
     fig.tight_layout()
     return fig
 
 
-def heatmap(table: pd.DataFrame, title: str, xlabel: str, ylabel: str) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+def sweep_points(
+    runs: pd.DataFrame,
+    x: str,
+    title: str,
+    xlabel: str,
+    hue: str | None = None,
+    log_x: bool = False,
+    bins: int = 4,
+    budget: str | None = None,
+) -> plt.Figure:
+    """Search results against one hyperparameter: every trial a point, plus the mean per bin.
+
+    ``runs``: one row per finished trial with ``x`` and ``val_accuracy``. A number with more than
+    ``bins`` values is cut into ``bins`` equal-count bins (on a log scale with ``log_x``); the
+    black segments are the bin means. Other hyperparameters vary at the same time, so the spread
+    around a bin mean is not noise alone.
+    """
+    frame = runs.dropna(subset=["val_accuracy"]).copy()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    categorical = not pd.api.types.is_numeric_dtype(frame[x]) or pd.api.types.is_bool_dtype(frame[x])
+    if categorical:
+        levels = sorted(frame[x].unique(), key=str)
+        frame["_pos"] = frame[x].map({level: i for i, level in enumerate(levels)})
+        jitter = np.random.default_rng(0).uniform(-0.12, 0.12, len(frame))
+        xs = frame["_pos"] + jitter
+    else:
+        xs = frame[x]
+    groups = frame.groupby(hue, sort=True) if hue else [("all", frame)]
+    for i, (level, group) in enumerate(groups):
+        ax.scatter(
+            xs[group.index],
+            group["val_accuracy"] * 100,
+            s=36,
+            alpha=0.8,
+            color=f"C{i}",
+            edgecolor="k",
+            linewidth=0.3,
+            label=f"{hue}={level}" if hue else "trial",
+        )
+    if categorical:
+        means = frame.groupby("_pos")["val_accuracy"].mean() * 100
+        ax.hlines(means.values, means.index - 0.3, means.index + 0.3, color="k", lw=2, label="mean per level")
+        ax.set_xticks(range(len(levels)), [str(level) for level in levels])
+    elif frame[x].nunique() <= bins:
+        means = frame.groupby(x)["val_accuracy"].mean() * 100
+        ax.scatter(means.index, means.values, marker="_", s=600, color="k", linewidths=2, label="mean per level")
+        if all(float(v).is_integer() for v in means.index):
+            ax.set_xticks(list(means.index), [f"{v:g}" for v in means.index])
+    else:
+        values = np.log10(frame[x]) if log_x else frame[x]
+        cut = pd.qcut(values.rank(method="first"), min(bins, len(frame) // 2 or 1), labels=False)
+        for _, group in frame.groupby(cut):
+            ax.hlines(group["val_accuracy"].mean() * 100, group[x].min(), group[x].max(), color="k", lw=2)
+        ax.plot([], [], color="k", lw=2, label=f"mean per bin ({int(cut.max()) + 1} equal-count bins)")
+    if log_x and not categorical:
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    _subtitle(ax, title, budget)
+    ax.set(xlabel=xlabel, ylabel="validation accuracy (%)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+WEIGHT_DECAY_KIND = {
+    "adam": "Adam: L2 penalty (added to the gradient)",
+    "adamw": "AdamW: decoupled weight decay",
+    "sgd": "SGD: L2 penalty (added to the gradient)",
+}
+
+
+def lr_weight_decay_scatter(
+    runs: pd.DataFrame, budget: str | None = None, title: str = "Learning rate vs weight decay"
+) -> plt.Figure:
+    """Learning rate vs weight decay, one panel per optimizer, colour = validation accuracy (%).
+
+    Adam's weight decay is an L2 term in the gradient, AdamW's is decoupled from it: the same
+    number means different things, so they get separate panels (a shared colour scale). The best
+    trial is drawn last, ringed and labelled; failed trials (NaN accuracy) are grey crosses.
+    """
+    optimizers = sorted(runs["optimizer"].unique(), key=str) if "optimizer" in runs else ["all"]
+    width = 4.6 * len(optimizers) + 1.4
+    fig, axes = plt.subplots(1, len(optimizers), figsize=(width, 4.6), sharex=True, sharey=True, squeeze=False)
+    ok = runs.dropna(subset=["val_accuracy"])
+    vmin, vmax = (ok["val_accuracy"].min() * 100, ok["val_accuracy"].max() * 100) if len(ok) else (0, 100)
+    best = ok.loc[ok["val_accuracy"].idxmax()] if len(ok) else None
+    points = None
+    for ax, name in zip(axes[0], optimizers, strict=True):
+        part = runs if name == "all" else runs[runs["optimizer"] == name]
+        good = part.dropna(subset=["val_accuracy"]).sort_values("val_accuracy")  # best drawn last, on top
+        bad = part[part["val_accuracy"].isna()]
+        points = ax.scatter(
+            good["lr"],
+            good["weight_decay"],
+            c=good["val_accuracy"] * 100,
+            cmap="viridis",
+            vmin=vmin,
+            vmax=vmax,
+            s=50,
+            edgecolor="k",
+            linewidth=0.3,
+            zorder=2,
+        )
+        if len(bad):
+            ax.scatter(bad["lr"], bad["weight_decay"], marker="x", color="0.5", s=40, label="failed", zorder=2)
+        if best is not None and (name == "all" or best["optimizer"] == name):
+            ax.scatter(
+                best["lr"], best["weight_decay"], s=260, facecolor="none", edgecolor="red", linewidth=2, zorder=3
+            )
+            ax.annotate(
+                f"best: {best['val_accuracy'] * 100:.1f}%",
+                (best["lr"], best["weight_decay"]),
+                textcoords="offset points",
+                xytext=(10, 10),
+                fontsize=8,
+                color="red",
+                zorder=4,
+            )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_title(
+            f"{WEIGHT_DECAY_KIND.get(name, name)}\n{len(good)} trials" + (f", {len(bad)} failed" if len(bad) else ""),
+            fontsize=9,
+        )
+        ax.set_xlabel("learning rate (log)")
+        if len(bad):
+            ax.legend(fontsize=8, loc="lower left")
+    axes[0][0].set_ylabel("weight decay (log)")
+    _suptitle(fig, title, budget)
+    fig.tight_layout()
+    fig.colorbar(points, ax=list(axes[0]), label="validation accuracy (%)")
+    return fig
+
+
+def heatmap(table: pd.DataFrame, title: str, xlabel: str, ylabel: str, budget: str | None = None) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(7, 3.4))
     sns.heatmap(
         table * 100, annot=True, fmt=".1f", cmap="viridis", ax=ax, cbar_kws={"label": "mean validation accuracy (%)"}
     )
-    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    _subtitle(ax, title, budget)
+    ax.set(xlabel=xlabel, ylabel=ylabel)
     fig.tight_layout()
     return fig
 
 
-def importance(scores: pd.Series) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(7, 0.35 * len(scores) + 1.2))
-    scores.sort_values().plot.barh(ax=ax, color="tab:blue")
-    ax.set(
-        title="Hyperparameter importance (share of accuracy variance, η²)",
-        xlabel="η² (0 to 1)",
-        ylabel="hyperparameter",
-    )
+def importance(
+    scores: pd.Series | pd.DataFrame, chance: pd.DataFrame | None = None, budget: str | None = None
+) -> plt.Figure:
+    """η² per hyperparameter as bars, with what η² reaches by chance alone for the same trials.
+
+    ``scores``: η² by hyperparameter, or the frame of :func:`lib.report.importance_table` (columns
+    ``eta_squared``, ``chance_mean``, ``chance_95``), which then also serves as ``chance``. With
+    few trials η² is large by chance ((levels - 1) / (trials - 1) on average): a bar that does
+    not pass the 95th percentile of its permutation distribution (the grey tick) is drawn pale,
+    as indistinguishable from noise.
+    """
+    if isinstance(scores, pd.DataFrame):
+        chance = scores if chance is None else chance
+        scores = scores["eta_squared"]
+    scores = scores.sort_values()
+    fig, ax = plt.subplots(figsize=(7.5, 0.4 * len(scores) + 1.6))
+    y = np.arange(len(scores))
+    if chance is None:
+        ax.barh(y, scores.values, color="tab:blue")
+    else:
+        chance = chance.reindex(scores.index)
+        above = scores.values > chance["chance_95"].values
+        ax.barh(y, scores.values, color=np.where(above, "tab:blue", "#a6c8e8"))
+        ax.scatter(chance["chance_mean"], y, marker="|", s=300, color="k", linewidths=2, zorder=3, label="chance: mean")
+        ax.scatter(
+            chance["chance_95"], y, marker="|", s=300, color="0.55", linewidths=2, zorder=3, label="chance: 95th pct"
+        )
+        handles, _ = ax.get_legend_handles_labels()
+        handles += [Patch(color="tab:blue", label="above chance (95%)"), Patch(color="#a6c8e8", label="within chance")]
+        ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.set_yticks(y, list(scores.index))
+    ax.set_xlim(0, 1)
+    _subtitle(ax, "Hyperparameter importance (share of accuracy variance, η²)", budget)
+    ax.set(xlabel="η² (0 to 1)", ylabel="hyperparameter")
     fig.tight_layout()
     return fig
 
 
-def variance_shift(summary: pd.DataFrame, ratios: pd.DataFrame) -> plt.Figure:
+def variance_shift(summary: pd.DataFrame, ratios: pd.DataFrame, budget: str | None = None) -> plt.Figure:
     """Left: accuracy per placement/recalibration. Right: BN running/actual variance ratio per layer."""
     fig, (ax_acc, ax_ratio) = plt.subplots(1, 2, figsize=(12, 4.2))
     labels = summary["arm"].tolist()
@@ -158,5 +475,7 @@ def variance_shift(summary: pd.DataFrame, ratios: pd.DataFrame) -> plt.Figure:
     )
     ax_ratio.tick_params(axis="x", rotation=30)
     ax_ratio.legend()
+    if budget:
+        _suptitle(fig, "BatchNorm and dropout", budget)
     fig.tight_layout()
     return fig
