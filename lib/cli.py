@@ -172,6 +172,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}. See: {self.prog} --help\n")
 
 
+def _add_debug(parser: argparse.ArgumentParser) -> None:
+    """``--debug`` after the sub-command too (``SUPPRESS``: an absent flag keeps the top-level value)."""
+    parser.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m lib", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
@@ -217,7 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
         "tagged stopped_early=true)",
     )
 
+    for sub in (data, grid, sweep):
+        _add_debug(sub)
     study = commands.add_parser("study", help="execute the numbered notebooks in place with papermill")
+    _add_debug(study)
     study.add_argument(
         "--profile",
         default="full",
@@ -294,6 +304,8 @@ def _store_problem(exc: BaseException) -> str:
     """A database error as ``store: reason. fix``."""
     from lib.tracking import tracking_uri
 
+    if isinstance(exc, OSError):
+        return f"MLflow store {tracking_uri()} cannot be used: {_os_problem(exc)}"
     text = str(getattr(exc, "message", None) or exc)
     reason = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     reason = reason.removeprefix("(sqlite3.OperationalError) ").removeprefix("(sqlite3.DatabaseError) ")
