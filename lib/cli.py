@@ -389,7 +389,7 @@ def _sweep(args: argparse.Namespace, base_config, tags: dict[str, str], data) ->
     import pandas as pd
 
     from lib.engine import results_frame
-    from lib.search import build_space, run_sweep
+    from lib.search import DEFAULT_SPACE, build_space, run_sweep
 
     if args.max_evals < 1:
         raise UsageError(f"--max-evals {args.max_evals}: give the total number of trials, a whole number >= 1")
@@ -424,7 +424,7 @@ def _sweep(args: argparse.Namespace, base_config, tags: dict[str, str], data) ->
         best = max(finished, key=lambda t: t.val_accuracy)
         print(f"{len(result.trials)} trials; best validation accuracy {best.val_accuracy:.4f} (run {best.run_id})")
         print(yaml.safe_dump({k: v for k, v in best.config.items()}, sort_keys=True))
-    return _report_outcome(frame, ["run_id"])
+    return _report_outcome(frame, [*(space or DEFAULT_SPACE), "run_id"])
 
 
 def _report_outcome(frame, label_columns: list[str]) -> int:

@@ -165,3 +165,15 @@ def test_failed_trials_are_listed_with_their_reason_and_a_summary(mlflow_store):
     assert every.returncode == 3, every.stderr
     assert "2 trials: 0 finished, 2 failed (invalid config)" in every.stdout
     assert "Traceback" not in every.stderr
+
+
+def test_a_sweep_whose_every_trial_diverges_exits_3_with_the_reason(mlflow_store):
+    space = mlflow_store / "space.yaml"
+    space.write_text("lr: [10.0]\noptimizer: [adam]\n")
+    done = run_cli(
+        ["sweep", "--experiment", "cli", "--name", "boom", "--max-evals", "2", "--space", str(space), *SMALL]
+    )
+    assert done.returncode == 3, done.stderr[-3000:]
+    assert "failed lr=10.0 optimizer=adam" in done.stdout and "diverged: training loss" in done.stdout
+    assert "2 trials: 0 finished, 2 failed (diverged)" in done.stdout
+    assert "Traceback" not in done.stderr
