@@ -246,9 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run a sub-command behind one error boundary: known errors become one or two lines on stderr."""
+    global _debug_flag
     args = build_parser().parse_args(argv)
-    if getattr(args, "debug", False):
-        os.environ["HYPERTUNE_DEBUG"] = "1"
+    _debug_flag = bool(getattr(args, "debug", False))
     try:
         return _run(args)
     except KeyboardInterrupt:
@@ -269,8 +269,12 @@ def main(argv: list[str] | None = None) -> int:
         return code
 
 
+_debug_flag = False  # --debug of the current main() call
+
+
 def _debug_requested() -> bool:
-    return os.environ.get("HYPERTUNE_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+    """``--debug`` was given or ``HYPERTUNE_DEBUG`` is set (to anything but 0/false/no)."""
+    return _debug_flag or os.environ.get("HYPERTUNE_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
 
 
 def explain_error(exc: BaseException) -> tuple[int, str] | None:
