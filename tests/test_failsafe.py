@@ -4,6 +4,7 @@ a store that stops growing mid-grid, stale runs of dead processes (issue 12)."""
 from __future__ import annotations
 
 import os
+import shlex
 import sqlite3
 import subprocess
 import sys
@@ -216,21 +217,10 @@ def test_a_store_that_stops_growing_mid_grid_is_one_line_and_the_next_call_compl
     args = ["grid", "--experiment", "full", "--workers", "1", "--seeds", "0", *SMALL]
     args += ["--factor", "lr=0.001,0.002,0.003,0.004,0.005,0.006"]
     tracking.client().search_experiments()
-    limit = store.stat().st_size + 40_000
-
-    def cap_file_size() -> None:
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
+    limit_kib = (store.stat().st_size + 40_000) // 1024
+    command = f"ulimit -f {limit_kib}; exec {shlex.join([sys.executable, '-m', 'lib', *args])}"
     full = subprocess.run(
-        [sys.executable, "-m", "lib", *args],
-        cwd=PROJECT_ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        preexec_fn=cap_file_size,
-        timeout=300,
+        ["bash", "-c", command], cwd=PROJECT_ROOT, env=_env(), capture_output=True, text=True, timeout=300
     )
     lines = full.stderr.strip().splitlines()
     assert full.returncode == 4, full.stderr[-3000:]
