@@ -6,11 +6,19 @@ Sub-commands: ``data`` (fetch and verify Fashion-MNIST), ``grid`` (a controlled 
 ``links`` (MLflow UI links that open each experiment's runs table).
 Each option is explained in ``--help``; values are parsed as YAML scalars (``0.25``, ``none``,
 ``true``, ``[128, 64]``).
+
+A mistake (a misspelt hyperparameter, a bad value, unreadable data, a store that cannot be written)
+prints one or two lines on stderr that name the problem and the fix, and nothing is written; add
+``--debug`` (or set ``HYPERTUNE_DEBUG=1``) to see the traceback. Exit codes: 0 done (failed trials
+are listed with their reason), 1 an unexpected error (a bug: the traceback is shown), 2 a bad
+command line or config, 3 every trial failed, 4 the data or the MLflow store cannot be used,
+130 interrupted (Ctrl-C; run the same command again to resume). See docs/troubleshooting.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -21,6 +29,7 @@ import yaml
 
 from lib.paths import PROJECT_ROOT
 
+EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_ALL_FAILED, EXIT_ENVIRONMENT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 NOTEBOOKS = ("01_baseline", "02_norm_dropout", "02b_dropout_bn", "03_conv_blocks", "04_analysis")
 
 
@@ -28,11 +37,15 @@ def _value(text: str) -> Any:
     return yaml.safe_load(text)
 
 
+class UsageError(ValueError):
+    """A bad command-line value; the message names the option and what to give instead."""
+
+
 def _assignments(items: list[str], what: str) -> dict[str, Any]:
     result = {}
     for item in items or []:
-        if "=" not in item:
-            raise SystemExit(f"{what} '{item}' must look like name=value")
+        if "=" not in item or not item.split("=", 1)[0].strip():
+            raise UsageError(f"{what} {item!r} must look like name=value, e.g. {what} epochs=3")
         name, value = item.split("=", 1)
         result[name.strip()] = _value(value)
     return result
@@ -41,16 +54,46 @@ def _assignments(items: list[str], what: str) -> dict[str, Any]:
 def _factors(items: list[str]) -> dict[str, list[Any]]:
     factors = {}
     for item in items or []:
-        if "=" not in item:
-            raise SystemExit(f"--factor '{item}' must look like name=v1,v2,...")
+        if "=" not in item or not item.split("=", 1)[0].strip():
+            raise UsageError(f"--factor {item!r} must look like name=v1,v2,..., e.g. --factor dropout_p=0,0.25,0.5")
         name, values = item.split("=", 1)
         factors[name.strip()] = [_value(v) for v in values.split(",") if v.strip()]
+        if not factors[name.strip()]:
+            raise UsageError(f"--factor {name.strip()}= has no values; give at least one, e.g. --factor {item}0,0.5")
     return factors
+
+
+def _seeds(text: str) -> list[int]:
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts or not all(part.isdigit() for part in parts):
+        raise UsageError(f"--seeds {text!r}: give comma-separated whole numbers >= 0, e.g. --seeds 0,1,2")
+    return [int(part) for part in parts]
+
+
+def _workers(text: str) -> int | str:
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"--workers {text!r}: give 'auto' or a whole number >= 1")
+    return int(text)
+
+
+def _base_config(base: dict[str, Any]):
+    """The ``--set`` values as a validated config (before anything is written)."""
+    from lib.config import ConfigError, TrialConfig
+
+    try:
+        return TrialConfig.from_flat(base)
+    except ConfigError as exc:
+        raise UsageError(f"--set: {exc}") from None
 
 
 def _data_spec(args: argparse.Namespace):
     from lib.trial import DataSpec
 
+    for option, value in (("--train-subset", args.train_subset), ("--val-subset", args.val_subset)):
+        if value is not None and value < 1:
+            raise UsageError(f"{option} {value}: give a number of images >= 1 (or leave it out for all)")
     return DataSpec(train_subset=args.train_subset, val_subset=args.val_subset, dataset=args.dataset)
 
 
@@ -72,6 +115,39 @@ def _add_dataset(parser: argparse.ArgumentParser) -> None:
         help="data set: fashion_mnist (default), mnist, kmnist, cifar10, digits (offline, 8x8), or folder:PATH "
         "(an ImageFolder tree; folder:PATH@32 resizes to 32x32)",
     )
+
+
+def _load_data(data) -> None:
+    """Load (and verify) the data before anything is written to the store."""
+    from lib.data import DataError
+    from lib.paths import data_dir
+
+    try:
+        data.load()
+    except DataError:
+        raise
+    except ValueError as exc:  # a subset larger than the split
+        raise UsageError(f"--train-subset/--val-subset: {exc}") from None
+    except OSError as exc:
+        raise DataError(
+            f"cannot read or place the data under {data_dir()} ({exc.strerror or exc}): point HYPERTUNE_DATA_DIR "
+            "at a writable folder (or unset it), then run `python -m lib data`."
+        ) from None
+
+
+def _open_store() -> None:
+    """Open (create, migrate) the MLflow store now, so a store problem is reported before any training."""
+    from lib import tracking
+
+    try:
+        tracking.client()
+    except tracking.StoreError:
+        raise
+    except Exception as exc:
+        raise tracking.StoreError(_store_problem(exc)) from exc
+    if not _debug_requested():
+        # MLflow logs every database error with its traceback before raising it; the error boundary reports it
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -112,10 +188,23 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     _add_dataset(parser)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m lib", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (the usage of a sub-command fills a screen)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}. See: {self.prog} --help\n")
+
+
+def _add_debug(parser: argparse.ArgumentParser) -> None:
+    """``--debug`` after the sub-command too (``SUPPRESS``: an absent flag keeps the top-level value)."""
+    parser.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error"
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m lib", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True)
 
     data = commands.add_parser("data", help="fetch, verify and place a data set under data/ (default Fashion-MNIST)")
@@ -159,7 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
         "tagged stopped_early=true)",
     )
 
+    for sub in (data, grid, sweep):
+        _add_debug(sub)
     study = commands.add_parser("study", help="execute the numbered notebooks in place with papermill")
+    _add_debug(study)
     study.add_argument(
         "--profile",
         default="full",
@@ -223,12 +315,120 @@ def _print_ui_link(experiment: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a sub-command behind one error boundary: known errors become one or two lines on stderr."""
+    global _debug_flag
     args = build_parser().parse_args(argv)
+    _debug_flag = bool(getattr(args, "debug", False))
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        if _debug_requested():
+            raise
+        print(
+            "interrupted: trials in flight were marked KILLED; run the same command again to resume "
+            "(finished trials are not trained again).",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        explained = None if _debug_requested() else explain_error(exc)
+        if explained is None:
+            raise  # a bug (or --debug): the traceback is the useful message
+        code, message = explained
+        print(f"error: {message}", file=sys.stderr)
+        return code
+
+
+_debug_flag = False  # --debug of the current main() call
+
+
+def _debug_requested() -> bool:
+    """``--debug`` was given or ``HYPERTUNE_DEBUG`` is set (to anything but 0/false/no)."""
+    return _debug_flag or os.environ.get("HYPERTUNE_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def explain_error(exc: BaseException) -> tuple[int, str] | None:
+    """``(exit code, one-line message)`` for an error a user can fix; ``None`` for anything else (a bug)."""
+    import sqlite3
+
+    from lib.config import ConfigError
+    from lib.data import DataError
+    from lib.engine import StudyError
+    from lib.tracking import StoreError
+
+    if isinstance(exc, UsageError | ConfigError | StudyError):
+        return EXIT_USAGE, _one_line(str(exc))
+    if isinstance(exc, DataError | StoreError):
+        return EXIT_ENVIRONMENT, _one_line(str(exc))
+    if isinstance(exc, yaml.YAMLError):
+        return EXIT_USAGE, _one_line(f"--space: not valid YAML ({exc})")
+    if isinstance(exc, sqlite3.Error) or _is_store_error(exc):
+        return EXIT_ENVIRONMENT, _one_line(_store_problem(exc))
+    if isinstance(exc, OSError):
+        return EXIT_ENVIRONMENT, _one_line(_os_problem(exc))
+    return None
+
+
+def _is_store_error(exc: BaseException) -> bool:
+    names = {cls.__module__.split(".")[0] + "." + cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & {"sqlalchemy.SQLAlchemyError", "mlflow.MlflowException"})
+
+
+def _store_problem(exc: BaseException) -> str:
+    """A database error as ``store: reason. fix``."""
+    from lib.tracking import tracking_uri
+
+    if isinstance(exc, OSError):
+        return f"MLflow store {tracking_uri()} cannot be used: {_os_problem(exc)}"
+    text = str(getattr(exc, "message", None) or exc)
+    reason = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    reason = reason.removeprefix("(sqlite3.OperationalError) ").removeprefix("(sqlite3.DatabaseError) ")
+    lowered = reason.lower()
+    if "full" in lowered or "disk i/o" in lowered:
+        fix = "free disk space, then run the same command again (finished trials are kept, an interrupted one retrains)"
+    elif "readonly" in lowered or "read-only" in lowered or "permission" in lowered:
+        fix = "make the file and its folder writable, or point MLFLOW_TRACKING_URI at a writable sqlite:/// file"
+    elif "unable to open" in lowered:
+        fix = "check that its folder exists and is writable, or point MLFLOW_TRACKING_URI at another file"
+    elif "locked" in lowered:
+        fix = "another process holds the database; wait for it or stop it, then run the same command again"
+    elif "not a database" in lowered or "malformed" in lowered:
+        fix = "move the file away (a new store is created) or point MLFLOW_TRACKING_URI at another file"
+    else:
+        fix = "check MLFLOW_TRACKING_URI, then run the same command again (--debug shows the details)"
+    return f"MLflow store {tracking_uri()} cannot be used: {reason}. Fix: {fix}."
+
+
+def _os_problem(exc: OSError) -> str:
+    import errno
+
+    where = exc.filename or "a file"
+    reason = exc.strerror or str(exc)
+    fixes = {
+        errno.ENOSPC: "free disk space, then run the same command again",
+        errno.EDQUOT: "free disk space, then run the same command again",
+        errno.EFBIG: "free disk space or raise the file size limit, then run the same command again",
+        errno.EACCES: "make it writable (or readable) for you",
+        errno.EPERM: "make it writable (or readable) for you",
+        errno.EROFS: "the file system is read-only: point MLFLOW_TRACKING_URI / HYPERTUNE_* at a writable folder",
+        errno.ENOENT: "check the path",
+        errno.ENOTDIR: "a part of the path is a file, not a folder: check the path",
+        errno.EEXIST: "a file is in the way of a folder: check the path",
+    }
+    return f"{where}: {reason}. Fix: {fixes.get(exc.errno, 'check the path and the disk')}."
+
+
+def _one_line(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= 1000 else line[:997] + "..."
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "data":
         from lib.data import describe_dataset
 
         print(describe_dataset(args.dataset, download=not args.no_download))
-        return 0
+        return EXIT_OK
     if args.command == "study":
         return _study(args)
     if args.command == "report":
@@ -236,48 +436,95 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "links":
         return _links(args)
     base = _assignments(args.set, "--set")
-    tags = _assignments(args.tag, "--tag")
+    tags = {k: str(v) for k, v in _assignments(args.tag, "--tag").items()}
+    base_config = _base_config(base)
+    data = _data_spec(args)
     if args.command == "grid":
-        from lib.engine import run_grid
+        return _grid(args, base, tags, data)
+    return _sweep(args, base_config, tags, data)
 
-        workers = args.workers if args.workers == "auto" else int(args.workers)
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-        frame = run_grid(
-            base,
-            _factors(args.factor),
-            seeds,
-            args.experiment,
-            _data_spec(args),
-            {k: str(v) for k, v in tags.items()},
-            workers=workers,
-            engine=args.engine,
-        )
-        columns = [*dict.fromkeys([*_factors(args.factor), "seed"]), "status", "val_accuracy", "cached"]
-        print(frame[columns].to_string(index=False))
-        if args.out:
-            frame.to_csv(args.out, index=False)
-        _print_ui_link(args.experiment)
-        return 0
-    from lib.search import run_sweep
 
-    space = yaml.safe_load(args.space.read_text()) if args.space else None
+def _grid(args: argparse.Namespace, base: dict[str, Any], tags: dict[str, str], data) -> int:
+    from lib.engine import grid_configs, run_grid
+
+    factors = _factors(args.factor)
+    seeds = _seeds(args.seeds)
+    workers = _workers(args.workers)
+    grid_configs(base, factors, seeds)  # validate every grid point before anything is written
+    _load_data(data)
+    _open_store()
+    frame = run_grid(base, factors, seeds, args.experiment, data, tags, workers=workers, engine=args.engine)
+    columns = [*dict.fromkeys([*factors, "seed"]), "status", "val_accuracy", "cached"]
+    if "failure_kind" in frame and (frame["status"] != "finished").any():
+        columns.append("failure_kind")
+    print(frame[columns].to_string(index=False))
+    if args.out:
+        frame.to_csv(args.out, index=False)
+    _print_ui_link(args.experiment)
+    return _report_outcome(frame, [*dict.fromkeys([*factors, "seed"])])
+
+
+def _sweep(args: argparse.Namespace, base_config, tags: dict[str, str], data) -> int:
+    import pandas as pd
+
+    from lib.engine import results_frame
+    from lib.search import DEFAULT_SPACE, build_space, run_sweep
+
+    if args.max_evals < 1:
+        raise UsageError(f"--max-evals {args.max_evals}: give the total number of trials, a whole number >= 1")
+    space = None
+    if args.space:
+        try:
+            space = yaml.safe_load(args.space.read_text())
+        except OSError as exc:
+            raise UsageError(f"--space {args.space}: {exc.strerror or exc}; give an existing YAML file") from None
+        if not isinstance(space, dict):
+            raise UsageError(
+                f"--space {args.space}: must map names to values or ranges, e.g. 'lr: {{loguniform: [1e-4, 1e-2]}}'"
+            )
+        build_space(space)  # validate before anything is written
+    _load_data(data)
+    _open_store()
     result = run_sweep(
         space,
         args.experiment,
         args.name,
         args.max_evals,
         seed=args.seed,
-        base=base,
-        data=_data_spec(args),
-        tags={k: str(v) for k, v in tags.items()},
+        base=base_config,
+        data=data,
+        tags=tags,
         engine=args.engine,
         early_stopping=args.early_stopping,
     )
-    best = result.best
-    print(f"{len(result.trials)} trials; best validation accuracy {best.val_accuracy * 100:.2f}% (run {best.run_id})")
-    print(yaml.safe_dump({k: v for k, v in best.config.items()}, sort_keys=True))
+    frame = results_frame(result.trials) if result.trials else pd.DataFrame(columns=["status"])
+    finished = [t for t in result.trials if t.ok]
+    if finished:
+        best = max(finished, key=lambda t: t.val_accuracy)
+        accuracy = f"{best.val_accuracy * 100:.2f}%"
+        print(f"{len(result.trials)} trials; best validation accuracy {accuracy} (run {best.run_id})")
+        print(yaml.safe_dump({k: v for k, v in best.config.items()}, sort_keys=True))
     _print_ui_link(args.experiment)
-    return 0
+    return _report_outcome(frame, [*(space or DEFAULT_SPACE), "run_id"])
+
+
+def _report_outcome(frame, label_columns: list[str]) -> int:
+    """Print each failed trial's reason and a summary line; exit 3 when every trial failed."""
+    from collections import Counter
+
+    failed = frame[frame["status"] != "finished"] if len(frame) else frame
+    for _, row in failed.iterrows():
+        label = " ".join(f"{c}={row[c]}" for c in label_columns if c in row.index)
+        reason = str(row.get("failure_reason", "") or "").strip()
+        reason = reason.splitlines()[0][:300] if reason else "(no reason recorded)"
+        print(f"failed {label}: {row.get('failure_kind') or 'error'}: {reason}")
+    kinds = Counter(str(k or "error").replace("_", " ") for k in failed.get("failure_kind", []))
+    detail = f" ({', '.join(f'{n} {k}' if len(kinds) > 1 else k for k, n in kinds.most_common())})" if kinds else ""
+    print(f"{len(frame)} trials: {len(frame) - len(failed)} finished, {len(failed)} failed{detail}")
+    if len(frame) and len(failed) == len(frame):
+        print("every trial failed: see the reasons above (exit code 3)", file=sys.stderr)
+        return EXIT_ALL_FAILED
+    return EXIT_OK
 
 
 def _study(args: argparse.Namespace) -> int:

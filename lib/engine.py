@@ -112,6 +112,7 @@ def results_frame(results: Sequence[TrialResult]) -> pd.DataFrame:
         row |= {
             "status": result.status,
             "failure_kind": result.failure_kind,
+            "failure_reason": result.failure_reason,
             "cached": result.cached,
             "run_id": result.run_id,
             "key": result.key,

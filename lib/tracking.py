@@ -15,6 +15,7 @@ import os
 import socket
 import subprocess
 from collections.abc import Iterable
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -58,12 +59,163 @@ def _client(uri: str):
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(uri)
-    result = mlflow.MlflowClient(tracking_uri=uri)
-    result.search_experiments(max_results=1)  # creates and migrates the database here, once
+    with _store_lock(uri):  # two first calls on a new file must not both create and migrate it
+        path = _sqlite_path(uri)
+        if path is not None:
+            _check_sqlite_store(path)
+        mlflow.set_tracking_uri(uri)
+        result = mlflow.MlflowClient(tracking_uri=uri)
+        result.search_experiments(max_results=1)  # creates and migrates the database here, once
     return result
+
+
+# --- Creating and migrating a SQLite store: serialised across processes, half-migrated stores repaired.
+# MLflow creates and migrates a new SQLite store in whichever process opens it first, without a lock:
+# two processes that open a new file at once both migrate it, one crashes ("duplicate column name",
+# "table ... already exists") and the file can stay at an intermediate schema with ``_alembic_tmp_*``
+# tables, after which every later call fails. Here every process takes an exclusive lock on
+# ``<db>.lock`` (beside the database) while it checks, creates or migrates the store.
+
+
+class StoreError(RuntimeError):
+    """The tracking store cannot be used as it is; the message names the file and the fix."""
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (``None`` for other stores and in-memory SQLite)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    text = uri.removeprefix("sqlite:///").split("?", 1)[0]
+    return None if text in ("", ":memory:") else Path(text)
+
+
+@contextmanager
+def _store_lock(uri: str):
+    """Hold an exclusive ``flock`` on ``<db>.lock`` (SQLite stores on POSIX; elsewhere a no-op).
+
+    A folder where the lock file cannot be created cannot hold a new store either: then the store
+    is opened without the lock (reading an existing one still works; writing fails with a clear error).
+    """
+    path = _sqlite_path(uri)
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    try:
+        fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _schema_revisions() -> tuple[str, set[str]]:
+    """MLflow's head schema revision and every revision it knows."""
+    from alembic.script import ScriptDirectory
+    from mlflow.store.db.utils import _get_alembic_config
+
+    script = ScriptDirectory.from_config(_get_alembic_config(db_url=""))
+    heads = script.get_heads()
+    return heads[0], {revision.revision for revision in script.walk_revisions()}
+
+
+def _check_sqlite_store(path: Path) -> None:
+    """Leave a healthy store alone; repair one left half-migrated, or raise :class:`StoreError`.
+
+    Called with the store lock held. A store that is not at MLflow's head schema, or holds
+    ``_alembic_tmp_*`` tables (an interrupted migration), is repaired when that is safe:
+
+    - it holds no run (a store broken while being created): it is moved aside to
+      ``<db>.broken-<time>`` and MLflow creates a new one;
+    - it holds runs: it is copied to ``<db>.bak-<revision>``, the leftover ``_alembic_tmp_*`` tables
+      are dropped and MLflow's migrations are run to the head; if that fails the copy is put back
+      and :class:`StoreError` names the file and the fix.
+    """
+    import sqlite3
+    from contextlib import closing
+
+    if not path.exists() or path.stat().st_size == 0:
+        return  # MLflow creates it
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            row = (
+                db.execute("SELECT version_num FROM alembic_version").fetchone()
+                if "alembic_version" in tables
+                else None
+            )
+            n_runs = db.execute("SELECT count(*) FROM runs").fetchone()[0] if "runs" in tables else 0
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(
+            f"MLflow store {path} is not a readable SQLite database ({exc}): move it away (a new store is "
+            "created) or point MLFLOW_TRACKING_URI at another file."
+        ) from None
+    if not tables:
+        return
+    version = row[0] if row else None
+    head, known = _schema_revisions()
+    leftovers = sorted(name for name in tables if name.startswith("_alembic_tmp_"))
+    if version == head and not leftovers:
+        return
+    if version is not None and version not in known:
+        raise StoreError(
+            f"MLflow store {path} has schema {version}, newer than this MLflow knows: install the MLflow "
+            "version of requirements.txt that wrote it, or point MLFLOW_TRACKING_URI at another file."
+        )
+    if n_runs == 0:
+        import time
+
+        aside = path.with_name(f"{path.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.replace(path, aside)
+        logging.getLogger(__name__).warning(
+            "MLflow store %s was half-created and held no run: moved to %s", path, aside
+        )
+        return
+    orphans = [name for name in leftovers if name.removeprefix("_alembic_tmp_") not in tables]
+    if orphans:  # the original table is gone: the temporary copy may hold the only data
+        raise StoreError(
+            f"MLflow store {path} was interrupted in a migration and {orphans[0]} holds the only copy of a "
+            "table: back the file up and repair it by hand (rename the table), or move it away to start a new store."
+        )
+    _upgrade_with_backup(path, version, leftovers)
+
+
+def _upgrade_with_backup(path: Path, version: str | None, leftovers: list[str]) -> None:
+    """Drop interrupted-migration tables and migrate to the head; on failure restore the file."""
+    import shutil
+
+    import sqlalchemy
+    from mlflow.store.db.utils import _upgrade_db
+
+    backup = path.with_name(f"{path.name}.bak-{version}")
+    shutil.copy2(path, backup)
+    engine = sqlalchemy.create_engine(f"sqlite:///{path}")
+    try:
+        with engine.begin() as connection:
+            for name in leftovers:
+                connection.exec_driver_sql(f'DROP TABLE "{name}"')
+        _upgrade_db(engine)
+    except Exception as exc:
+        engine.dispose()
+        os.replace(backup, path)
+        raise StoreError(
+            f"MLflow store {path} is at an intermediate schema ({version}) and holds runs; it could not be "
+            f"repaired ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). Back it up, then run "
+            f"`mlflow db upgrade sqlite:///{path}`, or move it away to start a new store."
+        ) from exc
+    engine.dispose()
+    logging.getLogger(__name__).warning(
+        "MLflow store %s repaired and migrated; the old file is kept as %s", path, backup
+    )
 
 
 def experiment_id(name: str) -> str:

@@ -2,9 +2,10 @@
 
 ``fit`` is one flat loop you can read top to bottom: seed, build the optimizer and scheduler,
 then for every epoch train on shuffled index batches, evaluate on the validation data and record
-an :class:`EpochStats`. A NaN or infinite loss stops the run with status ``"diverged"``; optional
-early stopping on validation loss restores the best weights. A CPU run repeats exactly for the same
-seed and thread count. The trainer knows nothing about how the model is built or logged.
+an :class:`EpochStats`. A run that explodes stops with status ``"diverged"`` (the rule is above
+:data:`EXPLODED_LOSS_FACTOR`); optional early stopping on validation loss restores the best weights.
+A CPU run repeats exactly for the same seed and thread count. The trainer knows nothing about how
+the model is built or logged.
 """
 
 from __future__ import annotations
@@ -20,6 +21,16 @@ from torch import nn
 from lib.config import TrainConfig
 from lib.data import ArrayData
 
+# When a run counts as diverged (status "diverged", recorded FAILED with failure_kind=diverged):
+# - a training batch's loss is NaN or infinite (training stops at once), or the validation loss is; or
+# - an epoch's mean training loss, or its validation loss, is above EXPLODED_LOSS_FACTOR x ln(n_classes).
+#   ln(n_classes) is what a uniform guess scores (2.30 for 10 classes), where every run starts; a mean
+#   above 10x that (23 nats per image) means the weights blew up (adam at lr=10 reaches 1e10), not that
+#   the run learns slowly.
+# A run that trains without exploding but ends near chance accuracy is NOT diverged: it is a result
+# (a learning rate too high or too low, or a short run on a small subset), recorded FINISHED with its
+# low accuracy, and analyses treat it as such.
+EXPLODED_LOSS_FACTOR = 10.0
 EVAL_BATCH_SIZE = 256  # small batches stay in cache: 5k images evaluate about 2x faster than at 2048 on the CPU
 
 
@@ -195,6 +206,7 @@ def fit(
     shuffle_generator = torch.Generator().manual_seed(seed)
     result = FitResult()
     best_loss, best_state, epochs_without_gain = math.inf, None, 0
+    n_outputs = 2
     bar = tqdm(
         total=config.epochs * steps_per_epoch,
         disable=not progress,
@@ -212,7 +224,9 @@ def fit(
             if len(y) < 2:  # a lone last sample breaks BatchNorm's batch statistics; skip it
                 continue
             x, y = _to_device(x, device, config.channels_last), y.to(device)
-            loss = nn.functional.cross_entropy(model(x), y)
+            logits = model(x)
+            n_outputs = logits.shape[-1]
+            loss = nn.functional.cross_entropy(logits, y)
             if not torch.isfinite(loss):
                 result.status = "diverged"
                 result.failure_reason = f"loss became {float(loss.detach())} in epoch {epoch}"
@@ -246,6 +260,10 @@ def fit(
         if val is not None and not math.isfinite(val.loss):
             result.status, result.failure_reason = "diverged", f"validation loss is {val.loss} in epoch {epoch}"
             break
+        exploded = _exploded(stats, n_outputs)
+        if exploded:
+            result.status, result.failure_reason = "diverged", exploded
+            break
         if config.scheduler == "plateau" and val is not None:
             scheduler.step(val.loss)
         if config.early_stopping_patience and val is not None:
@@ -262,6 +280,19 @@ def fit(
     if config.recalibrate_bn and result.status == "finished":
         result.recalibration = _recalibrate_and_compare(model, train_data, val_data, config, seed, device)
     return result
+
+
+def _exploded(stats: EpochStats, n_classes: int) -> str:
+    """Why an epoch counts as exploded (see :data:`EXPLODED_LOSS_FACTOR`), or ``""``."""
+    uniform = math.log(max(n_classes, 2))
+    limit = EXPLODED_LOSS_FACTOR * uniform
+    for name, value in (("training", stats.train_loss), ("validation", stats.val_loss)):
+        if value > limit:  # NaN compares False: a final retrain has no validation loss
+            return (
+                f"{name} loss {value:.3g} in epoch {stats.epoch} is above {EXPLODED_LOSS_FACTOR:g} x ln({n_classes}) "
+                f"= {limit:.1f} (a uniform guess scores {uniform:.2f}): the weights exploded"
+            )
+    return ""
 
 
 def _recalibrate_and_compare(
