@@ -1,4 +1,4 @@
-"""Budgets for the notebooks: ``smoke`` (tests), ``quick`` (a try-out) and ``full`` (the report).
+"""Budgets for the notebooks: ``smoke`` (tests), ``quick`` (a try-out), ``full`` (the report) and ``deep`` (05).
 
 A notebook reads its profile from its papermill ``parameters`` cell, which defaults to the
 ``HYPERTUNE_PROFILE`` environment variable (nbval cannot inject parameters), and any knob set in
@@ -14,8 +14,28 @@ from typing import Any
 
 from lib.trial import DataSpec
 
+
+def _lr_grid(low_exp: float, high_exp: float, per_decade: int) -> list[float]:
+    """Log-spaced learning rates from 10**low_exp to 10**high_exp, ``per_decade`` points a decade (3 digits)."""
+    steps = round((high_exp - low_exp) * per_decade)
+    return [float(f"{10 ** (low_exp + i / per_decade):.3g}") for i in range(steps + 1)]
+
+
+# Knobs shared by every profile's notebooks 01-05 (each notebook's parameters cell may override them):
+#   dataset                  the data set every grid trains on (``grid_data``/``final_data`` read it)
+#   train_subset, val_subset training/validation images of the grids (None = all 55k / 5k)
+#   seeds                    paired seeds of every controlled grid (every arm gets all of them)
+#   dropout_values/_epochs   H1 grid (02); H2b's confirmation grid uses the same budget
+#   lr_values, lr_epochs     H2a's learning-rate grid (02)
+#   epochs                   02b, 03 and the 04 sweep
+#   candidate_*              04: the declared candidates compared on validation before the final model
+#   final_*                  04: the winner retrained on train + validation, scored once on the test set
+#   budget_*                 05: H1 re-asked at full budget
+#   search_*                 05: random search vs TPE at equal trials and budget
+#   study_profile            05 reads 02/02b runs of this profile; budget_profile: 04 reads 05's runs of this one
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {
+        "dataset": "fashion_mnist",
         "train_subset": 600,
         "val_subset": 300,
         "epochs": 1,
@@ -30,12 +50,24 @@ PROFILES: dict[str, dict[str, Any]] = {
         "placements": ["block", "head"],
         "block_values": [0, 1, 2],
         "sweep_evals": 3,
+        "candidate_seeds": [0, 1],
+        "candidate_epochs": 1,
+        "candidate_train_subset": 600,
         "final_seeds": [100, 101],
         "final_epochs": 1,
         "final_train_subset": 1000,
+        "budget_train_subset": 600,
+        "budget_epochs": 2,
+        "budget_seeds": [0, 1],
+        "budget_dropout_values": [0.0, 0.3, 0.6],
+        "search_evals": 3,
+        "search_seeds": [0, 1],
+        "study_profile": "smoke",
+        "budget_profile": "smoke",
         "workers": 1,
     },
     "quick": {
+        "dataset": "fashion_mnist",
         "train_subset": 3000,
         "val_subset": 2000,
         "epochs": 2,
@@ -44,38 +76,66 @@ PROFILES: dict[str, dict[str, Any]] = {
         "baseline_epochs": 4,
         "baseline_seeds": [0, 1, 2],
         "dropout_values": [0.0, 0.25, 0.6],
-        "lr_values": [1e-4, 1e-3, 1e-2],
+        "lr_values": _lr_grid(-4, -1, 2),
         "lr_epochs": 2,
         "shift_dropout_values": [0.5],
         "placements": ["block", "head"],
         "block_values": [0, 1, 2, 3],
         "sweep_evals": 4,
+        "candidate_seeds": [0, 1, 2],
+        "candidate_epochs": 2,
+        "candidate_train_subset": 10000,
         "final_seeds": [100, 101],
         "final_epochs": 2,
         "final_train_subset": 10000,
+        "budget_train_subset": 10000,
+        "budget_epochs": 4,
+        "budget_seeds": [0, 1, 2],
+        "budget_dropout_values": [0.0, 0.25, 0.6],
+        "search_evals": 4,
+        "search_seeds": [0, 1],
+        "study_profile": "quick",
+        "budget_profile": "quick",
         "workers": "auto",
     },
+    # The report: <= 60 min of `make run` on the 2-core course machine (the estimate is in the README).
     "full": {
+        "dataset": "fashion_mnist",
         "train_subset": 8000,
         "val_subset": None,
         "epochs": 4,
-        "dropout_epochs": 12,
-        "seeds": [0, 1, 2],
+        "dropout_epochs": 10,
+        "seeds": [0, 1, 2, 3, 4],
         "baseline_epochs": 10,
         "baseline_seeds": [0, 1, 2],
-        "dropout_values": [0.0, 0.25, 0.4, 0.6],
-        "lr_values": [3e-4, 1e-3, 3e-3, 1e-2, 3e-2],
-        "lr_epochs": 3,
+        "dropout_values": [0.0, 0.25, 0.6],
+        # quarter decades from 1e-4 to 10**-0.5: past the failure of both norm types (H2a)
+        "lr_values": _lr_grid(-4, -0.5, 4),
+        "lr_epochs": 2,
         "shift_dropout_values": [0.25, 0.5],
-        "placements": ["block", "head", "pool"],
+        "placements": ["block", "head"],
         "block_values": [0, 1, 2, 3, 4],
         "sweep_evals": 16,
+        "candidate_seeds": [0, 1, 2],
+        "candidate_epochs": 6,
+        "candidate_train_subset": None,
         "final_seeds": [100, 101, 102, 103],
-        "final_epochs": 15,
+        "final_epochs": 10,
         "final_train_subset": None,
+        "budget_train_subset": None,
+        "budget_epochs": 10,
+        "budget_seeds": [0, 1, 2, 3, 4],
+        "budget_dropout_values": [0.0, 0.25, 0.6],
+        "search_evals": 16,
+        "search_seeds": [0, 1, 2, 3],
+        "study_profile": "full",
+        "budget_profile": "deep",
         "workers": "auto",
     },
 }
+# `make run PROFILE=deep` (05 only, <= 2 h): the full profile's knobs, its runs tagged "deep"; it
+# reads 02/02b's full-profile runs, so run `make run` first.
+PROFILES["deep"] = PROFILES["full"] | {"study_profile": "full", "budget_profile": "deep"}
 
 
 def default_profile() -> str:
