@@ -220,7 +220,7 @@ def combined_test_interval(accuracies: Sequence[float], n_test: int, confidence:
     p(1-p)/n_test (binomial sampling error of one finite test set, shared by all k models because
     they are scored on the same images, so it does not shrink with k). The t quantile keeps the
     seed term's k - 1 degrees of freedom (conservative: Welch-Satterthwaite would give more, and an
-    interval narrower than the seed-only one); identical seeds leave the test term alone.
+    interval narrower than the seed-only one); identical seeds leave the test term, never a zero width.
     """
     array = np.asarray([v for v in accuracies if v == v], dtype=float)
     k = array.size

@@ -205,10 +205,12 @@ def test_combined_test_interval_adds_test_sampling_error():
     assert (result["low"], result["high"]) == pytest.approx((0.94 - half, 0.94 + half))
     assert result["half_width"] == pytest.approx(0.01503, abs=1e-5)
     assert result["half_width"] > result["seed_only_half_width"] > 0
-    # identical seeds: only the test-set term is left, a normal interval of +-1.96 sqrt(p(1-p)/n)
+    # identical seeds: the interval does not collapse, the test-set term (sd 0.242 pp) is left,
+    # still with the seeds' 3 degrees of freedom; one seed: a normal interval, +-0.47 pp as in the issue
     flat = combined_test_interval([0.9376] * 4, n_test=10_000)
-    assert flat["half_width"] == pytest.approx(1.959964 * math.sqrt(0.9376 * 0.0624 / 10_000))
-    assert flat["half_width"] == pytest.approx(0.0047, abs=1e-4)  # the issue's +-0.47 pp
+    assert flat["half_width"] == pytest.approx(scipy_stats.t.ppf(0.975, 3) * math.sqrt(0.9376 * 0.0624 / 10_000))
+    single = combined_test_interval([0.9376], n_test=10_000)
+    assert single["half_width"] == pytest.approx(0.0047, abs=1e-4)
 
 
 def test_verdict_rows_state_budget_family_and_adjusted_decision():
