@@ -68,6 +68,9 @@ FAMILIES = {
     "final choice": "the winner among the declared candidates vs each other candidate (04)",
 }
 
+# The headline family's declared size: H1a and H1b for each of the two norm types, H2a, H2b, H3a, H3b.
+FAMILY_SIZES = {"headline": 8}
+
 # The default configuration of the candidate list: the library's defaults (2 blocks of 32/64
 # channels, AdamW lr 1e-3, weight decay 5e-4, batch 128, cosine) with BatchNorm and no dropout,
 # i.e. the course's recipe and 03's 2-block arm.
@@ -201,15 +204,25 @@ def _row(
     return row
 
 
-def adjust(table: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
-    """Add ``p_holm`` and ``decision``: Holm's adjustment within each declared family (``family`` column)."""
+def adjust(table: pd.DataFrame, alpha: float = ALPHA, family_sizes: dict[str, int] | None = None) -> pd.DataFrame:
+    """Add ``p_holm`` and ``decision``: Holm's adjustment within each declared family (``family`` column).
+
+    ``family_sizes``: the declared number of claims of a family (default :data:`FAMILY_SIZES`). When a
+    notebook holds only part of a family (02 and 03 each hold part of ``headline``), the missing
+    claims count as not rejected (p = 1): the decision is then never bolder than the one over the
+    whole family, which 04 computes.
+    """
+    sizes = FAMILY_SIZES | (family_sizes or {})
     table = table.copy()
     if table.empty:
         return table.assign(p_holm=pd.Series(dtype=float), decision=pd.Series(dtype=str))
     table["p_holm"] = np.nan
     table["decision"] = "inconclusive"
-    for _, rows in table.groupby("family", sort=False):
-        adjusted, _ = holm(rows["p_value"].to_numpy(dtype=float), alpha)
+    for family, rows in table.groupby("family", sort=False):
+        p = rows["p_value"].to_numpy(dtype=float)
+        missing = max(0, sizes.get(family, len(p)) - len(p))
+        adjusted, _ = holm(np.concatenate([p, np.ones(missing)]), alpha)
+        adjusted = adjusted[: len(p)]
         table.loc[rows.index, "p_holm"] = adjusted
         table.loc[rows.index, "decision"] = [
             decide(e, p, m, d, alpha)

@@ -169,10 +169,13 @@ def test_adjusted_decisions_per_family_and_direction():
             "direction": ["greater", "greater", "greater", "less", "greater"],
         }
     )
-    result = analysis.adjust(table)
+    result = analysis.adjust(table, family_sizes={"headline": 4})
     # headline (m = 4): 0.001 x 4, 0.004 x 3, 0.03 x 2, then max(0.04 x 1, 0.06); "other" is a family of one
     assert result["p_holm"].tolist() == pytest.approx([0.004, 0.012, 0.06, 0.06, 0.03])
     assert result["decision"].tolist() == ["supported", "contradicted", "inconclusive", "inconclusive", "supported"]
+    # a notebook holding 2 of a declared family of 8: the 6 missing claims count as p = 1 (conservative)
+    partial = analysis.adjust(table.iloc[:2])
+    assert partial["p_holm"].tolist() == pytest.approx([0.008, 0.028])
 
 
 def test_p_value_matches_the_interval_rule():
