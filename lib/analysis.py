@@ -123,6 +123,14 @@ def trial_runs(experiment: str, hypothesis: str | None = None, profile: str | No
     return frame.sort_values("start_time").drop_duplicates("tag.trial_key", keep="last")
 
 
+def trial_runs_or_empty(experiment: str, hypothesis: str | None = None, profile: str | None = None) -> pd.DataFrame:
+    """:func:`trial_runs`, or an empty frame when there are none (for inputs that may all be cache hits)."""
+    try:
+        return trial_runs(experiment, hypothesis, profile)
+    except MissingRunsError:
+        return pd.DataFrame(columns=["tag.trial_key", "status", "epochs", "dropout_p", "lr", "norm_type"])
+
+
 # --- budgets ---------------------------------------------------------------------------------
 
 
@@ -873,3 +881,44 @@ def budget_changes(small: pd.DataFrame, large: pd.DataFrame) -> pd.DataFrame:
             "changed",
         ]
     ]
+
+
+def h2b_from_runs(h1_runs: pd.DataFrame, h2b_runs: pd.DataFrame, lr_runs: pd.DataFrame) -> pd.DataFrame:
+    """H2b recomputed from MLflow runs (04): each norm type at its own best rate of the H2a grid.
+
+    A confirmation trial that was a cache hit of H1's grid (or of the H2a grid, when both train
+    equally long) is logged under that grid's tag, so all three are read.
+    """
+    own_best = best_lrs(lr_runs)
+    frame = pd.concat([h1_runs, lr_runs] + ([h2b_runs] if len(h2b_runs) else []), ignore_index=True)
+    frame = frame.drop_duplicates("tag.trial_key")
+    epochs = h1_runs["epochs"].max()  # the confirmation grid trains at H1's budget
+    mask = (frame["dropout_p"] == 0) & (frame["epochs"] == epochs)
+    mask &= frame.apply(lambda row: bool(np.isclose(row["lr"], own_best.get(row["norm_type"], np.nan))), axis=1)
+    return h2_best(frame[mask], ["lr"])
+
+
+def recommendation(winner: str, effects: pd.DataFrame) -> tuple[str, str]:
+    """The recommended candidate and the row that backs it (the rule is in 04's markdown).
+
+    The winner if it is the default, or if its advantage over the default is *supported* after
+    adjustment; otherwise the default, since the evidence does not favour the other configuration.
+    """
+
+    def quote(row: pd.Series) -> str:
+        return (
+            f"{row['claim']}: {row['effect']:+.2f} pp (95% CI {row['ci_low']:+.2f} to {row['ci_high']:+.2f}), "
+            f"{row['budget']}, {row['n_seeds']} seeds; raw {row['verdict']}, Holm '{row['family']}': {row['decision']}"
+        )
+
+    if effects.empty:
+        return winner, "the only distinct candidate (no comparison row)"
+    if winner == "default":
+        return winner, "; ".join(quote(row) for _, row in effects.iterrows())
+    versus_default = effects[effects["claim"].str.contains("'default'")]
+    if versus_default.empty:
+        return winner, "; ".join(quote(row) for _, row in effects.iterrows())
+    row = versus_default.iloc[0]
+    if row["decision"] == "supported":
+        return winner, quote(row)
+    return "default", f"the winner's advantage is not established: {quote(row)}"
