@@ -264,7 +264,8 @@ def summary_markdown(table: pd.DataFrame) -> str:
         lines.append(
             f"- **{row['hypothesis']}** {row['claim']} ({row['budget']}, {row['n_seeds']} seeds): "
             f"{_fmt(row['effect'], row['unit'])} ({interval}); raw: *{row['verdict']}*, "
-            f"Holm within '{row['family']}': **{decision}**" + (f" — {row['note']}" if row.get("note") else "")
+            f"Holm within '{row['family']}': **{decision}**"
+            + (f" — {row['note']}" if isinstance(row.get("note"), str) and row.get("note") else "")
         )
     return "\n".join(lines)
 
