@@ -98,7 +98,12 @@ PROFILES: dict[str, dict[str, Any]] = {
         "budget_profile": "quick",
         "workers": "auto",
     },
-    # The report: <= 60 min of `make run` on the 2-core course machine (the estimate is in the README).
+    # The report: <= 60 min of `make run` on the 2-core course machine. Estimate from run #3's measured
+    # rates (8k-subset grids 4,280 img/s + 0.75 s per trial with 2 workers; 02b 3,690 img/s; 55k-image
+    # trials about 3,100 img/s per worker, 2,120 with BatchNorm + block dropout): 01 70 s; 02 H1 30
+    # trials x 80k = 584 s, H2a 140 x 16k = 629 s, H2b <= 10 x 80k = 195 s; 02b 40 x 32k = 360 s;
+    # 03 25 x 32k = 168 s; 04 sweep 140 s, candidates 9 x 330k in 5 rounds = 530-650 s, final
+    # 4 x 600k in 2 rounds = 388-566 s, analysis 30 s. In all 52-57 min.
     "full": {
         "dataset": "fashion_mnist",
         "train_subset": 8000,
@@ -137,7 +142,11 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
 }
 # `make run PROFILE=deep` (05 only, <= 2 h): the full profile's knobs, its runs tagged "deep"; it
-# reads 02/02b's full-profile runs, so run `make run` first.
+# reads 02/02b's full-profile runs, so run `make run` first. Estimate: H1 at full budget, 8 arms x 5
+# seeds x 550k images, 2 workers: 852 s per seed (177 s per no-dropout or head-dropout trial,
+# 239-259 s per block-dropout trial) = 4,260 s + 3% evaluation; default reference 5 x 32k = 45 s;
+# 4 sweep seeds x (16 random + 11 new TPE trials; the 5 start-up points are shared) x 32k images at
+# 3,400 img/s one trial at a time + 1.5 s per trial = 1,180 s. In all about 95 min.
 PROFILES["deep"] = PROFILES["full"] | {"study_profile": "full", "budget_profile": "deep"}
 
 
