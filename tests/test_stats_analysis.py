@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
@@ -292,3 +293,14 @@ def test_best_so_far_and_search_comparison():
     curves = analysis.best_so_far(frame)
     assert curves[curves.algo == "tpe"]["best"].tolist() == [0.8, 0.8, 0.85]
     assert curves[curves.algo == "random"]["best"].tolist() == [0.82, 0.82, 0.83]
+
+
+def test_full_profile_meets_the_study_design():
+    from lib.profiles import PROFILES
+
+    full = PROFILES["full"]
+    assert len(full["seeds"]) >= 5 and len(full["budget_seeds"]) >= 5 and len(full["candidate_seeds"]) >= 3
+    decades = np.log10(np.array(full["lr_values"]))
+    assert decades.max() - decades.min() >= 3 and np.allclose(np.diff(decades), 0.25, atol=0.01)
+    assert all(profile["dataset"] == "fashion_mnist" for profile in PROFILES.values())
+    assert PROFILES["deep"]["budget_profile"] == "deep" and PROFILES["deep"]["study_profile"] == "full"
