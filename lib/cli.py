@@ -31,6 +31,7 @@ from lib.paths import PROJECT_ROOT
 
 EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_ALL_FAILED, EXIT_ENVIRONMENT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 NOTEBOOKS = ("01_baseline", "02_norm_dropout", "02b_dropout_bn", "03_conv_blocks", "04_analysis")
+DEEP_NOTEBOOKS = ("05_budget_and_search",)  # `--profile deep`: the budget and search study (after the full run)
 
 
 def _value(text: str) -> Any:
@@ -255,10 +256,16 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument(
         "--profile",
         default="full",
-        choices=["smoke", "quick", "full"],
-        help="budget: smoke (tests), quick (~10 min), full (the report, <= 60 min)",
+        choices=["smoke", "quick", "full", "deep"],
+        help="budget: smoke (tests), quick (~10 min), full (the report, <= 60 min), deep (05 only, <= 2 h; "
+        "needs the full run's 02/02b runs first)",
     )
-    study.add_argument("--notebooks", default=",".join(NOTEBOOKS), help="comma-separated notebook names, in order")
+    study.add_argument(
+        "--notebooks",
+        default=None,
+        help=f"comma-separated notebook names, in order (default: {','.join(NOTEBOOKS)}; "
+        f"with --profile deep: {','.join(DEEP_NOTEBOOKS)})",
+    )
     study.add_argument(
         "--output-dir",
         type=Path,
@@ -540,7 +547,8 @@ def _study(args: argparse.Namespace) -> int:
     _register_progress_engine()
     os.environ["HYPERTUNE_PROFILE"] = args.profile
     started = time.perf_counter()
-    for name in [n.strip() for n in args.notebooks.split(",") if n.strip()]:
+    names = args.notebooks or ",".join(DEEP_NOTEBOOKS if args.profile == "deep" else NOTEBOOKS)
+    for name in [n.strip() for n in names.split(",") if n.strip()]:
         source = PROJECT_ROOT / "notebooks" / f"{name}.ipynb"
         target = (args.output_dir / source.name) if args.output_dir else source
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -479,3 +479,59 @@ def variance_shift(summary: pd.DataFrame, ratios: pd.DataFrame, budget: str | No
         _suptitle(fig, "BatchNorm and dropout", budget)
     fig.tight_layout()
     return fig
+
+
+# --- study v2 (issue 13): search curves and overfitting ---------------------------------------
+
+
+def best_so_far_curves(curves: pd.DataFrame, reference: tuple[float, float, float] | None = None) -> plt.Figure:
+    """Best validation accuracy after each trial, per search algorithm: mean over sweep seeds with a
+    95% t-band, every sweep seed as a thin line; ``reference`` = (mean, ci_low, ci_high) of the
+    default configuration at the same budget, drawn as a horizontal line with its band."""
+    from scipy import stats as scipy_stats
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.4))
+    for (algo, group), color in zip(
+        curves.groupby("algo", sort=True), ("tab:blue", "tab:orange", "tab:green"), strict=False
+    ):
+        for _, seed_curve in group.groupby("sweep_seed"):
+            ax.plot(seed_curve["trial"] + 1, seed_curve["best"] * 100, color=color, alpha=0.25, linewidth=0.8)
+        stats = group.groupby("trial")["best"].agg(["mean", "std", "count"])
+        t = scipy_stats.t.ppf(0.975, (stats["count"] - 1).clip(lower=1))
+        half = (t * stats["std"] / np.sqrt(stats["count"])).fillna(0)
+        x = stats.index + 1
+        ax.plot(
+            x,
+            stats["mean"] * 100,
+            color=color,
+            linewidth=2,
+            label=f"{algo} (mean of {int(stats['count'].max())} sweeps)",
+        )
+        ax.fill_between(x, (stats["mean"] - half) * 100, (stats["mean"] + half) * 100, color=color, alpha=0.15)
+    if reference is not None:
+        mean, low, high = reference
+        ax.axhline(mean * 100, color="black", linestyle="--", linewidth=1.2, label="default configuration (mean)")
+        if low == low and high == high:
+            ax.axhspan(low * 100, high * 100, color="gray", alpha=0.15)
+    ax.set(title="Search: best validation accuracy so far", xlabel="trials", ylabel="best validation accuracy (%)")
+    ax.legend(fontsize=8, title="bands: 95% CI over sweep seeds", title_fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def train_val_gap(summary: pd.DataFrame) -> plt.Figure:
+    """Per arm: validation - training loss in the last epoch, and the validation loss's rise after its minimum."""
+    fig, (ax_gap, ax_rise) = plt.subplots(1, 2, figsize=(12, 4.2))
+    positions = range(len(summary))
+    for ax, column, title in (
+        (ax_gap, "gap", "Generalisation gap (last epoch)"),
+        (ax_rise, "rise", "Validation loss rise after its minimum"),
+    ):
+        low = (summary[column] - summary[f"{column}_ci_low"]).fillna(0)
+        high = (summary[f"{column}_ci_high"] - summary[column]).fillna(0)
+        ax.errorbar(positions, summary[column], yerr=[low, high], fmt="o", capsize=4)
+        ax.axhline(0, color="gray", linestyle=":")
+        ax.set_xticks(list(positions), summary["arm"], rotation=35, ha="right", fontsize=8)
+        ax.set(title=title, xlabel="arm", ylabel="cross-entropy difference (mean ± 95% CI)")
+    fig.tight_layout()
+    return fig

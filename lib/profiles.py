@@ -1,4 +1,4 @@
-"""Budgets for the notebooks: ``smoke`` (tests), ``quick`` (a try-out) and ``full`` (the report).
+"""Budgets for the notebooks: ``smoke`` (tests), ``quick`` (a try-out), ``full`` (the report) and ``deep`` (05).
 
 A notebook reads its profile from its papermill ``parameters`` cell, which defaults to the
 ``HYPERTUNE_PROFILE`` environment variable (nbval cannot inject parameters), and any knob set in
@@ -14,8 +14,28 @@ from typing import Any
 
 from lib.trial import DataSpec
 
+
+def _lr_grid(low_exp: float, high_exp: float, per_decade: int) -> list[float]:
+    """Log-spaced learning rates from 10**low_exp to 10**high_exp, ``per_decade`` points a decade (3 digits)."""
+    steps = round((high_exp - low_exp) * per_decade)
+    return [float(f"{10 ** (low_exp + i / per_decade):.3g}") for i in range(steps + 1)]
+
+
+# Knobs shared by every profile's notebooks 01-05 (each notebook's parameters cell may override them):
+#   dataset                  the data set every grid trains on (``grid_data``/``final_data`` read it)
+#   train_subset, val_subset training/validation images of the grids (None = all 55k / 5k)
+#   seeds                    paired seeds of every controlled grid (every arm gets all of them)
+#   dropout_values/_epochs   H1 grid (02); H2b's confirmation grid uses the same budget
+#   lr_values, lr_epochs     H2a's learning-rate grid (02)
+#   epochs                   02b, 03 and the 04 sweep
+#   candidate_*              04: the declared candidates compared on validation before the final model
+#   final_*                  04: the winner retrained on train + validation, scored once on the test set
+#   budget_*                 05: H1 re-asked at full budget
+#   search_*                 05: random search vs TPE at equal trials and budget
+#   study_profile            05 reads 02/02b runs of this profile; budget_profile: 04 reads 05's runs of this one
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {
+        "dataset": "fashion_mnist",
         "train_subset": 600,
         "val_subset": 300,
         "epochs": 1,
@@ -30,12 +50,24 @@ PROFILES: dict[str, dict[str, Any]] = {
         "placements": ["block", "head"],
         "block_values": [0, 1, 2],
         "sweep_evals": 3,
+        "candidate_seeds": [0, 1],
+        "candidate_epochs": 1,
+        "candidate_train_subset": 600,
         "final_seeds": [100, 101],
         "final_epochs": 1,
         "final_train_subset": 1000,
+        "budget_train_subset": 600,
+        "budget_epochs": 2,
+        "budget_seeds": [0, 1],
+        "budget_dropout_values": [0.0, 0.3, 0.6],
+        "search_evals": 3,
+        "search_seeds": [0, 1],
+        "study_profile": "smoke",
+        "budget_profile": "smoke",
         "workers": 1,
     },
     "quick": {
+        "dataset": "fashion_mnist",
         "train_subset": 3000,
         "val_subset": 2000,
         "epochs": 2,
@@ -44,38 +76,78 @@ PROFILES: dict[str, dict[str, Any]] = {
         "baseline_epochs": 4,
         "baseline_seeds": [0, 1, 2],
         "dropout_values": [0.0, 0.25, 0.6],
-        "lr_values": [1e-4, 1e-3, 1e-2],
+        "lr_values": _lr_grid(-4, -1, 2),
         "lr_epochs": 2,
         "shift_dropout_values": [0.5],
         "placements": ["block", "head"],
         "block_values": [0, 1, 2, 3],
         "sweep_evals": 4,
+        "candidate_seeds": [0, 1, 2],
+        "candidate_epochs": 2,
+        "candidate_train_subset": 10000,
         "final_seeds": [100, 101],
         "final_epochs": 2,
         "final_train_subset": 10000,
+        "budget_train_subset": 10000,
+        "budget_epochs": 4,
+        "budget_seeds": [0, 1, 2],
+        "budget_dropout_values": [0.0, 0.25, 0.6],
+        "search_evals": 4,
+        "search_seeds": [0, 1],
+        "study_profile": "quick",
+        "budget_profile": "quick",
         "workers": "auto",
     },
+    # The report: <= 60 min of `make run` on the 2-core course machine. Estimate from run #3's measured
+    # rates (8k-subset grids 4,280 img/s + 0.75 s per trial with 2 workers; 02b 3,690 img/s; 55k-image
+    # trials about 3,100 img/s per worker, 2,120 with BatchNorm + block dropout): 01 70 s; 02 H1 30
+    # trials x 80k = 584 s, H2a 140 x 16k = 629 s, H2b <= 10 x 80k = 195 s; 02b 40 x 32k = 360 s;
+    # 03 25 x 32k = 168 s; 04 sweep 140 s, candidates 9 x 330k in 5 rounds = 530-650 s, final
+    # 4 x 600k in 2 rounds = 388-566 s, analysis 30 s. In all 52-57 min.
     "full": {
+        "dataset": "fashion_mnist",
         "train_subset": 8000,
         "val_subset": None,
         "epochs": 4,
-        "dropout_epochs": 12,
-        "seeds": [0, 1, 2],
+        "dropout_epochs": 10,
+        "seeds": [0, 1, 2, 3, 4],
         "baseline_epochs": 10,
         "baseline_seeds": [0, 1, 2],
-        "dropout_values": [0.0, 0.25, 0.4, 0.6],
-        "lr_values": [3e-4, 1e-3, 3e-3, 1e-2, 3e-2],
-        "lr_epochs": 3,
+        "dropout_values": [0.0, 0.25, 0.6],
+        # quarter decades from 10**-3.75 to 10**-0.5 (3.25 decades), meant to reach past the failure of
+        # both norm types: a one-seed probe at this budget (8,000 img x 2 ep) gave BatchNorm 81% at 1e-4,
+        # 85% at 0.1 and 83% at 0.316, no normalization 10% at 0.1. H2a's row says if a range still
+        # touches an edge (then its width is a lower bound).
+        "lr_values": _lr_grid(-3.75, -0.5, 4),
+        "lr_epochs": 2,
         "shift_dropout_values": [0.25, 0.5],
-        "placements": ["block", "head", "pool"],
+        "placements": ["block", "head"],
         "block_values": [0, 1, 2, 3, 4],
         "sweep_evals": 16,
+        "candidate_seeds": [0, 1, 2],
+        "candidate_epochs": 6,
+        "candidate_train_subset": None,
         "final_seeds": [100, 101, 102, 103],
-        "final_epochs": 15,
+        "final_epochs": 10,
         "final_train_subset": None,
+        "budget_train_subset": None,
+        "budget_epochs": 10,
+        "budget_seeds": [0, 1, 2, 3, 4],
+        "budget_dropout_values": [0.0, 0.25, 0.6],
+        "search_evals": 16,
+        "search_seeds": [0, 1, 2, 3],
+        "study_profile": "full",
+        "budget_profile": "deep",
         "workers": "auto",
     },
 }
+# `make run PROFILE=deep` (05 only, <= 2 h): the full profile's knobs, its runs tagged "deep"; it
+# reads 02/02b's full-profile runs, so run `make run` first. Estimate: H1 at full budget, 8 arms x 5
+# seeds x 550k images, 2 workers: 852 s per seed (177 s per no-dropout or head-dropout trial,
+# 239-259 s per block-dropout trial) = 4,260 s + 3% evaluation; default reference 5 x 32k = 45 s;
+# 4 sweep seeds x (16 random + 11 new TPE trials; the 5 start-up points are shared) x 32k images at
+# 3,400 img/s one trial at a time + 1.5 s per trial = 1,180 s. In all about 95 min.
+PROFILES["deep"] = PROFILES["full"] | {"study_profile": "full", "budget_profile": "deep"}
 
 
 def default_profile() -> str:

@@ -10,7 +10,14 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("
 
 def test_all_numbered_notebooks_exist():
     names = [path.stem for path in NOTEBOOKS]
-    assert names == ["01_baseline", "02_norm_dropout", "02b_dropout_bn", "03_conv_blocks", "04_analysis"]
+    assert names == [
+        "01_baseline",
+        "02_norm_dropout",
+        "02b_dropout_bn",
+        "03_conv_blocks",
+        "04_analysis",
+        "05_budget_and_search",
+    ]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

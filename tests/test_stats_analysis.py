@@ -2,12 +2,24 @@
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
 from lib import analysis
-from lib.stats import Effect, eta_squared, mean_ci, paired_effect, summarize, usable_lr_decades, verdict
+from lib.stats import (
+    Effect,
+    combined_test_interval,
+    eta_squared,
+    holm,
+    mean_ci,
+    paired_effect,
+    summarize,
+    usable_lr_decades,
+    verdict,
+)
+from lib.trial import DataSpec
 
 
 def test_mean_ci_matches_the_t_interval():
@@ -20,11 +32,11 @@ def test_mean_ci_matches_the_t_interval():
 
 
 def test_paired_effect_uses_per_seed_differences():
-    treatment = pd.Series([0.90, 0.80, 0.70], index=[0, 1, 2])
-    control = pd.Series([0.89, 0.79, 0.69], index=[0, 1, 2])  # huge spread across seeds, constant +1 pp per seed
+    treatment = pd.Series([0.900, 0.801, 0.699], index=[0, 1, 2])
+    control = pd.Series([0.89, 0.79, 0.69], index=[0, 1, 2])  # huge spread across seeds, about +1 pp per seed
     effect = paired_effect(treatment, control)
     assert effect.mean == pytest.approx(0.01)
-    assert effect.ci_low == pytest.approx(0.01) and effect.ci_high == pytest.approx(0.01)
+    assert 0.007 < effect.ci_low < 0.01 < effect.ci_high < 0.013  # the spread across seeds cancels out
     assert verdict(effect) == "supported"
 
 
@@ -79,7 +91,9 @@ def test_h3_verdicts_follow_the_data():
     rows = []
     for seed in range(3):
         for blocks, acc in [(0, 0.85), (1, 0.88), (2, 0.89), (3, 0.95), (4, 0.96)]:
-            rows.append({"seed": seed, "num_conv_blocks": blocks, "val_accuracy": acc + 0.002 * seed})
+            rows.append(
+                {"seed": seed, "num_conv_blocks": blocks, "val_accuracy": acc + 0.002 * seed * (1 + blocks / 10)}
+            )
     table = analysis.h3(_grid(rows)).set_index("hypothesis")
     assert table.loc["H3a", "verdict"] == "supported"
     assert table.loc["H3b", "verdict"] == "contradicted"  # deeper stacks gain 6.5 points here, not "little"
@@ -103,17 +117,19 @@ def test_final_choice_only_follows_supported_effects():
             {
                 "hypothesis": "shift",
                 "claim": "recalibrating BN helps: batch/block/p=0.5",
-                "effect_pp": 5.0,
-                "ci_low_pp": 1.0,
-                "ci_high_pp": 9.0,
+                "effect": 5.0,
+                "ci_low": 1.0,
+                "ci_high": 9.0,
+                "budget": "8,000 img × 4 ep",
                 "verdict": "supported",
             },
             {
                 "hypothesis": "placement",
                 "claim": "batch, p=0.5: dropout placement 'head' beats 'block'",
-                "effect_pp": 2.0,
-                "ci_low_pp": -1.0,
-                "ci_high_pp": 5.0,
+                "effect": 2.0,
+                "ci_low": -1.0,
+                "ci_high": 5.0,
+                "budget": "8,000 img × 4 ep",
                 "verdict": "inconclusive",
             },
         ]
@@ -125,3 +141,166 @@ def test_final_choice_only_follows_supported_effects():
     assert len(reasons) == 2
     untouched, _ = analysis.final_choice({"norm_type": "none", "dropout_p": 0.5}, effects)
     assert "recalibrate_bn" not in untouched
+
+
+# --- v2: family-wise decisions, the combined test interval, the zero-width guard -------------------
+
+
+def test_holm_adjusts_known_p_values():
+    # Holm on p = (0.01, 0.04, 0.03, 0.005), m = 4: sorted 0.005, 0.01, 0.03, 0.04 are multiplied by
+    # 4, 3, 2, 1 -> 0.02, 0.03, 0.06, 0.04 -> running maximum 0.02, 0.03, 0.06, 0.06.
+    adjusted, rejected = holm([0.01, 0.04, 0.03, 0.005])
+    assert adjusted.tolist() == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert rejected.tolist() == [True, False, False, True]
+    # every raw p-value below 0.05, yet only two survive; Bonferroni (x4) would keep the same two here,
+    # but not in the next case, where Holm's step-down keeps all three
+    adjusted, rejected = holm([0.012, 0.02, 0.04])
+    assert adjusted.tolist() == pytest.approx([0.036, 0.04, 0.04]) and rejected.all()
+    adjusted, rejected = holm([float("nan"), 0.001])
+    assert math.isnan(adjusted[0]) and rejected.tolist() == [False, True]
+
+
+def test_adjusted_decisions_per_family_and_direction():
+    table = pd.DataFrame(
+        {
+            "family": ["headline"] * 4 + ["other"],
+            "effect": [2.0, -1.5, 0.4, -3.0, 1.0],
+            "p_value": [0.001, 0.004, 0.03, 0.04, 0.03],
+            "margin": [0.0, 0.0, 0.0, 0.5, 0.0],
+            "direction": ["greater", "greater", "greater", "less", "greater"],
+        }
+    )
+    result = analysis.adjust(table, family_sizes={"headline": 4})
+    # headline (m = 4): 0.001 x 4, 0.004 x 3, 0.03 x 2, then max(0.04 x 1, 0.06); "other" is a family of one
+    assert result["p_holm"].tolist() == pytest.approx([0.004, 0.012, 0.06, 0.06, 0.03])
+    assert result["decision"].tolist() == ["supported", "contradicted", "inconclusive", "inconclusive", "supported"]
+    # a notebook holding 2 of a declared family of 8: the 6 missing claims count as p = 1 (conservative)
+    partial = analysis.adjust(table.iloc[:2])
+    assert partial["p_holm"].tolist() == pytest.approx([0.008, 0.028])
+
+
+def test_p_value_matches_the_interval_rule():
+    effect = paired_effect(pd.Series([0.012, 0.015, 0.011, 0.02, 0.014]), pd.Series([0.0] * 5))
+    p = effect.p_value()
+    diffs = [0.012, 0.015, 0.011, 0.02, 0.014]
+    assert p == pytest.approx(scipy_stats.ttest_1samp(diffs, 0.0).pvalue)
+    assert (p < 0.05) == (effect.ci_low > 0)
+    assert effect.p_value(0.5) == pytest.approx(scipy_stats.ttest_1samp(diffs, 0.5).pvalue)
+
+
+def test_zero_width_intervals_decide_nothing():
+    same = paired_effect(pd.Series([0.9, 0.8, 0.7]), pd.Series([0.9, 0.8, 0.7]))  # the same trial twice
+    assert same.degenerate and math.isnan(same.ci_low) and math.isnan(same.p_value())
+    assert verdict(same, 0.005, "less") == "inconclusive"  # would be "supported" on a [0, 0] interval
+    # a quantised measurement: the floor gives the interval the width of its rounding error
+    floored = paired_effect(pd.Series([1.5] * 5), pd.Series([1.0] * 5), min_sd=0.25 / math.sqrt(6))
+    half = scipy_stats.t.ppf(0.975, 4) * (0.25 / math.sqrt(6)) / math.sqrt(5)
+    assert not floored.degenerate and (floored.ci_low, floored.ci_high) == pytest.approx((0.5 - half, 0.5 + half))
+
+
+def test_combined_test_interval_adds_test_sampling_error():
+    accuracies = [0.93, 0.94, 0.95, 0.94]  # mean 0.94, sd 0.0081650
+    result = combined_test_interval(accuracies, n_test=10_000)
+    v_seed = 0.0081649658**2 / 4  # 1.6667e-5
+    v_test = 0.94 * 0.06 / 10_000  # 5.64e-6
+    half = scipy_stats.t.ppf(0.975, 3) * math.sqrt(v_seed + v_test)  # 3.1824 x 0.0047230
+    assert result["mean"] == pytest.approx(0.94)
+    assert result["df"] == 3
+    assert (result["low"], result["high"]) == pytest.approx((0.94 - half, 0.94 + half))
+    assert result["half_width"] == pytest.approx(0.01503, abs=1e-5)
+    assert result["half_width"] > result["seed_only_half_width"] > 0
+    # identical seeds: the interval does not collapse, the test-set term (sd 0.242 pp) is left,
+    # still with the seeds' 3 degrees of freedom; one seed: a normal interval, +-0.47 pp as in the issue
+    flat = combined_test_interval([0.9376] * 4, n_test=10_000)
+    assert flat["half_width"] == pytest.approx(scipy_stats.t.ppf(0.975, 3) * math.sqrt(0.9376 * 0.0624 / 10_000))
+    single = combined_test_interval([0.9376], n_test=10_000)
+    assert single["half_width"] == pytest.approx(0.0047, abs=1e-4)
+
+
+def test_verdict_rows_state_budget_family_and_adjusted_decision():
+    rows = []
+    for seed in range(5):
+        for p, acc in [(0.0, 0.85), (0.25, 0.87), (0.6, 0.80)]:
+            rows.append(
+                {
+                    "seed": seed,
+                    "norm_type": "none",
+                    "dropout_p": p,
+                    "epochs": 10,
+                    "val_accuracy": acc + 0.001 * seed * p,
+                }
+            )
+    table = analysis.adjust(analysis.h1(_grid(rows), DataSpec(train_subset=8000)))
+    assert set(table["budget"]) == {"8,000 img × 10 ep"}
+    assert set(table["family"]) == {"headline"} and (table["n_seeds"] == 5).all()
+    assert table["decision"].tolist() == ["supported", "supported"]
+    shown = analysis.display(table)
+    assert {"claim", "budget", "n_seeds", "effect", "ci_low", "ci_high", "verdict", "decision"} <= set(shown)
+
+
+def test_h2_lr_range_flags_open_ended_ranges():
+    rows = []
+    for seed in range(5):
+        for norm, accs in [("batch", [0.86, 0.89, 0.89, 0.885]), ("none", [0.80, 0.83, 0.86, 0.50])]:
+            for lr, acc in zip([3e-4, 1e-3, 3e-3, 1e-2], accs, strict=True):
+                rows.append({"seed": seed, "norm_type": norm, "lr": lr, "val_accuracy": acc + 0.0001 * seed})
+    widths, row = analysis.h2_lr_range(_grid(rows))
+    assert "lower bound" in row.loc[0, "note"] and "batch" in row.loc[0, "note"]
+    assert not row.loc[0, "degenerate"] and row.loc[0, "ci_high"] > row.loc[0, "ci_low"]  # floored, not zero-width
+    assert analysis.best_lrs(_grid(rows)) == {"batch": 1e-3, "none": 3e-3}
+
+
+def test_candidates_are_declared_and_deduplicated():
+    arms = pd.DataFrame(
+        [
+            {"source": "02 H1", "config": analysis.DEFAULT_CONFIG | {"lr": 1e-3}, "mean": 0.90, "n": 5, "budget": "b"},
+            {
+                "source": "02b",
+                "config": {"norm_type": "batch", "dropout_p": 0.25, "dropout_placement": "head"},
+                "mean": 0.89,
+                "n": 5,
+                "budget": "b",
+            },
+        ]
+    )
+    arms["identity"] = arms["config"].map(analysis._identity)
+    listed = analysis.candidates({"norm_type": "none", "lr": 3e-3, "seed": 7, "epochs": 4}, arms)
+    assert [c["candidate"] for c in listed] == ["sweep best", "default", "best controlled arm"]
+    assert listed[2]["config"]["dropout_placement"] == "head"  # the best arm equals the default, so the next one
+    assert "seed" not in listed[0]["config"] and "epochs" not in listed[0]["config"]
+
+
+def test_compare_candidates_picks_the_highest_mean():
+    rows = [
+        {"candidate": name, "seed": seed, "val_accuracy": acc + 0.001 * seed, "status": "finished", "epochs": 6}
+        for seed in range(3)
+        for name, acc in [("sweep best", 0.90), ("default", 0.91), ("best controlled arm", 0.905)]
+    ]
+    summary, effects, winner = analysis.compare_candidates(pd.DataFrame(rows), DataSpec())
+    assert winner == "default" and len(effects) == 2
+    assert set(effects["family"]) == {"final choice"} and set(effects["budget"]) == {"55,000 img × 6 ep"}
+
+
+def test_best_so_far_and_search_comparison():
+    frame = pd.DataFrame(
+        {
+            "algo": ["tpe"] * 3 + ["random"] * 3,
+            "sweep_seed": [0] * 6,
+            "trial": [0, 1, 2] * 2,
+            "val_accuracy": [0.8, float("nan"), 0.85, 0.82, 0.81, 0.83],
+        }
+    )
+    curves = analysis.best_so_far(frame)
+    assert curves[curves.algo == "tpe"]["best"].tolist() == [0.8, 0.8, 0.85]
+    assert curves[curves.algo == "random"]["best"].tolist() == [0.82, 0.82, 0.83]
+
+
+def test_full_profile_meets_the_study_design():
+    from lib.profiles import PROFILES
+
+    full = PROFILES["full"]
+    assert len(full["seeds"]) >= 5 and len(full["budget_seeds"]) >= 5 and len(full["candidate_seeds"]) >= 3
+    decades = np.log10(np.array(full["lr_values"]))
+    assert decades.max() - decades.min() >= 3 and np.allclose(np.diff(decades), 0.25, atol=0.01)
+    assert all(profile["dataset"] == "fashion_mnist" for profile in PROFILES.values())
+    assert PROFILES["deep"]["budget_profile"] == "deep" and PROFILES["deep"]["study_profile"] == "full"
