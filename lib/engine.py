@@ -142,6 +142,7 @@ def run_trials(
         raise StudyError("no trials to run: the study is empty")
     exp_id = tracking.experiment_id(experiment)
     plan = records.plan_trials(configs, exp_id, data)
+    records.add_hypothesis(plan.hits.values(), (tags or {}).get("hypothesis"))
     unique = len(set(plan.keys))
     bar = records.Progress(experiment, unique, unique - len(plan.todo), progress)
     try:

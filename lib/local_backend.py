@@ -4,7 +4,9 @@
   epoch as it ends.
 - **Several** train in a process pool with one thread each by default (two 1-thread trainings beat
   one 2-thread training on a 2-core machine). Workers fork from a preloaded server, so they start
-  without importing torch again. The pool is checked at start-up: workers that die while starting
+  without importing torch again. They send each epoch's row to this process on a queue as it ends,
+  so the records show a trial's epochs while it trains (this process stays the only MLflow writer).
+  The pool is checked at start-up: workers that die while starting
   (most often a script without an ``if __name__ == "__main__":`` guard, which every worker imports
   again) stop the study with a one-line :class:`StudyError` instead of a retry loop.
 - **A worker that dies** (out of memory, killed) fails the trials in flight in its pool (Python
@@ -19,9 +21,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
 import signal
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any
 
 from lib.backend import Feed, RunOptions, StudyError, TrialRequest, check_count
 from lib.config import TrialConfig
@@ -37,6 +41,7 @@ MAIN_GUARD_HINT = (
     '`if __name__ == "__main__":` (each worker imports the script again), or use workers=1.'
 )
 WORKER_DIED = "worker process died (out of memory or killed)"
+EPOCH_POLL_SECONDS = 0.5  # how often the parent logs the epochs that workers have finished
 
 
 def _worker_context() -> multiprocessing.context.BaseContext:
@@ -47,9 +52,14 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     return context
 
 
-def _init_worker(threads: int, environ: dict[str, str], cwd: str) -> None:
+_epochs: Any = None  # in a worker: the queue on which it sends (trial key, epoch row) to the parent
+
+
+def _init_worker(threads: int, environ: dict[str, str], cwd: str, epochs: Any = None) -> None:
     """Worker set-up: the parent's environment and folder now (not the server's), fixed thread
-    count, Ctrl-C handled by the parent only."""
+    count, Ctrl-C handled by the parent only, and the queue for epoch rows."""
+    global _epochs
+    _epochs = epochs
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.clear()
     os.environ.update(environ)
@@ -72,6 +82,16 @@ def _in_process(
         return execute_trial(config, data, progress=progress, on_epoch=on_epoch)
     finally:
         torch.set_num_threads(previous)
+
+
+def _train(config: TrialConfig, data: DataSpec, key: str) -> TrialResult:
+    """In a worker: one trial, each epoch sent to the parent as it ends (the parent logs it)."""
+
+    def on_epoch(stats) -> None:
+        if _epochs is not None:
+            _epochs.put((key, stats.as_dict()))
+
+    return execute_trial(config, data, on_epoch=on_epoch)
 
 
 def resolve_workers(workers: int | str, n_todo: int) -> int:
@@ -110,23 +130,25 @@ def _run_pool(feed: Feed, data: DataSpec, n_workers: int, threads: int) -> None:
     """Pools until the feed is empty: each pool that breaks has failed at least one trial."""
     context = _worker_context()
     for _ in range(feed.size + 1):
-        pool = _start_pool(context, n_workers, threads)
+        epochs = context.Queue()
+        pool = _start_pool(context, n_workers, threads, epochs)
         try:
-            complete = _drain(pool, feed, data, n_workers)
+            complete = _drain(pool, feed, data, n_workers, epochs)
         except BaseException:
             _stop(pool)
             raise
+        finally:
+            epochs.close()
         pool.shutdown(wait=True)
         if complete:
             return
     raise RuntimeError(f"the worker pool broke more often than there were trials ({feed.size})")  # unreachable
 
 
-def _start_pool(context, n_workers: int, threads: int) -> ProcessPoolExecutor:
+def _start_pool(context, n_workers: int, threads: int, epochs: Any) -> ProcessPoolExecutor:
     """A pool whose first worker has answered a call: a pool that cannot start is a StudyError."""
-    pool = ProcessPoolExecutor(
-        n_workers, mp_context=context, initializer=_init_worker, initargs=(threads, dict(os.environ), os.getcwd())
-    )
+    initargs = (threads, dict(os.environ), os.getcwd(), epochs)
+    pool = ProcessPoolExecutor(n_workers, mp_context=context, initializer=_init_worker, initargs=initargs)
     try:
         pool.submit(os.getpid).result(timeout=STARTUP_SECONDS)
     except BrokenProcessPool:
@@ -138,11 +160,11 @@ def _start_pool(context, n_workers: int, threads: int) -> ProcessPoolExecutor:
     return pool
 
 
-def _drain(pool: ProcessPoolExecutor, feed: Feed, data: DataSpec, n_workers: int) -> bool:
+def _drain(pool: ProcessPoolExecutor, feed: Feed, data: DataSpec, n_workers: int, epochs: Any) -> bool:
     """Keep ``n_workers`` trials in flight until the feed is empty (True) or the pool broke (False).
 
-    Every pass that waits removes at least one finished future from ``in_flight``, and the feed
-    hands out finitely many requests, so the loop ends.
+    Every future that is done leaves ``in_flight`` in the pass that sees it, every future of a live
+    or broken pool gets done, and the feed hands out finitely many requests, so the loop ends.
     """
     in_flight: dict[Future, TrialRequest] = {}
     more = True
@@ -153,10 +175,11 @@ def _drain(pool: ProcessPoolExecutor, feed: Feed, data: DataSpec, n_workers: int
                 more = False
                 break
             feed.started(request)
-            in_flight[pool.submit(execute_trial, request.config, data)] = request
+            in_flight[pool.submit(_train, request.config, data, request.key)] = request
         if not in_flight:
             return True
-        done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+        done, _ = wait(in_flight, timeout=EPOCH_POLL_SECONDS, return_when=FIRST_COMPLETED)
+        _forward_epochs(epochs, feed, in_flight)
         broken = any(isinstance(future.exception(), BrokenProcessPool) for future in done)
         if broken:  # a dead worker fails every future of its pool: report them all, then a new pool
             done, _ = wait(in_flight)
@@ -165,6 +188,19 @@ def _drain(pool: ProcessPoolExecutor, feed: Feed, data: DataSpec, n_workers: int
             feed.finished(request, _outcome(future, request))
         if broken:
             return False
+
+
+def _forward_epochs(epochs: Any, feed: Feed, in_flight: dict[Future, TrialRequest]) -> None:
+    """Hand the epoch rows the workers have sent so far to the feed (rows of ended trials are dropped:
+    their results carry the whole history)."""
+    by_key = {request.key: request for request in in_flight.values()}
+    while True:
+        try:
+            key, row = epochs.get_nowait()
+        except (queue.Empty, OSError, ValueError):
+            return
+        if key in by_key:
+            feed.epoch(by_key[key], row)
 
 
 def _outcome(future: Future, request: TrialRequest) -> TrialResult:

@@ -106,6 +106,7 @@ class TrialPlan:
     keys: list[str]
     results: dict[str, TrialResult]  # by key: cached now, trained ones are added as they finish
     todo: dict[str, TrialConfig]  # by key: canonical configs still to train, in request order
+    hits: dict[str, tracking.StoredRun] = dataclasses.field(default_factory=dict)  # the cached runs by key
 
     def in_request_order(self) -> list[TrialResult]:
         """One result per requested config (duplicates share a run), with the config as asked for."""
@@ -127,7 +128,8 @@ def plan_trials(configs: Sequence[TrialConfig], exp_id: str, data: DataSpec) -> 
             results.setdefault(key, result_from_run(config, key, existing[key]))
         else:
             todo.setdefault(key, config)
-    return TrialPlan(list(configs), keys, results, todo)
+    hits = {key: existing[key] for key in results}
+    return TrialPlan(list(configs), keys, results, todo, hits)
 
 
 def trial_tags(experiment: str, data: DataSpec, tags: dict[str, str] | None) -> dict[str, str]:
@@ -135,13 +137,36 @@ def trial_tags(experiment: str, data: DataSpec, tags: dict[str, str] | None) -> 
     return {"experiment": experiment, "code_version": code_version(), "split": data.load().split_id} | (tags or {})
 
 
-def run_name(config: TrialConfig) -> str:
-    """A short readable MLflow run name: blocks, norm, dropout, optimizer, lr and seed."""
+def run_name(config: TrialConfig, tags: dict[str, str] | None = None, data: DataSpec | None = None) -> str:
+    """A short readable MLflow run name, led by the run's role: ``H1-…`` (a hypothesis' grid),
+    ``sweep-<name>-…``, ``final-…`` (trained on train+val, scored on test); then blocks, norm,
+    dropout, optimizer, lr and seed."""
     m, t = config.model, config.train
-    return (
+    name = (
         f"{m.num_conv_blocks}blk-{m.norm_type}-do{m.dropout_p:g}-{m.dropout_placement}"
         f"-{t.optimizer}-lr{t.lr:.0e}-s{config.seed}"
     )
+    tags = tags or {}
+    if data is not None and data.final:
+        role = "final"
+    elif tags.get("hypothesis"):
+        role = tags["hypothesis"]
+    elif tags.get("sweep"):
+        role = f"sweep-{tags['sweep']}"
+    else:
+        role = tags.get("role", "")
+    return f"{role}-{name}" if role else name
+
+
+def add_hypothesis(runs: Iterable[tracking.StoredRun], hypothesis: str | None) -> None:
+    """Cached runs reused for another hypothesis list it too: tag ``hypotheses`` = ``H1,H2`` (the
+    ``hypothesis`` tag keeps the one the run was trained for)."""
+    if not hypothesis:
+        return
+    for run in runs:
+        listed = [h for h in run.tags.get("hypotheses", run.tags.get("hypothesis", "")).split(",") if h]
+        if hypothesis not in listed:
+            tracking.set_tags(run.run_id, {"hypotheses": ",".join([*listed, hypothesis])})
 
 
 def summary_line(label: str, results: Iterable[TrialResult]) -> str:
@@ -198,9 +223,10 @@ class Recorder:
         config = request.config
         params = config.flat() | self.data.params()
         run_tags = self.tags | {"trial_key": request.key, "seed": str(config.seed)}
-        run_id = tracking.start_run(
-            self.exp_id, params, run_tags, run_name=run_name(config), parent_run_id=self.parent_run_id
-        )
+        if self.tags.get("hypothesis"):
+            run_tags["hypotheses"] = self.tags["hypothesis"]
+        name = run_name(config, self.tags, self.data)
+        run_id = tracking.start_run(self.exp_id, params, run_tags, run_name=name, parent_run_id=self.parent_run_id)
         self.open_runs[request.key] = run_id
         self.epochs_logged[request.key] = 0
         return run_id

@@ -178,6 +178,7 @@ def _parent_run(experiment: str, sweep_name: str, sweep_id: str, settings: dict[
     for run in tracking.find_runs(exp_id):
         if run.tags.get("sweep_id") == sweep_id:
             tracking.set_status(run.run_id, tracking.RUNNING)
+            tracking.delete_tag(run.run_id, "failure_reason")  # of an earlier, interrupted call
             return run.run_id
     parent_tags = tags | {"sweep_parent": sweep_name, "sweep_id": sweep_id, "code_version": code_version()}
     return tracking.start_run(exp_id, settings, parent_tags, run_name=f"sweep-{sweep_name}")
@@ -402,8 +403,10 @@ def run_sweep(
         path = _state_path(experiment, sweep_name, sweep_id)
         budget = (max_evals, seed, startup)
         results = sweep.run(backend, workers, budget, path, max_epochs(spec, base_config) if asha else None)
-    except BaseException:
-        tracking.end_run(parent, tracking.KILLED)  # never left RUNNING; a re-run resumes it
+    except BaseException as exc:  # never left RUNNING; a re-run resumes it
+        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"sweep aborted: {exc!r}"
+        tracking.set_tags(parent, {"failure_reason": reason[:4000]})
+        tracking.end_run(parent, tracking.KILLED)
         raise
     _end_parent(parent, results)
     return SweepResult(results, parent)

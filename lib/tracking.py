@@ -200,6 +200,12 @@ def set_tags(run_id: str, tags: dict[str, Any]) -> None:
         client().set_tag(run_id, key, str(value))
 
 
+def delete_tag(run_id: str, key: str) -> None:
+    """Remove tag ``key`` from a run if it has it."""
+    if key in client().get_run(run_id).data.tags:
+        client().delete_tag(run_id, key)
+
+
 def end_run(run_id: str, status: str = FINISHED) -> None:
     client().set_terminated(run_id, status=status)
 

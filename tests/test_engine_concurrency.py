@@ -235,3 +235,16 @@ def test_the_main_guard_error_is_raised_when_workers_die_while_starting(monkeypa
     with pytest.raises(StudyError, match='if __name__ == "__main__":'):
         run_grid(BASE, {"lr": [1e-3, 2e-3]}, [0], "dead", DATA, workers=2, progress=False)
     assert tracking.RUNNING not in _statuses("dead")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_each_epoch_is_logged_when_it_ends(workers, deadline):
+    deadline(180)
+    configs = [TrialConfig.from_flat(BASE | {"epochs": 3, "seed": seed}) for seed in range(workers)]
+    results = run_trials(configs, "epochs", DATA, workers=workers, threads_per_trial=1, progress=False)
+    for result in results:
+        assert result.ok
+        history = tracking.client().get_metric_history(result.run_id, "epoch_val_accuracy")
+        assert sorted(m.step for m in history) == [1, 2, 3]
+        times = [m.timestamp for m in sorted(history, key=lambda m: m.step)]
+        assert times[0] < times[1] < times[2], f"epochs logged in one batch at the end: {times}"

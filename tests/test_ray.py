@@ -128,6 +128,15 @@ def test_ray_sweep_lands_the_same_records_as_local_runs(monkeypatch):
     assert len(_children("ray", result.parent_run_id)) == 4
 
 
+@needs_ray
+def test_a_ray_grid_of_trials_that_fail_at_once_records_each_once_and_returns():
+    frame = run_grid(BASE, {"num_conv_blocks": [5, 6]}, [0, 1], "rayimp", DATA, workers=2, progress=False, engine="ray")
+    assert list(frame["status"]) == ["failed"] * 4 and set(frame["failure_kind"]) == {"invalid_config"}
+    runs = tracking.search("rayimp")
+    assert Counter(run.info.status for run in runs) == {tracking.FAILED: 4}
+    assert sorted(run.data.tags["trial_key"] for run in runs) == sorted(frame["key"])
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -64,3 +64,30 @@ def test_a_logged_run_reads_back_as_a_typed_record_and_the_same_result():
     back = records.result_from_run(config, "key-1", stored)
     assert (back.status, back.val_accuracy, back.epochs_run, back.cached) == ("finished", 0.6, 1, True)
     assert records.cached_runs(exp_id) == {"key-1": stored}
+
+
+def test_run_names_start_with_the_role_of_the_run():
+    config = TrialConfig.from_flat({"seed": 2})
+    plain = records.run_name(config)
+    assert plain.endswith("-s2") and not plain.startswith(("H1", "sweep", "final"))
+    assert records.run_name(config, {"hypothesis": "H1"}) == f"H1-{plain}"
+    assert records.run_name(config, {"sweep": "tpe"}) == f"sweep-tpe-{plain}"
+    assert records.run_name(config, {"hypothesis": "H1"}, DataSpec(final=True)) == f"final-{plain}"
+
+
+@pytest.mark.usefixtures("mlflow_store")
+def test_a_cached_run_reused_for_another_hypothesis_lists_both():
+    from lib.engine import run_grid
+
+    impossible = {"num_conv_blocks": [5]}  # fails at once as invalid_config, which is cached
+    data = DataSpec(train_subset=200, val_subset=200)
+    first = run_grid({"epochs": 1}, impossible, [0], "hyp", data, tags={"hypothesis": "H1"}, workers=1, progress=False)
+    run_id = first.loc[0, "run_id"]
+    assert tracking.get_run(run_id).tags["hypotheses"] == "H1"
+    assert tracking.get_run(run_id).run_id == run_id
+    for hypothesis in ("H2", "H1", "H2"):
+        again = run_grid({"epochs": 1}, impossible, [0], "hyp", data, tags={"hypothesis": hypothesis}, workers=1)
+        assert again.loc[0, "cached"] and again.loc[0, "run_id"] == run_id
+    stored = tracking.get_run(run_id)
+    assert stored.tags["hypotheses"] == "H1,H2" and stored.tags["hypothesis"] == "H1"
+    assert tracking.client().get_run(run_id).info.run_name.startswith("H1-")
