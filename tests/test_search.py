@@ -267,7 +267,8 @@ def test_an_empty_state_file_is_rebuilt_from_the_store_and_the_sweep_goes_on(mon
 
 
 def test_the_sweep_state_is_written_atomically(tmp_path, monkeypatch):
-    path = tmp_path / "sweep.hyperopt.pkl"
+    (tmp_path / "state").mkdir()
+    path = tmp_path / "state" / "sweep.hyperopt.pkl"
     search.save_state(Trials(), path)
     before = path.read_bytes()
 
@@ -278,7 +279,7 @@ def test_the_sweep_state_is_written_atomically(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         search.save_state(Trials(), path)
     assert path.read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left behind
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left behind
 
 
 def test_the_parent_run_ends_with_the_best_trial_and_a_summary_is_printed(capsys):
