@@ -248,6 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --engine ray: let ASHA stop poor trials after an epoch (their runs end KILLED, "
         "tagged stopped_early=true)",
     )
+    sweep.add_argument(
+        "--algo",
+        choices=["tpe", "random"],
+        default="tpe",
+        help="search algorithm: tpe (default) or random (the same seed draws TPE's start-up points)",
+    )
 
     for sub in (data, grid, sweep):
         _add_debug(sub)
@@ -503,6 +509,7 @@ def _sweep(args: argparse.Namespace, base_config, tags: dict[str, str], data) ->
         tags=tags,
         engine=args.engine,
         early_stopping=args.early_stopping,
+        algo=args.algo,
     )
     frame = results_frame(result.trials) if result.trials else pd.DataFrame(columns=["status"])
     finished = [t for t in result.trials if t.ok]

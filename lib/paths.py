@@ -30,6 +30,12 @@ def figures_dir() -> Path:
     return path
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` MLflow URI, ``None`` for any other store (the one place
+    that parses a store URI)."""
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
 def state_dir() -> Path:
     """Where resumable sweep state lives, next to the MLflow store it belongs to.
 
@@ -39,10 +45,7 @@ def state_dir() -> Path:
     if "HYPERTUNE_STATE_DIR" in os.environ:
         path = Path(os.environ["HYPERTUNE_STATE_DIR"])
     else:
-        uri = os.environ.get("MLFLOW_TRACKING_URI", "")
-        if uri.startswith("sqlite:///"):
-            path = Path(uri.removeprefix("sqlite:///")).parent / "state"
-        else:
-            path = mlruns_dir() / "state"
+        store = sqlite_file(os.environ.get("MLFLOW_TRACKING_URI", ""))
+        path = (store.parent if store else mlruns_dir()) / "state"
     path.mkdir(parents=True, exist_ok=True)
     return path

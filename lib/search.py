@@ -1,4 +1,4 @@
-"""hyperopt TPE sweeps over the seed's hyperparameters, on top of the engine's trial machinery.
+"""hyperopt TPE sweeps: the search space, and the one sweep driver that both back-ends run.
 
 A search space is written as plain data, one entry per hyperparameter::
 
@@ -12,34 +12,48 @@ A search space is written as plain data, one entry per hyperparameter::
 with ``low == high``) becomes a constant, so hyperopt's ``low == high`` errors never happen; an
 empty list or an inverted range is a :class:`StudyError` before any training.
 
-:func:`run_sweep` runs TPE one suggestion at a time. Each step calls ``fmin`` with
-``max_evals = done + 1`` and ``rstate = default_rng(seed + done)``: an interrupted sweep resumes
-from its saved trials with exactly the random stream an uninterrupted one would have used, so it
-neither repeats earlier points nor exceeds ``max_evals``. Every trial is a child MLflow run of one
-parent run per sweep, and goes through the engine's cache.
+:func:`run_sweep` drives TPE ask-and-tell (:class:`SweepFeed`, the feed of ``lib.backend``): each
+point is drawn with ``tpe.suggest`` and ``rstate = default_rng(seed + done)``, exactly as a step of
+``fmin`` would, so an interrupted sweep resumes from its saved trials with the random stream an
+uninterrupted one would have used, and neither repeats earlier points nor exceeds ``max_evals``.
+A point whose cache key has a finished run is scored from the store without training; the others
+go to the back-end (the local one trains one at a time; Ray several at once, optionally stopped
+early by ASHA). Every trial is a child MLflow run of one parent run per sweep. The state (hyperopt's
+``Trials``) is written atomically after every trial; an unreadable state file is rebuilt from the
+store (the same seed redraws the same points, which hit the cache). When the sweep ends, its parent
+run carries the best ``val_accuracy`` and the best config.
+
+What this is not: the records (``lib.records``) or where trials train (the back-ends).
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import hashlib
+import json
 import math
+import os
 import pickle
+import sys
+import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from hyperopt import STATUS_FAIL, STATUS_OK, Trials, fmin, hp, space_eval, tpe
-from hyperopt.exceptions import AllTrialsFailed
+from hyperopt import STATUS_FAIL, STATUS_OK, Domain, Trials, hp, rand, space_eval, tpe
+from hyperopt.base import JOB_STATE_DONE
 
-from lib import tracking
+from lib import records, tracking
+from lib.backend import STOPPED_EARLY, RunOptions, StudyError, TrialRequest
 from lib.config import ConfigError, TrialConfig, check_known_fields
-from lib.engine import StudyError, check_engine, result_from_run, run_trials
+from lib.engine import backend_for, execute
 from lib.paths import state_dir
 from lib.trial import DataSpec, TrialResult, code_version, trial_key
 
+ALGOS = ("tpe", "random")
 DEFAULT_SPACE: dict[str, Any] = {
     "norm_type": ["none", "batch"],
     "dropout_p": {"uniform": [0.0, 0.6]},
@@ -134,7 +148,7 @@ def _sweep_id(experiment: str, sweep_name: str, spec: dict[str, Any], data: Data
     Changing any of them starts a fresh sweep instead of resuming one whose points were scored
     by other code or on other data.
     """
-    text = f"{experiment}|{sweep_name}|{spec!r}|{sorted(asdict(data).items())}|{code_version()}"
+    text = f"{experiment}|{sweep_name}|{spec!r}|{sorted(asdict(data).items())}|{data.content_id()}|{code_version()}"
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -160,13 +174,196 @@ def _decode(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _parent_run(experiment: str, sweep_name: str, sweep_id: str, settings: dict[str, Any], tags: dict[str, str]) -> str:
+    """The sweep's parent run: found again by ``sweep_id`` (and set RUNNING) or created."""
     exp_id = tracking.experiment_id(experiment)
-    for run in tracking.search_ids([exp_id]):
-        if run.data.tags.get("sweep_id") == sweep_id:
-            tracking.client().update_run(run.info.run_id, status=tracking.RUNNING)
-            return run.info.run_id
+    for run in tracking.find_runs(exp_id):
+        if run.tags.get("sweep_id") == sweep_id:
+            tracking.set_status(run.run_id, tracking.RUNNING)
+            tracking.delete_tag(run.run_id, "failure_reason")  # of an earlier, interrupted call
+            return run.run_id
     parent_tags = tags | {"sweep_parent": sweep_name, "sweep_id": sweep_id, "code_version": code_version()}
     return tracking.start_run(exp_id, settings, parent_tags, run_name=f"sweep-{sweep_name}")
+
+
+def load_state(path: Path) -> Trials:
+    """The saved trials of a sweep without the points in flight when it stopped; a fresh ``Trials``
+    when there is none, or (with a one-line warning) when the file cannot be read."""
+    if not path.exists():
+        return Trials()
+    try:
+        trials = pickle.loads(path.read_bytes())
+        trials._dynamic_trials = [t for t in trials._dynamic_trials if t["state"] == JOB_STATE_DONE]
+        trials.refresh()
+        return trials
+    except Exception as exc:  # a 0-byte or truncated file, another format
+        print(
+            f"sweep state {path.name} is unreadable ({type(exc).__name__}: {exc}); rebuilding it from the store "
+            "(the same seed redraws the same points, which hit the cache)",
+            file=sys.stderr,
+        )
+        return Trials()
+
+
+def save_state(trials: Trials, path: Path) -> None:
+    """Write the sweep state atomically: a kill leaves the old file or the new one, never half of one."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            pickle.dump(trials, file)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _point(space: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
+    """The values of one hyperopt trial document, decoded for the config."""
+    return _decode(space_eval(space, {k: v[0] for k, v in doc["misc"]["vals"].items() if v}))
+
+
+def _hyperopt_result(result: TrialResult) -> dict[str, Any]:
+    """What TPE learns from a trial (a point stopped early counts with the accuracy it reached)."""
+    outcome = {"key": result.key, "run_id": result.run_id, "cached": result.cached, "kind": result.failure_kind}
+    if (result.ok or result.failure_kind == STOPPED_EARLY) and math.isfinite(result.val_accuracy):
+        return outcome | {"status": STATUS_OK, "loss": -result.val_accuracy, "val_accuracy": result.val_accuracy}
+    return outcome | {"status": STATUS_FAIL, "failure": result.failure_reason[:500]}
+
+
+class SweepFeed(records.RecordingFeed):
+    """The sweep driver: asks TPE for points, scores cached ones from the store, hands the others to
+    the back-end, tells TPE every outcome and saves the state after each."""
+
+    def __init__(
+        self,
+        recorder: records.Recorder,
+        space: dict[str, Any],
+        decode: Callable[[dict[str, Any]], TrialConfig],
+        data: DataSpec,
+        budget: tuple[int, int, int],
+        state: tuple[Trials, Path],
+        known: dict[str, tracking.StoredRun],
+        algo: str = "tpe",
+    ) -> None:
+        super().__init__(recorder, {})
+        self.space, self.decode, self.data, self.known = space, decode, data, known
+        self.max_evals, self.seed, startup = budget
+        self.trials, self.state_path = state
+        self.size = self.max_evals - len(self.trials.trials)
+        self.domain = Domain(lambda point: point, space)
+        # random search draws exactly TPE's start-up points for the same seed (tpe.suggest calls rand.suggest)
+        self.algo = rand.suggest if algo == "random" else partial(tpe.suggest, n_startup_jobs=startup)
+        self.in_flight: dict[str, dict[str, Any]] = {}  # trial key -> its hyperopt document
+        self.waiting: dict[str, list[dict[str, Any]]] = {}  # trial key -> documents of the same point
+
+    def _ask(self) -> dict[str, Any]:
+        """One search step (TPE or random), with the random stream ``fmin`` would use at this step."""
+        rstate = np.random.default_rng(self.seed + len(self.trials.trials))
+        new_ids = self.trials.new_trial_ids(1)
+        self.trials.refresh()
+        docs = self.algo(new_ids, self.domain, self.trials, rstate.integers(2**31 - 1))
+        self.trials.insert_trial_docs(docs)
+        self.trials.refresh()
+        return self.trials._dynamic_trials[-1]
+
+    def _tell(self, doc: dict[str, Any], result: TrialResult) -> None:
+        doc["result"] = _hyperopt_result(result)
+        doc["state"] = JOB_STATE_DONE
+        self.trials.refresh()
+        save_state(self.trials, self.state_path)
+
+    def next(self) -> TrialRequest | None:
+        while len(self.trials.trials) < self.max_evals:
+            doc = self._ask()
+            point = _point(self.space, doc)
+            try:
+                config = self.decode(point).canonical()
+            except ConfigError as exc:
+                self._resolve(doc, _invalid(point, str(exc)))
+                continue
+            key = trial_key(config, self.data)
+            if key in self.known:
+                self._resolve(doc, records.result_from_run(config, key, self.known[key]))
+            elif key in self.in_flight:
+                self.waiting.setdefault(key, []).append(doc)
+            else:
+                self.in_flight[key] = doc
+                return TrialRequest(key, config)
+        return None
+
+    def _resolve(self, doc: dict[str, Any], result: TrialResult) -> None:
+        """A point that needs no training: told to TPE and counted at once."""
+        self._tell(doc, result)
+        self.recorder.progress.update(result)
+
+    def finished(self, request: TrialRequest, result: TrialResult) -> None:
+        super().finished(request, result)  # the run is closed and has its id
+        self._tell(self.in_flight.pop(request.key), result)
+        for doc in self.waiting.pop(request.key, []):
+            self._resolve(doc, dataclasses.replace(result, cached=True))
+        if result.ok or result.failure_kind in records.CACHED_FAILURES:
+            self.known[request.key] = tracking.get_run(result.run_id)
+
+
+def _invalid(point: dict[str, Any], reason: str) -> TrialResult:
+    return TrialResult(key="", config=point, status="failed", failure_kind="invalid_config", failure_reason=reason)
+
+
+def collect(trials: Trials, space: dict[str, Any], decode: Callable, data: DataSpec) -> list[TrialResult]:
+    """Every trial of a sweep in order, read back from the store (no retraining)."""
+    results = []
+    for doc in trials.trials:
+        point = _point(space, doc)
+        try:
+            config = decode(point)
+        except ConfigError as exc:
+            results.append(_invalid(point, str(exc)))
+            continue
+        outcome = doc["result"]
+        key = outcome.get("key") or trial_key(config.canonical(), data)
+        if outcome.get("run_id"):
+            results.append(records.result_from_run(config, key, tracking.get_run(outcome["run_id"])))
+        else:
+            kind = outcome.get("kind") or "error"
+            results.append(TrialResult(key=key, config=config.flat(), status="failed", failure_kind=kind))
+    return results
+
+
+def max_epochs(spec: dict[str, Any], base: TrialConfig) -> int:
+    """The most epochs any point of a plain-data space trains (ASHA's ``max_t``)."""
+    value = spec.get("epochs", base.train.epochs)
+    if isinstance(value, dict):
+        ((_, bounds),) = value.items()
+        return int(float(bounds[1]))
+    if isinstance(value, list | tuple):
+        return int(max(value))
+    return int(value)
+
+
+def _check_early_stopping(early_stopping: bool | str | None, engine: str) -> bool:
+    if early_stopping in (None, False):
+        return False
+    if early_stopping is not True and early_stopping != "asha":
+        raise StudyError(f"early_stopping={early_stopping!r}: use False (run every trial to the end) or True/'asha'")
+    if engine != "ray":
+        raise StudyError("early_stopping needs engine='ray' (ASHA); the local engine runs every trial to its end")
+    return True
+
+
+def _check_budget(max_evals: int, algo: str) -> None:
+    if algo not in ALGOS:
+        raise StudyError(f"algo={algo!r}: must be one of {list(ALGOS)}")
+    if not isinstance(max_evals, int) or isinstance(max_evals, bool) or max_evals < 1:
+        raise StudyError(f"max_evals={max_evals!r}: must be an integer >= 1")
+
+
+def _end_parent(parent: str, results: list[TrialResult]) -> None:
+    """Close the parent run FINISHED with the best trial's ``val_accuracy``, run id and config."""
+    finished = [r for r in results if r.ok and math.isfinite(r.val_accuracy)]
+    if finished:
+        best = max(finished, key=lambda r: r.val_accuracy)
+        tracking.log_metrics(parent, {"val_accuracy": best.val_accuracy})
+        tracking.set_tags(parent, {"best_run_id": best.run_id, "best_config": json.dumps(best.config, default=str)})
+    tracking.end_run(parent, tracking.FINISHED)
 
 
 def run_sweep(
@@ -182,23 +379,19 @@ def run_sweep(
     progress: bool = True,
     engine: str = "local",
     early_stopping: bool | str = False,
+    algo: str = "tpe",
 ) -> SweepResult:
     """Run (or resume) a TPE sweep of ``max_evals`` trials in total and return all its trials.
 
-    ``engine="ray"`` runs the same space with Ray Tune's ``HyperOptSearch``, several trials at once
-    (see ``lib.ray_backend``); ``early_stopping=True`` (Ray only) lets ASHA stop poor trials early.
+    ``algo="random"`` runs random search instead (hyperopt's ``rand.suggest``): with the same seed it
+    draws TPE's start-up points, so the two can be compared at equal trials and budget.
+
+    ``engine="ray"`` runs the same driver on Ray Tune, several trials at once (``lib.ray_tune``);
+    ``early_stopping=True`` (Ray only) lets ASHA stop poor trials early.
     """
-    from tqdm.auto import tqdm
-
-    check_engine(engine)
-    if engine == "ray":
-        from lib.ray_backend import import_ray
-
-        import_ray()  # the install hint before anything is logged
-    if early_stopping and engine != "ray":
-        raise StudyError("early_stopping needs engine='ray' (ASHA); the local engine runs every trial to its end")
-    if not isinstance(max_evals, int) or max_evals < 1:
-        raise StudyError(f"max_evals={max_evals!r}: must be an integer >= 1")
+    backend = backend_for(engine)  # the Ray install hint before anything is logged
+    asha = _check_early_stopping(early_stopping, engine)
+    _check_budget(max_evals, algo)
     spec = DEFAULT_SPACE if space is None else space
     hyperopt_space = build_space(spec)
     base_config = base if isinstance(base, TrialConfig) else TrialConfig.from_flat(base or {})
@@ -206,111 +399,68 @@ def run_sweep(
         hyperopt_space["seed"] = base_config.seed
     # TPE's default of 20 random start-up points would make a short sweep pure random search.
     startup = n_startup if n_startup is not None else max(3, min(10, max_evals // 3))
-    algo = partial(tpe.suggest, n_startup_jobs=startup)
     tags = (tags or {}) | {"sweep": sweep_name}
-    # a Ray sweep keeps its own searcher state, so it is a different sweep from a local one of the same name
-    sweep_id = _sweep_id(experiment, sweep_name if engine == "local" else f"{sweep_name}@{engine}", spec, data)
-    parent = _parent_run(
-        experiment,
-        sweep_name,
-        sweep_id,
-        {"max_evals": max_evals, "sweep_seed": seed, "n_startup": startup, "space": repr(spec)[:5000]} | data.params(),
-        tags | ({"engine": engine} if engine != "local" else {}),
-    )
-    state = _state_path(experiment, sweep_name, sweep_id)
-    if engine == "ray":
-        from lib import ray_backend
+    # a Ray sweep draws several points at once, so it is a different sweep from a local one of the same name
+    identity = (sweep_name if engine == "local" else f"{sweep_name}@{engine}") + ("" if algo == "tpe" else f"#{algo}")
+    sweep_id = _sweep_id(experiment, identity, spec, data)
+    settings = {"max_evals": max_evals, "sweep_seed": seed, "n_startup": startup, "space": repr(spec)[:5000]}
+    settings |= {"algo": algo}
+    parent_tags = tags | ({"engine": engine} if engine != "local" else {})
+    parent = _parent_run(experiment, sweep_name, sweep_id, settings | data.params(), parent_tags | data.tags())
 
-        trials = ray_backend.run_sweep(
-            hyperopt_space,
-            experiment,
-            lambda params: TrialConfig.from_flat(_decode(params), base_config),
-            max_evals,
-            seed,
-            startup,
-            data,
-            tags,
-            parent,
-            state.with_name(state.name.replace(".hyperopt.pkl", ".ray.pkl")),
-            ray_backend.max_epochs(spec, base_config),
-            early_stopping=early_stopping,
-            progress=progress,
-        )
-        tracking.end_run(parent, tracking.FINISHED)
-        return SweepResult(trials, parent)
-    trials: Trials = pickle.loads(state.read_bytes()) if state.exists() else Trials()
-    results: dict[int, TrialResult] = {}
+    def decode(point: dict[str, Any]) -> TrialConfig:
+        return TrialConfig.from_flat(point, base_config)
 
-    def objective(params: dict[str, Any]) -> dict[str, Any]:
-        values = _decode(params)
-        try:
-            config = TrialConfig.from_flat(values, base_config)
-        except ConfigError as exc:
-            return {"status": STATUS_FAIL, "failure": str(exc)}
-        result = run_trials([config], experiment, data, tags, workers=1, parent_run_id=parent, progress=False)[0]
-        results[len(trials.trials) - 1] = result
-        if not result.ok:
-            return {"status": STATUS_FAIL, "failure": result.failure_reason[:500], "run_id": result.run_id}
-        return {
-            "status": STATUS_OK,
-            "loss": -result.val_accuracy,
-            "run_id": result.run_id,
-            "val_accuracy": result.val_accuracy,
-        }
-
-    bar = tqdm(
-        total=max_evals,
-        initial=min(len(trials.trials), max_evals),
-        desc=f"sweep {sweep_name}",
-        unit="trial",
-        disable=not progress,
-    )
+    # the local back-end trains one point at a time, so each TPE step sees every earlier result
+    workers = 1 if engine == "local" else "auto"
     try:
-        while len(trials.trials) < max_evals:
-            done = len(trials.trials)
-            # fmin records the step, then raises AllTrialsFailed while no trial has succeeded yet
-            with contextlib.suppress(AllTrialsFailed):
-                fmin(
-                    objective,
-                    hyperopt_space,
-                    algo=algo,
-                    max_evals=done + 1,
-                    trials=trials,
-                    rstate=np.random.default_rng(seed + done),
-                    show_progressbar=False,
-                )
-            state.write_bytes(pickle.dumps(trials))  # after each trial: a kill loses at most one
-            bar.update()
-            ok = [t["result"]["val_accuracy"] for t in trials.trials if t["result"]["status"] == STATUS_OK]
-            if ok:
-                bar.set_postfix(best_val_acc=f"{max(ok):.4f}", refresh=False)
-    finally:
-        bar.close()
-    tracking.end_run(parent, tracking.FINISHED)
-    return SweepResult(_collect(trials, hyperopt_space, base_config, data), parent)
+        sweep = _Sweep(experiment, sweep_name, hyperopt_space, decode, data, tags, parent, progress, algo)
+        path = _state_path(experiment, sweep_name, sweep_id)
+        budget = (max_evals, seed, startup)
+        results = sweep.run(backend, workers, budget, path, max_epochs(spec, base_config) if asha else None)
+    except BaseException as exc:  # never left RUNNING; a re-run resumes it
+        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"sweep aborted: {exc!r}"
+        tracking.set_tags(parent, {"failure_reason": reason[:4000]})
+        tracking.end_run(parent, tracking.KILLED)
+        raise
+    _end_parent(parent, results)
+    return SweepResult(results, parent)
 
 
-def _collect(
-    trials: Trials, hyperopt_space: dict[str, Any], base_config: TrialConfig, data: DataSpec
-) -> list[TrialResult]:
-    """Every trial's point decoded with ``space_eval``, with the result logged for it (no retraining)."""
-    results = []
-    for trial in trials.trials:
-        vals = {k: v[0] for k, v in trial["misc"]["vals"].items() if v}
-        point = _decode(space_eval(hyperopt_space, vals))
-        outcome = trial["result"]
+@dataclass
+class _Sweep:
+    """One call of :func:`run_sweep`: the feed on its back-end, with a progress bar and a summary."""
+
+    experiment: str
+    name: str
+    space: dict[str, Any]
+    decode: Callable[[dict[str, Any]], TrialConfig]
+    data: DataSpec
+    tags: dict[str, str]
+    parent: str
+    progress: bool
+    algo: str = "tpe"
+
+    def run(
+        self, backend: Any, workers: int | str, budget: tuple[int, int, int], path: Path, early_stopping: int | None
+    ) -> list[TrialResult]:
+        trials = load_state(path)
+        done = len(trials.trials)
+        bar = records.Progress(f"sweep {self.name}", budget[0], min(done, budget[0]), self.progress)
+        trained: set[str] = set()
         try:
-            config = TrialConfig.from_flat(point, base_config)
-        except ConfigError as exc:
-            results.append(
-                TrialResult(
-                    key="", config=point, status="failed", failure_kind="invalid_config", failure_reason=str(exc)
-                )
-            )
-            continue
-        run_id = outcome.get("run_id")
-        if run_id:
-            result = result_from_run(config, trial_key(config, data), tracking.client().get_run(run_id))
-            result.config = config.flat()
-            results.append(result)
-    return results
+            if done < budget[0]:
+                exp_id = tracking.experiment_id(self.experiment)
+                known = records.cached_runs(exp_id)
+                trial_tags = records.trial_tags(self.experiment, self.data, self.tags)
+                recorder = records.Recorder(exp_id, self.data, trial_tags, self.parent, bar)
+                feed = SweepFeed(recorder, self.space, self.decode, self.data, budget, (trials, path), known, self.algo)
+                execute(backend, feed, RunOptions(self.data, workers, None, early_stopping))
+                trained = set(feed.results)
+                save_state(trials, path)
+        except BaseException:
+            bar.close()
+            raise
+        results = collect(trials, self.space, self.decode, self.data)
+        bar.close([dataclasses.replace(r, cached=r.key not in trained) for r in results])
+        return results

@@ -1,10 +1,14 @@
-"""The project's fixed MLflow store and the helpers that write and read it.
+"""The project's fixed MLflow store and the helpers that write and read it: the only module that imports MLflow.
 
 The store is ``sqlite:///<project>/mlruns/mlflow.db`` with artifacts under ``mlruns/artifacts/``,
 whatever the current working directory (notebooks run from ``notebooks/``). The standard
 ``MLFLOW_TRACKING_URI`` variable overrides it (tests use a temporary store; a class can point at a
 shared ``mlflow server``). All writes go through :class:`mlflow.MlflowClient` with explicit run ids,
 so several runs can be open at once and nothing depends on a global "active run".
+
+The rest of ``lib`` reads runs as :class:`StoredRun` records (:func:`find_runs`, :func:`get_run`);
+:func:`search` still returns MLflow's own ``Run`` objects for notebooks and tests that want them.
+What this is not: the cache or the run life cycle of a study (``lib.records``).
 """
 
 from __future__ import annotations
@@ -16,13 +20,14 @@ import socket
 import subprocess
 from collections.abc import Iterable
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from lib.paths import PROJECT_ROOT, mlruns_dir
+from lib.paths import PROJECT_ROOT, mlruns_dir, sqlite_file
 
 FINISHED, FAILED, KILLED, RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"
 
@@ -34,10 +39,8 @@ def tracking_uri() -> str:
 
 def artifact_root() -> str:
     """Artifact folder that belongs to the current store (next to a SQLite file)."""
-    uri = tracking_uri()
-    if uri.startswith("sqlite:///"):
-        return str(Path(uri.removeprefix("sqlite:///")).parent / "artifacts")
-    return str(mlruns_dir() / "artifacts")
+    store = sqlite_file(tracking_uri())
+    return str((store.parent if store else mlruns_dir()) / "artifacts")
 
 
 def artifact_location(experiment: str) -> str | None:
@@ -313,9 +316,46 @@ def log_history(run_id: str, history: Iterable[dict[str, float]]) -> None:
         client().log_batch(run_id, metrics=batch[start : start + 900])
 
 
+@dataclass(frozen=True)
+class StoredRun:
+    """One run as the library reads it: plain dicts of strings and floats, no MLflow types."""
+
+    run_id: str
+    status: str
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def _stored(run: Any) -> StoredRun:
+    return StoredRun(
+        run.info.run_id, run.info.status, dict(run.data.params), dict(run.data.metrics), dict(run.data.tags)
+    )
+
+
+def find_runs(exp_id: str) -> list[StoredRun]:
+    """Every run of one experiment (every status)."""
+    return [_stored(run) for run in search_ids([exp_id])]
+
+
+def get_run(run_id: str) -> StoredRun:
+    return _stored(client().get_run(run_id))
+
+
+def set_status(run_id: str, status: str) -> None:
+    """Set a run's status without ending it (a resumed sweep's parent goes back to RUNNING)."""
+    client().update_run(run_id, status=status)
+
+
 def set_tags(run_id: str, tags: dict[str, Any]) -> None:
     for key, value in tags.items():
         client().set_tag(run_id, key, str(value))
+
+
+def delete_tag(run_id: str, key: str) -> None:
+    """Remove tag ``key`` from a run if it has it."""
+    if key in client().get_run(run_id).data.tags:
+        client().delete_tag(run_id, key)
 
 
 def end_run(run_id: str, status: str = FINISHED) -> None:

@@ -262,9 +262,6 @@ def test_tiny_grid_and_sweep_on_a_folder_of_rgb_pngs(tmp_path, fresh_caches):
 
 
 @pytest.mark.usefixtures("mlflow_store")
-@pytest.mark.xfail(
-    strict=True, reason="lib.engine.trial_tags must merge DataSpec.tags() (one line, added when the branches merge)"
-)
 def test_trial_runs_are_tagged_with_their_data_set():
     run_grid(TINY, {"dropout_p": [0.0]}, [0], "tagged", DataSpec(dataset="digits"), workers=1, progress=False)
     runs = tracking.runs_frame("tagged")

@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 import torch
 
-from lib import engine, tracking, trial
+from lib import local_backend, tracking, trial
 from lib.config import TrialConfig
 from lib.engine import StudyError, run_grid, run_trials
 from lib.paths import PROJECT_ROOT
@@ -36,11 +36,11 @@ def _forbid_training(monkeypatch) -> None:
     def forbidden(*args, **kwargs):
         raise AssertionError("execute_trial must not be called here")
 
-    monkeypatch.setattr(engine, "execute_trial", forbidden)
+    monkeypatch.setattr(local_backend, "execute_trial", forbidden)
 
 
 def _interrupt_on_call(monkeypatch, n: int) -> list[int]:
-    """Patch the engine's execute_trial: real trials, but Ctrl-C on call ``n`` (before it trains)."""
+    """Patch the local back-end's execute_trial: real trials, but Ctrl-C on call ``n`` (before it trains)."""
     calls: list[int] = []
 
     def wrapper(config, data, progress=False, **kwargs):
@@ -49,7 +49,7 @@ def _interrupt_on_call(monkeypatch, n: int) -> list[int]:
             raise KeyboardInterrupt
         return execute_trial(config, data, progress=progress, **kwargs)
 
-    monkeypatch.setattr(engine, "execute_trial", wrapper)
+    monkeypatch.setattr(local_backend, "execute_trial", wrapper)
     return calls
 
 
@@ -80,7 +80,7 @@ def test_ctrl_c_marks_the_trial_killed_and_a_rerun_resumes(monkeypatch):
     (killed,) = [run for run in tracking.search("ctrlc") if run.info.status == tracking.KILLED]
     assert killed.data.tags["failure_reason"] == "interrupted"
 
-    monkeypatch.setattr(engine, "execute_trial", execute_trial)
+    monkeypatch.setattr(local_backend, "execute_trial", execute_trial)
     frame = run_grid(BASE, factors, [0], "ctrlc", DATA, workers=1, progress=False)
     assert list(frame["status"]) == ["finished"] * 4
     assert list(frame["cached"]) == [True, True, False, False]
@@ -204,7 +204,7 @@ def test_trial_results_do_not_depend_on_the_thread_count_at_data_load_time():
                 means.append(DATA.load().mean)
             finally:
                 torch.set_num_threads(previous)
-            losses.append(engine._in_process(config, DATA, 1, progress=False).val_loss)
+            losses.append(local_backend._in_process(config, DATA, 1, progress=False).val_loss)
     finally:
         trial._load.cache_clear()
     assert means[0] == means[1]

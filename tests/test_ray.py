@@ -128,6 +128,54 @@ def test_ray_sweep_lands_the_same_records_as_local_runs(monkeypatch):
     assert len(_children("ray", result.parent_run_id)) == 4
 
 
+@needs_ray
+def test_a_ray_grid_of_trials_that_fail_at_once_records_each_once_and_returns():
+    frame = run_grid(BASE, {"num_conv_blocks": [5, 6]}, [0, 1], "rayimp", DATA, workers=2, progress=False, engine="ray")
+    assert list(frame["status"]) == ["failed"] * 4 and set(frame["failure_kind"]) == {"invalid_config"}
+    runs = tracking.search("rayimp")
+    assert Counter(run.info.status for run in runs) == {tracking.FAILED: 4}
+    assert sorted(run.data.tags["trial_key"] for run in runs) == sorted(frame["key"])
+
+
+def _trial_actors() -> list[int]:
+    out = subprocess.run(["pgrep", "-f", "ray::ImplicitFunc"], capture_output=True, text=True).stdout
+    return [int(pid) for pid in out.split()]
+
+
+@needs_ray
+def test_a_ray_trial_whose_actor_is_killed_fails_with_a_reason_and_the_grid_goes_on():
+    import signal
+    import threading
+
+    long = {"epochs": 6, "conv_out_channels": 16}
+    configs = [TrialConfig.from_flat(long | {"seed": seed}) for seed in (0, 1)]
+    configs.append(TrialConfig.from_flat(BASE | {"seed": 2}))
+    killed: list[int] = []
+
+    def kill_one_actor() -> None:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not killed:
+            running = [run for run in tracking.search("raykill") if run.info.status == tracking.RUNNING]
+            actors = _trial_actors()
+            if len(running) == 2 and actors:
+                time.sleep(2.0)
+                os.kill(actors[0], signal.SIGKILL)
+                killed.append(actors[0])
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_one_actor, daemon=True)
+    killer.start()
+    data = DataSpec(train_subset=2000, val_subset=200)
+    results = run_trials(configs, "raykill", data, workers=2, progress=False, engine="ray")
+    killer.join()
+    assert killed, "no trial actor was killed: the two long trials did not run together"
+    failed = [r for r in results if not r.ok]
+    assert len(failed) >= 1 and all("Ray trial error" in r.failure_reason for r in failed)
+    assert results[2].ok  # the rest of the grid went on
+    statuses = Counter(run.info.status for run in tracking.search("raykill"))
+    assert tracking.RUNNING not in statuses and statuses[tracking.FAILED] == len(failed)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import math
 import pickle
 from collections import Counter
 
 import pytest
-from hyperopt import STATUS_FAIL, STATUS_OK
+from hyperopt import STATUS_FAIL, STATUS_OK, Trials
 from hyperopt.pyll import Apply
 
-from lib import engine, search, tracking
+from lib import local_backend, search, tracking
 from lib.engine import StudyError
 from lib.paths import state_dir
 from lib.search import build_space, run_sweep
@@ -43,7 +44,7 @@ def _forbid_training(monkeypatch) -> None:
     def forbidden(*args, **kwargs):
         raise AssertionError("execute_trial must not be called here")
 
-    monkeypatch.setattr(engine, "execute_trial", forbidden)
+    monkeypatch.setattr(local_backend, "execute_trial", forbidden)
 
 
 def _saved_trials(experiment: str, name: str):
@@ -184,7 +185,7 @@ def test_resumed_sweeps_sample_exactly_what_an_uninterrupted_sweep_samples(monke
             raise KeyboardInterrupt
         return execute_trial(config, data, progress=progress, **kwargs)
 
-    monkeypatch.setattr(engine, "execute_trial", interrupt_second)
+    monkeypatch.setattr(local_backend, "execute_trial", interrupt_second)
     with pytest.raises(KeyboardInterrupt):
         _sweep("Z", "C", 3)
     (parent_id,) = [r.info.run_id for r in tracking.search("Z") if r.data.tags.get("sweep_parent") == "C"]
@@ -193,7 +194,7 @@ def test_resumed_sweeps_sample_exactly_what_an_uninterrupted_sweep_samples(monke
     (killed,) = [run for run in children if run.info.status == tracking.KILLED]
     assert len(_saved_trials("Z", "C").trials) == 1
 
-    monkeypatch.setattr(engine, "execute_trial", execute_trial)
+    monkeypatch.setattr(local_backend, "execute_trial", execute_trial)
     continued = _sweep("Z", "C", 3)
     assert continued.parent_run_id == parent_id
     assert len(continued.trials) == 3
@@ -243,3 +244,62 @@ def test_a_sweep_started_under_other_training_code_is_not_resumed(monkeypatch):
     second = _sweep("versions", "v", 2)
     assert second.parent_run_id != first.parent_run_id
     assert len(list(state_dir().glob("versions__v__*.hyperopt.pkl"))) == 2
+
+
+def test_an_empty_state_file_is_rebuilt_from_the_store_and_the_sweep_goes_on(monkeypatch, capsys):
+    first = _sweep("empty", "state", 3)
+    (path,) = state_dir().glob("empty__state__*.hyperopt.pkl")
+    path.write_bytes(b"")  # a crash while writing it (before the writes were atomic)
+    _forbid_training(monkeypatch)  # the same seed redraws the same three points, which hit the cache
+    again = _sweep("empty", "state", 3)
+    assert "unreadable" in capsys.readouterr().err
+    assert again.parent_run_id == first.parent_run_id
+    assert [t.run_id for t in again.trials] == [t.run_id for t in first.trials]
+    assert len(_saved_trials("empty", "state").trials) == 3
+    assert tracking.client().get_run(first.parent_run_id).info.status == tracking.FINISHED
+
+    monkeypatch.setattr(local_backend, "execute_trial", execute_trial)
+    more = _sweep("empty", "state", 4)
+    assert [t.run_id for t in more.trials[:3]] == [t.run_id for t in first.trials]
+    children = _children("empty", first.parent_run_id)
+    assert Counter(run.info.status for run in children) == {tracking.FINISHED: 4}
+    assert tracking.client().get_run(first.parent_run_id).info.status == tracking.FINISHED
+
+
+def test_the_sweep_state_is_written_atomically(tmp_path, monkeypatch):
+    (tmp_path / "state").mkdir()
+    path = tmp_path / "state" / "sweep.hyperopt.pkl"
+    search.save_state(Trials(), path)
+    before = path.read_bytes()
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(search.pickle, "dump", crash)
+    with pytest.raises(OSError, match="disk full"):
+        search.save_state(Trials(), path)
+    assert path.read_bytes() == before
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left behind
+
+
+def test_the_parent_run_ends_with_the_best_trial_and_a_summary_is_printed(capsys):
+    result = run_sweep(SPACE, "best", "b", 3, base=BASE, data=DATA, progress=True)
+    parent = tracking.client().get_run(result.parent_run_id)
+    assert parent.data.metrics["val_accuracy"] == result.best.val_accuracy
+    assert parent.data.tags["best_run_id"] == result.best.run_id
+    assert json.loads(parent.data.tags["best_config"])["lr"] == result.best.config["lr"]
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "sweep b: 3 trials: 3 finished"
+    run_sweep(SPACE, "best", "b", 3, base=BASE, data=DATA, progress=True)
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "sweep b: 3 trials: 3 finished (3 cached)"
+
+
+def test_random_search_draws_tpes_start_up_points_and_is_its_own_sweep():
+    tpe_sweep = _sweep("R", "S", 4)  # 3 random start-up points, then one TPE point
+    random_sweep = run_sweep(SPACE, "R", "S", 4, base=BASE, data=DATA, progress=False, algo="random")
+    assert random_sweep.parent_run_id != tpe_sweep.parent_run_id  # another state, another parent
+    assert [t.config for t in random_sweep.trials[:3]] == [t.config for t in tpe_sweep.trials[:3]]
+    assert all(t.cached for t in random_sweep.trials[:3])  # the shared points come from the store
+    parent = tracking.client().get_run(random_sweep.parent_run_id)
+    assert parent.data.params["algo"] == "random"
+    with pytest.raises(StudyError, match="algo='grid'"):
+        run_sweep(SPACE, "R", "S", 4, base=BASE, data=DATA, progress=False, algo="grid")
