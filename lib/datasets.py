@@ -424,6 +424,21 @@ class _FashionMNIST:
         return Part(images[:, None, :, :], labels.astype(np.int64), CLASS_NAMES, source_id)
 
 
+def _fetch_verified(
+    name: str, target: Path, status_of: Callable[[Path], dict[str, str]], download: bool, source: tuple
+) -> Path:
+    """``target`` once every file in it verifies; when some do not and ``download`` is on, fetch them
+    first (``source`` = urls, root, fetch into a temporary area, move the verified files from it)."""
+    status, reason = status_of(target), "" if download else "not tried (--no-download)"
+    if any(s != "ok" for s in status.values()) and download:
+        reason = _download(*source)
+        status = status_of(target)
+    problems = {file: s for file, s in status.items() if s != "ok"}
+    if problems:
+        raise _problem_error(name, target, problems, fetch_command(name), reason)
+    return target
+
+
 # --- MNIST and KMNIST (IDX .gz files, torchvision's MD5s) -----------------------------------------
 
 
@@ -446,22 +461,17 @@ class _IdxGz:
 
     def fetch(self, root: Path, download: bool) -> Path:
         raw = self.raw(root)
-        status, reason = self._status(raw), "" if download else "not tried (--no-download)"
-        if any(s != "ok" for s in status.values()) and download:
+
+        def fetch_into(area: Path) -> None:
             fetcher = _torchvision_class(
                 self.torchvision_class, mirrors=list(self.mirrors), resources=list(self.resources)
             )
-            reason = _download(
-                self.mirrors,
-                root,
-                lambda area: fetcher(root=str(area), download=True),
-                lambda area: _move_verified(self.raw(area), raw, self._status),  # .gz files and unpacked copies
-            )
-            status = self._status(raw)
-        problems = {file: s for file, s in status.items() if s != "ok"}
-        if problems:
-            raise _problem_error(self.name, raw, problems, fetch_command(self.name), reason)
-        return raw
+            fetcher(root=str(area), download=True)
+
+        def move(area: Path) -> str:
+            return _move_verified(self.raw(area), raw, self._status)  # .gz files and unpacked copies
+
+        return _fetch_verified(self.name, raw, self._status, download, (self.mirrors, root, fetch_into, move))
 
     def read(self, part: str, root: Path, download: bool) -> Part:
         raw = self.fetch(root, download)
@@ -499,20 +509,15 @@ class _Cifar10:
 
     def fetch(self, root: Path, download: bool) -> Path:
         target = root / self.folder
-        status, reason = self._status(target), "" if download else "not tried (--no-download)"
-        if any(s != "ok" for s in status.values()) and download:
+
+        def fetch_into(area: Path) -> None:
             fetcher = _torchvision_class("CIFAR10", url=self.url, filename=self.archive, tgz_md5=self.archive_md5)
-            reason = _download(
-                (self.url,),
-                root,
-                lambda area: fetcher(root=str(area), download=True),
-                lambda area: _move_verified(area / self.folder, target, self._status),  # not the archive
-            )
-            status = self._status(target)
-        problems = {file: s for file, s in status.items() if s != "ok"}
-        if problems:
-            raise _problem_error(self.name, target, problems, fetch_command(self.name), reason)
-        return target
+            fetcher(root=str(area), download=True)
+
+        def move(area: Path) -> str:
+            return _move_verified(area / self.folder, target, self._status)  # not the archive
+
+        return _fetch_verified(self.name, target, self._status, download, ((self.url,), root, fetch_into, move))
 
     def read(self, part: str, root: Path, download: bool) -> Part:
         folder = self.fetch(root, download)

@@ -4,7 +4,7 @@
 process or in a worker process; it never touches MLflow and never raises for a trial that fails (a
 divergence, an impossible config or an exception become a failed :class:`TrialResult`).
 :func:`trial_key` is the cache key: the canonical config, the exact data split and the code
-version, so a finished trial is never trained twice. Logging and caching live in ``lib.engine``.
+version, so a finished trial is never trained twice. Logging and caching live in ``lib.records``.
 """
 
 from __future__ import annotations
