@@ -110,8 +110,10 @@ def trial_runs(experiment: str, hypothesis: str | None = None, profile: str | No
         & frame["status"].isin([tracking.FINISHED, tracking.FAILED])
         & (frame["tag.code_version"] == code_version())
     ]
-    if hypothesis is not None:
-        frame = frame[frame["tag.hypothesis"] == hypothesis]
+    if hypothesis is not None:  # trained for it, or a cached run reused by it (tag ``hypotheses``)
+        listed = frame["tag.hypotheses"] if "tag.hypotheses" in frame else pd.Series("", index=frame.index)
+        reused = listed.fillna("").str.split(",").apply(lambda names: hypothesis in names)
+        frame = frame[(frame["tag.hypothesis"] == hypothesis) | reused]
     if profile is not None:
         frame = frame[frame["tag.profile"] == profile]
     if frame.empty:

@@ -212,6 +212,16 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--no-download", action="store_true", help="never try torchvision's downloader")
     _add_dataset(data)
 
+    grid = _grid_parser(commands)
+    sweep = _sweep_parser(commands)
+    for sub in (data, grid, sweep):
+        _add_debug(sub)
+    _study_parser(commands)
+    _report_parsers(commands)
+    return parser
+
+
+def _grid_parser(commands) -> argparse.ArgumentParser:
     grid = commands.add_parser("grid", help="run a controlled grid: factors x seeds, cached and resumable")
     _add_common(grid)
     grid.add_argument(
@@ -229,7 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="parallel worker processes, 1 thread each ('auto' = one per core; 1 = in-process)",
     )
     grid.add_argument("--out", type=Path, default=None, help="also write the results table to this CSV file")
+    return grid
 
+
+def _sweep_parser(commands) -> argparse.ArgumentParser:
     sweep = commands.add_parser("sweep", help="run or resume a hyperopt TPE sweep (child runs under one parent)")
     _add_common(sweep)
     sweep.add_argument("--name", required=True, help="sweep name; the same name resumes the same sweep")
@@ -254,11 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="tpe",
         help="search algorithm: tpe (default) or random (the same seed draws TPE's start-up points)",
     )
+    return sweep
 
-    for sub in (data, grid, sweep):
-        _add_debug(sub)
+
+def _study_parser(commands) -> argparse.ArgumentParser:
     study = commands.add_parser("study", help="execute the numbered notebooks in place with papermill")
-    _add_debug(study)
     study.add_argument(
         "--profile",
         default="full",
@@ -278,6 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="write executed notebooks here instead of overwriting them in place",
     )
+    _add_debug(study)
+    return study
+
+
+def _report_parsers(commands) -> None:
     report = commands.add_parser(
         "report", help="figures, top_runs.csv and report.md for any experiments in the store (grids or sweeps)"
     )
@@ -291,7 +309,6 @@ def build_parser() -> argparse.ArgumentParser:
     links.add_argument(
         "--base", default=None, help="UI address (default: HYPERTUNE_UI_URL, a tracking server, or 127.0.0.1:5000)"
     )
-    return parser
 
 
 def _links(args: argparse.Namespace) -> int:

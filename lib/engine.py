@@ -75,19 +75,16 @@ def run_grid(
     experiment: str,
     data: DataSpec = DataSpec(),
     tags: dict[str, str] | None = None,
-    workers: int | str = "auto",
-    threads_per_trial: int | None = None,
-    progress: bool = True,
-    engine: str = "local",
+    **options: Any,
 ) -> pd.DataFrame:
     """Run a controlled grid and return one row per trial (config columns + metrics).
 
+    ``options`` are :func:`run_trials`' (``workers``, ``threads_per_trial``, ``progress``, ``engine``);
     ``engine="ray"`` runs the same trials on Ray Tune (see ``lib.ray_tune``), with the same records.
     """
-    check_engine(engine)
+    check_engine(options.get("engine", "local"))
     configs = grid_configs(base, factors, seeds)
-    results = run_trials(configs, experiment, data, tags, workers, threads_per_trial, progress=progress, engine=engine)
-    return results_frame(results)
+    return results_frame(run_trials(configs, experiment, data, tags, **options))
 
 
 def check_engine(engine: str) -> None:

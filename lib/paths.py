@@ -31,9 +31,12 @@ def figures_dir() -> Path:
 
 
 def sqlite_file(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` MLflow URI, ``None`` for any other store (the one place
-    that parses a store URI)."""
-    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    """The database file of a ``sqlite:///`` MLflow URI, ``None`` for any other store and for in-memory
+    SQLite (the one place that parses a store URI)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    text = uri.removeprefix("sqlite:///").split("?", 1)[0]
+    return None if text in ("", ":memory:") else Path(text)
 
 
 def state_dir() -> Path:

@@ -83,6 +83,14 @@ def _suptitle(fig: plt.Figure, title: str, budget: str | None) -> None:
     fig.suptitle(f"{title}\n{budget}" if budget else title, fontsize=12)
 
 
+def _finished(fig: plt.Figure, title: str | None, budget: str | None) -> plt.Figure:
+    """A figure with its title and budget line (when ``title`` is given), laid out tight."""
+    if title:
+        _suptitle(fig, title, budget)
+    fig.tight_layout()
+    return fig
+
+
 def balance_summary(counts: pd.DataFrame) -> str:
     """One true sentence about ``counts`` (columns class, split, images), e.g. for a caption."""
     parts = []
@@ -129,10 +137,7 @@ def learning_curves(histories: pd.DataFrame, budget: str | None = None) -> plt.F
     for ax in (ax_loss, ax_acc):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=7)
-    if budget:
-        _suptitle(fig, "Baseline learning curves", budget)
-    fig.tight_layout()
-    return fig
+    return _finished(fig, "Baseline learning curves" if budget else None, budget)
 
 
 def accuracy_vs(
@@ -265,9 +270,7 @@ def lr_range(grid: pd.DataFrame, tolerance: float = 0.02, budget: str | None = N
     )
     ax_acc.legend(fontsize=8, loc="lower left")
     ax_gap.legend(fontsize=8, loc="lower left")
-    _suptitle(fig, "Learning-rate range test", budget)
-    fig.tight_layout()
-    return fig
+    return _finished(fig, "Learning-rate range test", budget)
 
 
 def sweep_points(

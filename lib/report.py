@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -54,13 +57,39 @@ def experiment_names() -> list[str]:
 
 
 def _train_images(frame: pd.DataFrame) -> pd.Series:
-    """Training images per trial: the subset, else the whole training part of the split."""
-    val_size = frame["data_val_size"] if "data_val_size" in frame else pd.Series(DEFAULT_VAL_SIZE, frame.index)
-    full = FULL_TRAIN_FILE - val_size.fillna(DEFAULT_VAL_SIZE)
-    if "data_final" in frame:
-        full = full.where(~frame["data_final"].fillna(False).astype(bool), FULL_TRAIN_FILE)
+    """Training images per trial: the subset, else the whole training part of the run's data set."""
     subset = frame["data_train_subset"] if "data_train_subset" in frame else pd.Series(np.nan, frame.index)
-    return pd.to_numeric(subset, errors="coerce").fillna(full).astype(int)
+    subset = pd.to_numeric(subset, errors="coerce")
+    full = pd.Series(
+        [_full_training_part(row) for _, row in frame.iterrows()] if subset.isna().any() else np.nan,
+        index=frame.index,
+        dtype=float,
+    )
+    return subset.fillna(full).astype(int)
+
+
+def _full_training_part(row: pd.Series) -> int:
+    """Images a trial without ``train_subset`` trains on, read from its data set (Fashion-MNIST's
+    55,000, or 60,000 for a final model on training + validation)."""
+
+    def value(name: str) -> Any:
+        item = row.get(name)
+        return None if item is None or (isinstance(item, float) and math.isnan(item)) or item == "None" else item
+
+    final = str(value("data_final")) in ("True", "true", "1")
+    dataset = str(value("data_dataset") or "fashion_mnist")
+    val_size = value("data_val_size")
+    split_seed = value("data_split_seed")
+    return _part_size(dataset, None if val_size is None else int(val_size), split_seed, final)
+
+
+@lru_cache(maxsize=32)
+def _part_size(dataset: str, val_size: int | None, split_seed: Any, final: bool) -> int:
+    if dataset == "fashion_mnist" and val_size in (None, DEFAULT_VAL_SIZE):
+        return FULL_TRAIN_FILE if final else FULL_TRAIN_FILE - DEFAULT_VAL_SIZE  # without loading the data
+    extra = {"split_seed": int(split_seed)} if split_seed is not None else {}
+    splits = DataSpec(dataset=dataset, val_size=val_size, **extra).load()
+    return len(splits.train) + (len(splits.val) if final else 0)
 
 
 def trial_runs(experiments: str | Sequence[str]) -> pd.DataFrame:

@@ -63,7 +63,7 @@ def _client(uri: str):
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     with _store_lock(uri):  # two first calls on a new file must not both create and migrate it
-        path = _sqlite_path(uri)
+        path = sqlite_file(uri)
         if path is not None:
             _check_sqlite_store(path)
         mlflow.set_tracking_uri(uri)
@@ -84,14 +84,6 @@ class StoreError(RuntimeError):
     """The tracking store cannot be used as it is; the message names the file and the fix."""
 
 
-def _sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI (``None`` for other stores and in-memory SQLite)."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    text = uri.removeprefix("sqlite:///").split("?", 1)[0]
-    return None if text in ("", ":memory:") else Path(text)
-
-
 @contextmanager
 def _store_lock(uri: str):
     """Hold an exclusive ``flock`` on ``<db>.lock`` (SQLite stores on POSIX; elsewhere a no-op).
@@ -99,7 +91,7 @@ def _store_lock(uri: str):
     A folder where the lock file cannot be created cannot hold a new store either: then the store
     is opened without the lock (reading an existing one still works; writing fails with a clear error).
     """
-    path = _sqlite_path(uri)
+    path = sqlite_file(uri)
     if path is None:
         yield
         return
