@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from lib import tracking
-from lib.engine import open_trial_run, run_grid, trial_tags
+from lib import records, tracking
+from lib.backend import TrialRequest
+from lib.engine import run_grid
 from lib.paths import PROJECT_ROOT
 from lib.trial import DataSpec, trial_key
 
@@ -198,7 +199,9 @@ def test_a_running_run_of_a_dead_process_is_closed_by_the_next_cli_call(mlflow_s
     config = TrialConfig.from_flat({"epochs": 1, "conv_out_channels": 8, "lr": 0.001}).canonical()
     key = trial_key(config, DATA)
     exp_id = tracking.experiment_id("stale")
-    stale = open_trial_run(exp_id, config, key, DATA, trial_tags("stale", DATA, {}))
+    progress = records.Progress("stale", 1, 0, enabled=False)
+    recorder = records.Recorder(exp_id, DATA, records.trial_tags("stale", DATA, {}), None, progress)
+    stale = recorder.open(TrialRequest(key, config))
     tracking.set_tags(stale, {"pid": str(_dead_pid())})  # as a process that died with the disk full leaves it
 
     args = ["grid", "--experiment", "stale", "--workers", "1", "--seeds", "0", "--factor", "lr=0.001", *SMALL]
