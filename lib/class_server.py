@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import csv
 import ctypes
 import glob
@@ -289,8 +290,8 @@ class Database:
         while True:
             if self.process.poll() is not None:
                 raise ClassServerError(
-                    f"PostgreSQL exited with {self.process.returncode} at start; see {self.layout.logs / 'postgres.log'}"
-                    " (another server on the same data folder?)"
+                    f"PostgreSQL exited with {self.process.returncode} at start (another server on the same data "
+                    f"folder?); see {self.layout.logs / 'postgres.log'}"
                 )
             try:
                 self.connect("postgres").close()
@@ -342,10 +343,8 @@ def stop_group(process: subprocess.Popen, signals: tuple[int, ...], timeout_s: f
             process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             continue
-    try:  # stragglers left in the group (e.g. job consumers) after the leader exited
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # stragglers left in the group
         os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 # --------------------------------------------------------------------------------------------------
@@ -416,7 +415,10 @@ def sync_users(url: str, admin_password: str, passwords: dict[str, str], names) 
     created = []
     for name in names:
         status, text = _request(
-            f"{url}/api/2.0/mlflow/users/create", "POST", {"username": name, "password": passwords[name]}, (ADMIN, admin_password)
+            f"{url}/api/2.0/mlflow/users/create",
+            "POST",
+            {"username": name, "password": passwords[name]},
+            (ADMIN, admin_password),
         )
         if status == 200:
             created.append(name)
@@ -442,7 +444,9 @@ def connect_host(host: str) -> str:
 class ClassServer:
     """Database + MLflow server + users; :meth:`start`, :meth:`wait`, :meth:`stop`."""
 
-    def __init__(self, layout: Layout, host: str, port: int, workers: int, roster: Path | None, database_url: str | None):
+    def __init__(
+        self, layout: Layout, host: str, port: int, workers: int, roster: Path | None, database_url: str | None
+    ):
         self.layout = layout
         self.host, self.port, self.workers = host, port, workers
         self.roster = roster
@@ -475,7 +479,11 @@ class ClassServer:
             self.database.ensure_databases()
             tracking_url, auth_url = self.database.url(TRACKING_DB), self.database.url(AUTH_DB)
             env["PGPASSWORD"] = passwords["_db"]
-            print(f"database: PostgreSQL in {self.layout.pgdata} ({'new' if fresh else 'reused'}), port {self.database.port}", flush=True)
+            print(
+                f"database: PostgreSQL in {self.layout.pgdata} ({'new' if fresh else 'reused'}), "
+                f"port {self.database.port}",
+                flush=True,
+            )
         write_auth_ini(self.layout, auth_url)
         env |= {
             "MLFLOW_BACKEND_STORE_URI": tracking_url,
@@ -484,6 +492,7 @@ class ClassServer:
             "MLFLOW_AUTH_ADMIN_PASSWORD": passwords[ADMIN],
             "MLFLOW_FLASK_SERVER_SECRET_KEY": passwords["_flask"],
         }
+        env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")  # GenAI job consumers: 7 idle processes
         env.pop("MLFLOW_TRACKING_URI", None)
         env.pop("MLFLOW_TRACKING_PASSWORD", None)
         command = [sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth"]
@@ -498,11 +507,20 @@ class ClassServer:
         wait_healthy(self.url, self.mlflow, timeout_s, log_path)
         created = sync_users(self.url, passwords[ADMIN], passwords, list(students))
         self.layout.state.write_text(
-            json.dumps({"url": self.url, "host": self.host, "port": self.port, "pid": os.getpid(),
-                        "db_port": self.database.port if self.database else None}) + "\n"
+            json.dumps(
+                {
+                    "url": self.url,
+                    "host": self.host,
+                    "port": self.port,
+                    "pid": os.getpid(),
+                    "db_port": self.database.port if self.database else None,
+                }
+            )
+            + "\n"
         )
         print(
-            f"MLflow class server on http://{self.host}:{self.port} (basic-auth; {len(students)} students in the roster, "
+            f"MLflow class server on http://{self.host}:{self.port} (basic-auth; {len(students)} students in the "
+            "roster, "
             f"{len(created)} new); passwords in {self.layout.passwords}; logs in {self.layout.logs}. Ctrl-C stops it.",
             flush=True,
         )
@@ -560,6 +578,73 @@ def backup(layout: Layout, target: Path) -> list[Path]:
     return written
 
 
+def _load_worker(experiment: str, driver: int, seconds: float) -> dict:
+    """One writer: whole runs (params, a metric, a short history, end) for ``seconds``; times each log call."""
+    from lib import tracking
+
+    exp_id = tracking.experiment_id(experiment)
+    latencies, runs = [], 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        run_id = tracking.start_run(exp_id, {"driver": driver, "seq": runs}, {"load_driver": driver, "load_seq": runs})
+        began = time.perf_counter()
+        tracking.log_metrics(run_id, {"val_accuracy": 0.5 + 0.001 * runs})
+        latencies.append(time.perf_counter() - began)
+        tracking.log_history(run_id, [{"epoch": e, "train_loss": 1.0 / e} for e in (1, 2, 3)])
+        tracking.end_run(run_id)
+        runs += 1
+    return {"driver": driver, "runs": runs, "latencies": latencies}
+
+
+def load_test(drivers: int, seconds: float, experiment: str | None = None) -> dict:
+    """``drivers`` processes write whole runs at once for ``seconds`` against ``MLFLOW_TRACKING_URI``.
+
+    Returns runs, runs/s (over the writing window), the median and p95 latency of a ``log_metrics``
+    call, and the check that every run is in the store exactly once and FINISHED.
+    """
+    from lib import tracking
+
+    experiment = experiment or f"load-{os.environ.get('MLFLOW_TRACKING_USERNAME', 'anon')}-{int(time.time())}"
+    tracking.experiment_id(experiment)  # created once, before the writers race for it
+    command = [sys.executable, "-m", "lib.class_server", "load-worker", experiment, "--seconds", str(seconds)]
+    started = time.perf_counter()
+    workers = [
+        subprocess.Popen([*command, "--driver", str(d)], stdout=subprocess.PIPE, cwd=PROJECT_ROOT, text=True)
+        for d in range(drivers)
+    ]
+    reports = []
+    for worker in workers:
+        out, _ = worker.communicate(timeout=seconds + 300)
+        if worker.returncode != 0:
+            raise ClassServerError(f"load worker exited with {worker.returncode}")
+        reports.append(json.loads(out.strip().splitlines()[-1]))
+    wall = time.perf_counter() - started
+    runs = tracking.search(experiment)
+    seen: dict[tuple[str, str], int] = {}
+    for run in runs:
+        key = (run.data.tags.get("load_driver"), run.data.tags.get("load_seq"))
+        seen[key] = seen.get(key, 0) + 1
+    expected = {(str(r["driver"]), str(i)) for r in reports for i in range(r["runs"])}
+    latencies = sorted(x for r in reports for x in r["latencies"])
+    total = sum(r["runs"] for r in reports)
+
+    def quantile(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")
+
+    return {
+        "experiment": experiment,
+        "drivers": drivers,
+        "seconds": seconds,
+        "wall_s": round(wall, 1),
+        "runs": total,
+        "runs_per_s": round(total / seconds, 2),
+        "log_p50_ms": round(1000 * quantile(0.50), 1),
+        "log_p95_ms": round(1000 * quantile(0.95), 1),
+        "exactly_once": set(seen) == expected and all(n == 1 for n in seen.values()),
+        "not_finished": sum(run.info.status != "FINISHED" for run in runs),
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m lib.class_server", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -568,7 +653,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
     serve = commands.add_parser("serve", help="start the database, the server and the users (the default)")
     for target in (parser, serve):
-        target.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"), help="bind address (HOST; 127.0.0.1)")
+        target.add_argument(
+            "--host", default=os.environ.get("HOST", "127.0.0.1"), help="bind address (HOST; 127.0.0.1)"
+        )
         target.add_argument("--port", type=int, default=int(os.environ.get("PORT", 5000)), help="port (PORT; 5000)")
         target.add_argument("--workers", type=int, default=2, help="MLflow server worker processes (default 2)")
         target.add_argument(
@@ -579,6 +666,13 @@ def build_parser() -> argparse.ArgumentParser:
         )
     add = commands.add_parser("add-students", help="add the roster's students to the running server")
     add.add_argument("roster", type=Path)
+    load = commands.add_parser("load", help="measure: N writers of whole runs at once (MLFLOW_TRACKING_URI + login)")
+    load.add_argument("--drivers", type=int, default=8)
+    load.add_argument("--seconds", type=float, default=15.0)
+    worker = commands.add_parser("load-worker", help=argparse.SUPPRESS)
+    worker.add_argument("experiment")
+    worker.add_argument("--driver", type=int, required=True)
+    worker.add_argument("--seconds", type=float, required=True)
     dump = commands.add_parser("backup", help="pg_dump both databases of the running server")
     dump.add_argument("target", type=Path, help="file name stem, e.g. backup.dump -> backup-mlflow.dump, ...")
     return parser
@@ -591,6 +685,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "add-students":
             created = add_students(layout, args.roster)
             print(f"{len(created)} new users; passwords in {layout.passwords}")
+            return 0
+        if args.command == "load":
+            print(json.dumps(load_test(args.drivers, args.seconds)))
+            return 0
+        if args.command == "load-worker":
+            print(json.dumps(_load_worker(args.experiment, args.driver, args.seconds)))
             return 0
         if args.command == "backup":
             for path in backup(layout, args.target):
