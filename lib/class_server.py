@@ -251,6 +251,17 @@ class Database:
         if self.account is not None:
             os.chown(path, self.account.pw_uid, self.account.pw_gid)
 
+    def _check_reach(self) -> None:
+        """PostgreSQL runs as ``self.account``: it must be able to write its data folder."""
+        if self.account is None:
+            return
+        reach = subprocess.run(["test", "-w", str(self.layout.pgdata)], user=self.account.pw_uid)
+        if reach.returncode != 0:
+            raise ClassServerError(
+                f"the '{self.account.pw_name}' account cannot reach {self.layout.pgdata}: let it traverse the "
+                "parent folders (chmod o+x) or pick another data folder with --dir"
+            )
+
     def init(self) -> bool:
         """Create the cluster once (``initdb``, scram passwords); ``False`` when it already exists."""
         pgdata = self.layout.pgdata
@@ -258,6 +269,7 @@ class Database:
             return False
         pgdata.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._chown(pgdata)
+        self._check_reach()
         pwfile = self.layout.root / ".initdb-pw"
         fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
@@ -278,6 +290,7 @@ class Database:
 
     def start(self, timeout_s: float = 60.0) -> None:
         """Start ``postgres`` in its own session and wait until it accepts logins."""
+        self._check_reach()
         self.port = free_port()
         command = [pg_binary("postgres"), "-D", str(self.layout.pgdata), "-c", "listen_addresses=127.0.0.1"]
         command += ["-c", f"port={self.port}", "-c", "unix_socket_directories=", "-c", "max_connections=200"]
