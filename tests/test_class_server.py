@@ -348,6 +348,25 @@ def test_sweep_on_a_two_node_ray_cluster(server, monkeypatch):
             assert _keys(children[0], part) == _keys(local, part), part
 
 
+def test_passwords_stay_secret(server):
+    """No password in a command line (ps), the server's logs, or any param or tag of any run."""
+    passwords = [v for v in load_passwords(class_server.Layout(server.data)).values() if len(v) >= 12]
+    assert len(passwords) >= len(STUDENTS) + 2
+    table = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    texts = {"ps": table} | {p.name: p.read_text(errors="replace") for p in (server.data / "logs").glob("*.log")}
+    texts |= {str(p): p.read_text(errors="replace") for p in server.folder.rglob("*.txt") if p.name != "roster.txt"}
+    status, text = server.call("experiments/search", "admin", {"max_results": 1000})
+    assert status == 200, text
+    for experiment in json.loads(text)["experiments"]:
+        for run in _runs(server, experiment["name"]):
+            values = [item["value"] for part in ("params", "tags") for item in run["data"].get(part, [])]
+            texts[f"run {run['info']['run_id']}"] = "\n".join(values)
+    assert len(texts) > 10
+    leaks = [(where, "password of " + name) for where, body in texts.items() for name, pw in
+             load_passwords(class_server.Layout(server.data)).items() if len(pw) >= 12 and pw in body]  # fmt: skip
+    assert not leaks, leaks
+
+
 def test_no_process_left_behind(server):
     server.stop()
     assert not _left_behind(server)
