@@ -57,10 +57,14 @@ class Server:
         )
         STARTED.append(self.process.pid)
         deadline = time.monotonic() + timeout_s
-        while not (self.data / "server.json").exists():
-            assert self.process.poll() is None, (self.folder / "server-out.txt").read_text()[-3000:]
-            assert time.monotonic() < deadline, "class server did not start"
-            time.sleep(0.5)
+        try:
+            while not (self.data / "server.json").exists():
+                assert self.process.poll() is None, (self.folder / "server-out.txt").read_text()[-3000:]
+                assert time.monotonic() < deadline, "class server did not start"
+                time.sleep(0.5)
+        except BaseException:  # a failed or interrupted start leaves nothing behind either
+            self.stop()
+            raise
 
     def stop(self) -> None:
         """Ctrl-C to the supervisor, as a teacher would; it must end everything within a minute."""
@@ -299,7 +303,6 @@ def test_sweep_on_a_two_node_ray_cluster(server, monkeypatch):
         "num_cpus": 1,
         "object_store_memory": 80 * 2**20,
         "include_dashboard": False,
-        "node_ip_address": "127.0.0.1",
     }
     cluster = Cluster(initialize_head=True, head_node_args=node_args)
     try:
