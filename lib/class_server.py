@@ -161,7 +161,8 @@ def ensure_passwords(layout: Layout, students: dict[str, str | None]) -> dict[st
     """Passwords of the admin and the students: the roster's, else the kept ones, else new ones."""
     passwords = load_passwords(layout)
     admin_from_env = os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD")
-    passwords[ADMIN] = admin_from_env or passwords.get(ADMIN) or secrets.token_urlsafe(18)
+    # MLflow takes the admin password only when it creates the admin (first start); a kept one wins
+    passwords[ADMIN] = passwords.get(ADMIN) or admin_from_env or secrets.token_urlsafe(18)
     passwords.setdefault("_db", secrets.token_urlsafe(24))  # the database login of the server
     passwords.setdefault("_flask", secrets.token_urlsafe(32))  # the server's CSRF secret key
     for name, given in students.items():
@@ -532,9 +533,9 @@ class ClassServer:
             + "\n"
         )
         print(
-            f"MLflow class server on http://{self.host}:{self.port} (basic-auth; {len(students)} students in the "
-            "roster, "
-            f"{len(created)} new); passwords in {self.layout.passwords}; logs in {self.layout.logs}. Ctrl-C stops it.",
+            f"MLflow class server on http://{self.host}:{self.port} (basic-auth; {len(students)} students in "
+            f"the roster, {len(created)} new); passwords in {self.layout.passwords}; logs in {self.layout.logs}. "
+            "Ctrl-C stops it.",
             flush=True,
         )
 
