@@ -380,6 +380,17 @@ def test_database_url_instead_of_the_private_cluster(server):
     assert not left, left
 
 
+def test_backup_dumps_both_databases(server):
+    target = server.folder / "backup" / "class.dump"
+    target.parent.mkdir()
+    command = [sys.executable, "-m", "lib.class_server", "--dir", str(server.data), "backup", str(target)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    dumps = sorted(p.name for p in target.parent.iterdir())
+    assert dumps == ["class-mlflow.dump", "class-mlflow_auth.dump"], dumps
+    assert all((target.parent / name).read_bytes().startswith(b"PGDMP") for name in dumps)
+
+
 def test_passwords_stay_secret(server):
     """No password in a command line (ps), the server's logs, or any param or tag of any run."""
     passwords = [v for v in load_passwords(class_server.Layout(server.data)).values() if len(v) >= 12]
