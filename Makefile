@@ -14,7 +14,7 @@ LAB_PORT ?= 8888
 STORE := sqlite:///$(CURDIR)/mlruns/mlflow.db
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test setup data ui server lab bench bench-numerics clean lint
+.PHONY: run test setup data ui server class-server test-server lab bench bench-numerics clean lint
 
 setup: $(STAMPS)/venv $(STAMPS)/data
 
@@ -49,6 +49,13 @@ $(STAMPS)/ray: requirements-ray.txt $(STAMPS)/venv
 	$(PY) -m pip install -q -r requirements-ray.txt
 	@touch $@
 
+# PostgreSQL for the class server (Debian's, installed here when we are root with apt and it is missing).
+$(STAMPS)/postgres:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null \
+	   && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	   (apt-get install -y -qq postgresql || (apt-get update -qq && apt-get install -y -qq postgresql)); fi
+	@mkdir -p $(STAMPS) && touch $@
+
 data: $(STAMPS)/venv
 	@rm -f $(STAMPS)/data
 	@$(MAKE) --no-print-directory $(STAMPS)/data
@@ -61,7 +68,7 @@ lint: $(STAMPS)/venv
 
 # Unit tests, then every notebook under nbval in the smoke profile against a temporary MLflow
 # store, figure folder and sweep state, so the repository stays clean.
-test: setup $(STAMPS)/ray $(STAMPS)/browser lint
+test: setup $(STAMPS)/ray $(STAMPS)/browser $(STAMPS)/postgres lint
 	$(PY) -m pytest -p no:cacheprovider tests
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	HYPERTUNE_PROFILE=smoke MLFLOW_TRACKING_URI="sqlite:///$$tmp/mlflow.db" HYPERTUNE_FIGURES_DIR="$$tmp/figures" \
@@ -91,6 +98,16 @@ server: setup
 	@echo "MLflow tracking server on http://$(HOST):$(PORT) (store $(STORE)); Ctrl-C stops it"
 	$(call group_run,$(PY) -m mlflow server --backend-store-uri $(STORE) \
 	  --artifacts-destination $(CURDIR)/mlruns/artifacts --host $(HOST) --port $(PORT) --workers 1)
+
+# A tracking server for a whole class (docs/class-server.md): PostgreSQL under mlruns/class-server
+# (or DATABASE_URL), MLflow with logins for an admin and the students of ROSTER (default roster.txt),
+# HOST=127.0.0.1 unless told otherwise, PORT=5000. Ctrl-C stops everything it started.
+class-server: setup $(STAMPS)/postgres
+	$(PY) -m lib.class_server --host $(HOST) --port $(PORT) $(if $(ROSTER),--roster $(ROSTER),)
+
+# Only the class server's tests (make test runs them too): logins, load, restart, two-node Ray.
+test-server: setup $(STAMPS)/ray $(STAMPS)/postgres
+	$(PY) -m pytest -p no:cacheprovider -v tests/test_class_server.py
 
 # JupyterLab on notebooks/ (loopback) with the project's kernel; runs log to the same fixed store.
 lab: setup
