@@ -269,7 +269,16 @@ def start_run(
     all_tags = default_tags() | {k: str(v) for k, v in tags.items()}
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
-    run = mlflow_client.create_run(exp_id, run_name=run_name, tags=all_tags)
+    try:
+        run = mlflow_client.create_run(exp_id, run_name=run_name, tags=all_tags)
+    except Exception as exc:  # a tracking server with logins: another user's experiment
+        if getattr(exc, "error_code", "") == "PERMISSION_DENIED":
+            name = mlflow_client.get_experiment(exp_id).name
+            raise StoreError(
+                f"experiment '{name}' on {tracking_uri()} belongs to another user (403): use an experiment name "
+                f"of your own, e.g. '{name}-{os.environ.get('MLFLOW_TRACKING_USERNAME', 'yourname')}'."
+            ) from None
+        raise
     mlflow_client.log_batch(run.info.run_id, params=[Param(k, _param_value(v)) for k, v in sorted(params.items())])
     return run.info.run_id
 

@@ -211,6 +211,15 @@ def test_cli_grid_and_sweep_work_unchanged(server):
     (server.folder / "local-form.json").write_text(json.dumps(children[0]))
 
 
+def test_a_student_writing_into_another_students_experiment_gets_one_line(server):
+    command = [sys.executable, "-m", "lib", "grid", "--experiment", "alice-grid", "--factor", "dropout_p=0.5"]
+    done = subprocess.run([*command, "--seeds", "0", "--workers", "1", *TINY], env=server.env("bob"), cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "belongs to another user" in done.stderr and "alice-grid-bob" in done.stderr, done.stderr[-3000:]
+
+
 def test_load_of_eight_writers(server):
     """8 processes write whole runs at once: each run exactly once, all FINISHED; runs/s and p95."""
     env = server.env("bob")
