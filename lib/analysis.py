@@ -136,9 +136,9 @@ def trial_runs_or_empty(experiment: str, hypothesis: str | None = None, profile:
 
 def train_images(data: DataSpec | None = None, frame: pd.DataFrame | None = None) -> int | None:
     """Training images per epoch of a grid: from its DataSpec, or from the runs' ``data_*`` params."""
-    if data is not None:
-        pool = TRAIN_POOL if data.final else TRAIN_POOL - data.val_size
-        return int(data.train_subset or pool)
+    if data is not None:  # counted from the loaded split: any data set, a subset larger than its part means all
+        splits = data.load()
+        return len(splits.train) + (len(splits.val) if data.final else 0)
     if frame is not None and "data_train_subset" in frame:
         values = pd.to_numeric(frame["data_train_subset"], errors="coerce")
         val_size = pd.to_numeric(frame.get("data_val_size", pd.Series([5000])), errors="coerce").dropna()
