@@ -138,10 +138,8 @@ def trial_runs_or_empty(experiment: str, hypothesis: str | None = None, profile:
 
 def train_images(data: DataSpec | None = None, frame: pd.DataFrame | None = None) -> int | None:
     """Training images per epoch of a grid: from its DataSpec, or from the runs' ``data_*`` params."""
-    if data is not None:
-        if data.train_subset:
-            return int(data.train_subset)
-        splits = data.load()  # the data set's own sizes (val_size=None means its default)
+    if data is not None:  # counted from the loaded split: any data set, a subset larger than its part means all
+        splits = data.load()
         return len(splits.train) + (len(splits.val) if data.final else 0)
     if frame is not None and "data_train_subset" in frame:
         values = pd.to_numeric(frame["data_train_subset"], errors="coerce")

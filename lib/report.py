@@ -180,7 +180,11 @@ def budget_label(frame: pd.DataFrame) -> str:
 def budget_of(data: DataSpec, epochs: int | Iterable[int]) -> str:
     """The budget line for trials on ``data`` (a :class:`lib.trial.DataSpec`) for ``epochs``, e.g. in a
     notebook: ``plots.accuracy_vs(..., budget=report.budget_of(data, knobs["epochs"]))``."""
-    rows = [{**data.params(), "epochs": e} for e in ([epochs] if isinstance(epochs, int) else epochs)]
+    splits = data.load()  # the images a trial really gets: any data set, a subset larger than its part means all
+    params = data.params() | {"data_train_subset": len(splits.train) + (len(splits.val) if data.final else 0)}
+    if not data.final and (data.val_subset is not None or data.dataset != "fashion_mnist"):
+        params["data_val_subset"] = len(splits.val)
+    rows = [{**params, "epochs": e} for e in ([epochs] if isinstance(epochs, int) else epochs)]
     return budget_label(pd.DataFrame(rows))
 
 
