@@ -590,9 +590,22 @@ def _study(args: argparse.Namespace) -> int:
             log_output=True,
             **_kernel_transport(),
         )
+        _tidy_metadata(target, source)
         print(f"== {name} done in {time.perf_counter() - began:.0f} s", flush=True)
     print(f"study ({args.profile}) wall time: {time.perf_counter() - started:.0f} s", flush=True)
     return 0
+
+
+def _tidy_metadata(target: Path, source: Path) -> None:
+    """papermill records an in-memory input notebook as a whole copy of it in ``input_path``: name the
+    file instead, so an executed notebook does not carry an old copy of itself."""
+    import nbformat
+
+    notebook = nbformat.read(target, as_version=4)
+    meta = notebook.metadata.get("papermill", {})
+    meta["input_path"] = f"notebooks/{source.name}"
+    meta["output_path"] = f"notebooks/{target.name}" if target.parent == source.parent else str(target)
+    nbformat.write(notebook, target)
 
 
 def _kernel_transport() -> dict[str, Any]:

@@ -54,19 +54,29 @@ def save_figure(
 
 
 def class_examples(
-    images: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...], per_class: int = 6
+    images: np.ndarray,
+    labels: np.ndarray,
+    class_names: tuple[str, ...],
+    per_class: int = 6,
+    title: str = "Fashion-MNIST: examples per class (training split)",
 ) -> plt.Figure:
-    fig, axes = plt.subplots(len(class_names), per_class, figsize=(per_class * 0.9, len(class_names) * 0.95))
+    """A grid of ``per_class`` training images per class (grey as ink on paper, RGB as it is)."""
+    fig, axes = plt.subplots(
+        len(class_names), per_class, figsize=(per_class * 0.9, len(class_names) * 0.95), squeeze=False
+    )
     for cls, name in enumerate(class_names):
         picks = np.flatnonzero(labels == cls)[:per_class]
         for col, idx in enumerate(picks):
             ax = axes[cls, col]
-            ax.imshow(images[idx, 0], cmap="gray_r")
+            if images.shape[1] == 3:
+                ax.imshow(np.clip(images[idx].transpose(1, 2, 0), 0.0, 1.0))
+            else:
+                ax.imshow(images[idx, 0], cmap="gray_r")
             ax.set_xticks([])
             ax.set_yticks([])
             if col == 0:
                 ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
-    fig.suptitle("Fashion-MNIST: examples per class (training split)")
+    fig.suptitle(title)
     return fig
 
 

@@ -173,7 +173,9 @@ def budget_label(frame: pd.DataFrame) -> str:
     val_sizes = sorted({"all 5,000" if v != v else f"{int(v):,}" for v in pd.to_numeric(val, errors="coerce")})
     final = frame["data_final"].fillna(False).astype(bool) if "data_final" in frame else pd.Series(False, frame.index)
     if final.all():
-        return "budget per trial: " + "; ".join(parts) + " | scored once on the 10,000 test images"
+        fashion = "data_dataset" not in frame or set(frame["data_dataset"].fillna("fashion_mnist")) == {"fashion_mnist"}
+        test_set = "the 10,000 test images" if fashion else "the held-out test set"
+        return "budget per trial: " + "; ".join(parts) + f" | scored once on {test_set}"
     return "budget per trial: " + "; ".join(parts) + f" | validated on {' / '.join(val_sizes)} images"
 
 
