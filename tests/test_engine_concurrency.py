@@ -109,7 +109,8 @@ def test_the_cli_grid_of_impossible_architectures_returns_with_four_failed_runs(
     command += ["--seeds", "0,1", "--set", "epochs=1", "--train-subset", "200", "--val-subset", "200", "--workers", "2"]
     code, output, seconds = _run_bounded(command, PROJECT_ROOT, _subprocess_env(mlflow_store), limit=60)
     assert code is not None, f"the grid hung (killed after {seconds:.0f} s):\n{output[-2000:]}"
-    assert code == 0, output[-2000:]
+    assert code == 3, output[-2000:]  # the documented exit code for "every trial failed"
+    assert "4 trials: 0 finished, 4 failed (invalid config)" in output
     assert seconds < 30, f"the grid took {seconds:.0f} s"
     assert _statuses("imp") == {tracking.FAILED: 4}
     assert {run.data.tags["failure_kind"] for run in tracking.search("imp")} == {"invalid_config"}
