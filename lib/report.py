@@ -57,20 +57,22 @@ def experiment_names() -> list[str]:
 
 
 def _train_images(frame: pd.DataFrame) -> pd.Series:
-    """Training images per trial: the subset, else the whole training part of the run's data set."""
-    subset = frame["data_train_subset"] if "data_train_subset" in frame else pd.Series(np.nan, frame.index)
-    subset = pd.to_numeric(subset, errors="coerce")
-    full = pd.Series(
-        [_full_training_part(row) for _, row in frame.iterrows()] if subset.isna().any() else np.nan,
-        index=frame.index,
-        dtype=float,
-    )
-    return subset.fillna(full).astype(int)
+    """Training images per trial: the subset, capped at (or else) the training part of its data set."""
+    return pd.Series([_part_sizes(row)[0] for _, row in frame.iterrows()], index=frame.index, dtype=int)
 
 
-def _full_training_part(row: pd.Series) -> int:
-    """Images a trial without ``train_subset`` trains on, read from its data set (Fashion-MNIST's
-    55,000, or 60,000 for a final model on training + validation)."""
+def _val_labels(frame: pd.DataFrame) -> list[str]:
+    """The validation sets of these trials, largest first: ``all 5,000`` for a whole validation part."""
+    labels = {}
+    for _, row in frame.iterrows():
+        images, whole = _part_sizes(row)[1], _part_sizes(row.drop("data_val_subset", errors="ignore"))[1]
+        labels[images] = f"all {images:,}" if images == whole else f"{images:,}"
+    return [labels[n] for n in sorted(labels, reverse=True)]
+
+
+def _part_sizes(row: pd.Series) -> tuple[int, int]:
+    """(training, validation) images of one trial run, from its ``data_*`` params: a subset larger than
+    its part means all of it, as in :mod:`lib.data`; a final run trains on training + validation."""
 
     def value(name: str) -> Any:
         item = row.get(name)
@@ -79,17 +81,21 @@ def _full_training_part(row: pd.Series) -> int:
     final = str(value("data_final")) in ("True", "true", "1")
     dataset = str(value("data_dataset") or "fashion_mnist")
     val_size = value("data_val_size")
-    split_seed = value("data_split_seed")
-    return _part_size(dataset, None if val_size is None else int(val_size), split_seed, final)
+    train, val = _split_sizes(dataset, None if val_size is None else int(val_size), value("data_split_seed"))
+    if final:
+        train += val
+    subsets = [value("data_train_subset"), value("data_val_subset")]
+    return tuple(int(min(float(s), n)) if s is not None else n for s, n in zip(subsets, (train, val), strict=True))
 
 
 @lru_cache(maxsize=32)
-def _part_size(dataset: str, val_size: int | None, split_seed: Any, final: bool) -> int:
+def _split_sizes(dataset: str, val_size: int | None, split_seed: Any) -> tuple[int, int]:
+    """Sizes of a data set's training and validation parts (Fashion-MNIST's without loading it)."""
     if dataset == "fashion_mnist" and val_size in (None, DEFAULT_VAL_SIZE):
-        return FULL_TRAIN_FILE if final else FULL_TRAIN_FILE - DEFAULT_VAL_SIZE  # without loading the data
-    extra = {"split_seed": int(split_seed)} if split_seed is not None else {}
+        return FULL_TRAIN_FILE - DEFAULT_VAL_SIZE, DEFAULT_VAL_SIZE
+    extra = {"split_seed": int(float(split_seed))} if split_seed is not None else {}
     splits = DataSpec(dataset=dataset, val_size=val_size, **extra).load()
-    return len(splits.train) + (len(splits.val) if final else 0)
+    return len(splits.train), len(splits.val)
 
 
 def trial_runs(experiments: str | Sequence[str]) -> pd.DataFrame:
@@ -169,8 +175,7 @@ def budget_label(frame: pd.DataFrame) -> str:
         + (f" ({_plural(n, 'trial')})" if len(combos) > 1 else "")
         for (images, epochs), n in combos.items()
     ]
-    val = frame["data_val_subset"] if "data_val_subset" in frame else pd.Series(np.nan, frame.index)
-    val_sizes = sorted({"all 5,000" if v != v else f"{int(v):,}" for v in pd.to_numeric(val, errors="coerce")})
+    val_sizes = _val_labels(frame)
     final = frame["data_final"].fillna(False).astype(bool) if "data_final" in frame else pd.Series(False, frame.index)
     if final.all():
         fashion = "data_dataset" not in frame or set(frame["data_dataset"].fillna("fashion_mnist")) == {"fashion_mnist"}
