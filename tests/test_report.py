@@ -176,6 +176,7 @@ def test_budget_label_counts_the_images_of_each_runs_own_data_set():
     runs["data_val_subset"] = [300, np.nan]
     runs["data_val_size"] = np.nan  # the data set's default
     runs["data_dataset"] = "digits"  # 1,797 images: 359 carved off for test, 239 validation, 1,199 training
+    runs = runs.drop(columns=["train_images", "budget"], errors="ignore")  # as tracking.runs_frame gives them
     assert report.budget_label(runs) == (
         "budget per trial: 1,199 training images × 4 epochs | validated on all 239 images"
     )
