@@ -570,6 +570,7 @@ def _study(args: argparse.Namespace) -> int:
 
     _register_progress_engine()
     os.environ["HYPERTUNE_PROFILE"] = args.profile
+    os.environ["HYPERTUNE_PROGRESS_BARS"] = "0"  # saved notebooks end with summary lines, not frozen bars
     started = time.perf_counter()
     names = args.notebooks or ",".join(DEEP_NOTEBOOKS if args.profile == "deep" else NOTEBOOKS)
     for name in [n.strip() for n in names.split(",") if n.strip()]:

@@ -184,6 +184,9 @@ def summary_line(label: str, results: Iterable[TrialResult]) -> str:
     return text
 
 
+BARS_ENV = "HYPERTUNE_PROGRESS_BARS"  # "0": no live bars (a saved notebook would keep their first frame)
+
+
 class Progress:
     """A tqdm bar over a call's trials that closes with :func:`summary_line` instead of staying behind."""
 
@@ -191,7 +194,9 @@ class Progress:
         from tqdm.auto import tqdm
 
         self.label, self.enabled = label, enabled
-        self.bar = tqdm(total=total, initial=done, desc=label, unit="trial", disable=not enabled, mininterval=1.0)
+        # notebooks executed for the record (`python -m lib study`) keep the summary line, not a frozen bar
+        bar = enabled and os.environ.get(BARS_ENV, "1") != "0"
+        self.bar = tqdm(total=total, initial=done, desc=label, unit="trial", disable=not bar, mininterval=1.0)
         self.best = -math.inf
 
     def update(self, result: TrialResult) -> None:

@@ -38,6 +38,15 @@ def test_the_progress_bar_closes_with_the_summary_only_when_the_call_completed(c
     assert capsys.readouterr().out == ""
 
 
+def test_a_notebook_run_for_the_record_gets_the_summary_line_and_no_frozen_bar(capsys, monkeypatch):
+    monkeypatch.setenv(records.BARS_ENV, "0")  # what `python -m lib study` sets for its kernels
+    bar = records.Progress("grid H1", total=1, done=0, enabled=True)
+    assert bar.bar.disable
+    bar.close([_result("finished")])
+    captured = capsys.readouterr()
+    assert captured.out.strip() == "grid H1: 1 trial: 1 finished" and "trial/s" not in captured.err
+
+
 @pytest.mark.usefixtures("mlflow_store")
 def test_a_logged_run_reads_back_as_a_typed_record_and_the_same_result():
     exp_id = tracking.experiment_id("typed")
