@@ -91,13 +91,15 @@ def test_ctrl_c_marks_the_trial_killed_and_a_rerun_resumes(monkeypatch):
 
 
 def test_kill_9_leaves_a_running_run_that_the_next_call_marks_killed_and_retrains(mlflow_store):
-    base = {"epochs": 2, "conv_out_channels": 8}
+    # trials of a second or two, so the kill lands inside one, not in the instant between two
+    base = {"epochs": 3, "conv_out_channels": 8}
     factors = {"lr": [1e-3, 2e-3, 3e-3]}
+    data = DataSpec(train_subset=1500, val_subset=200)
     tracking.client()  # the store exists before the child opens it
     code = (
         "from lib.engine import run_grid\n"
         "from lib.trial import DataSpec\n"
-        f"run_grid({base!r}, {factors!r}, [0], 'kill9', DataSpec(train_subset=400, val_subset=200), "
+        f"run_grid({base!r}, {factors!r}, [0], 'kill9', DataSpec(train_subset=1500, val_subset=200), "
         "workers=1, progress=False)\n"
     )
     with open(mlflow_store / "child.log", "w") as log:
@@ -131,7 +133,7 @@ def test_kill_9_leaves_a_running_run_that_the_next_call_marks_killed_and_retrain
     assert stale[0].data.tags["pid"] == str(child.pid)
     finished_before = set(_finished_keys("kill9"))
 
-    frame = run_grid(base, factors, [0], "kill9", DATA, workers=1, progress=False)
+    frame = run_grid(base, factors, [0], "kill9", data, workers=1, progress=False)
     killed = tracking.client().get_run(stale[0].info.run_id)
     assert killed.info.status == tracking.KILLED
     assert killed.data.tags["failure_reason"] == "interrupted (owner process gone)"
