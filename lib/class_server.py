@@ -47,7 +47,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -69,40 +69,35 @@ class ClassServerError(RuntimeError):
 # Files: layout, roster, passwords
 
 
+_LAYOUT = {
+    "pgdata": "pgdata",
+    "artifacts": "artifacts",
+    "secrets": "secrets",
+    "passwords": "secrets/passwords.csv",
+    "auth_ini": "secrets/basic_auth.ini",
+    "logs": "logs",
+    "state": "server.json",
+}
+
+
 @dataclass(frozen=True)
 class Layout:
-    """Where a class server keeps its data (default ``mlruns/class-server``)."""
+    """Where a class server keeps its data (default ``mlruns/class-server``): ``pgdata/``,
+    ``artifacts/``, ``logs/``, ``secrets/`` (``passwords.csv``, ``basic_auth.ini``) and ``server.json``
+    (url, ports and pid of the running server; no secrets)."""
 
     root: Path
+    pgdata: Path = field(init=False)
+    artifacts: Path = field(init=False)
+    secrets: Path = field(init=False)
+    passwords: Path = field(init=False)
+    auth_ini: Path = field(init=False)
+    logs: Path = field(init=False)
+    state: Path = field(init=False)
 
-    @property
-    def pgdata(self) -> Path:
-        return self.root / "pgdata"
-
-    @property
-    def artifacts(self) -> Path:
-        return self.root / "artifacts"
-
-    @property
-    def secrets(self) -> Path:
-        return self.root / "secrets"
-
-    @property
-    def passwords(self) -> Path:
-        return self.secrets / "passwords.csv"
-
-    @property
-    def auth_ini(self) -> Path:
-        return self.secrets / "basic_auth.ini"
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def state(self) -> Path:
-        """``server.json``: url, ports and pid of the running server (no secrets)."""
-        return self.root / "server.json"
+    def __post_init__(self) -> None:
+        for name, relative in _LAYOUT.items():
+            object.__setattr__(self, name, self.root / relative)
 
     def make(self) -> None:
         for folder in (self.root, self.artifacts, self.logs):
@@ -428,26 +423,21 @@ def sync_users(url: str, admin_password: str, passwords: dict[str, str], names) 
     """Create each user of ``names`` (or set the password it has in ``passwords``); returns the new ones."""
     created = []
     for name in names:
-        status, text = _request(
-            f"{url}/api/2.0/mlflow/users/create",
-            "POST",
-            {"username": name, "password": passwords[name]},
-            (ADMIN, admin_password),
-        )
+        body = {"username": name, "password": passwords[name]}
+        status, text = _admin_call(url, "users/create", "POST", body, admin_password)
         if status == 200:
             created.append(name)
             continue
         if "RESOURCE_ALREADY_EXISTS" in text or "already exists" in text:
-            status, text = _request(
-                f"{url}/api/2.0/mlflow/users/update-password",
-                "PATCH",
-                {"username": name, "password": passwords[name]},
-                (ADMIN, admin_password),
-            )
+            status, text = _admin_call(url, "users/update-password", "PATCH", body, admin_password)
             if status == 200:
                 continue
         raise ClassServerError(f"could not create or update user {name!r}: HTTP {status} {text[:200]}")
     return created
+
+
+def _admin_call(url: str, endpoint: str, method: str, body: dict, admin_password: str) -> tuple[int, str]:
+    return _request(f"{url}/api/2.0/mlflow/{endpoint}", method, body, (ADMIN, admin_password))
 
 
 def connect_host(host: str) -> str:
