@@ -57,7 +57,6 @@ HIGH_DROPOUT_ABOVE = 0.5
 LR_TOLERANCE = 0.02  # "usable": within 2 accuracy points of the norm type's best mean in the LR grid
 LITTLE_GAIN = 0.005  # "more blocks give little": less than half an accuracy point
 ALPHA = 0.05  # family-wise error rate of every family
-TRAIN_POOL = 60_000  # Fashion-MNIST training file; the validation split is carved out of it
 TEST_IMAGES = 10_000
 
 FAMILIES = {
@@ -142,10 +141,9 @@ def train_images(data: DataSpec | None = None, frame: pd.DataFrame | None = None
         splits = data.load()
         return len(splits.train) + (len(splits.val) if data.final else 0)
     if frame is not None and "data_train_subset" in frame:
-        values = pd.to_numeric(frame["data_train_subset"], errors="coerce")
-        val_size = pd.to_numeric(frame.get("data_val_size", pd.Series([5000])), errors="coerce").dropna()
-        pool = TRAIN_POOL - int(val_size.iloc[0] if len(val_size) else 5000)
-        sizes = values.fillna(pool).astype(int).unique()
+        from lib.report import runs_train_images  # one reading of runs' data_* params, for any data set
+
+        sizes = runs_train_images(frame).unique()
         return int(sizes[0]) if len(sizes) == 1 else None
     return None
 

@@ -56,7 +56,7 @@ def experiment_names() -> list[str]:
     return sorted(e.name for e in found if e.name != "Default" or tracking.search_ids([e.experiment_id]))
 
 
-def _train_images(frame: pd.DataFrame) -> pd.Series:
+def runs_train_images(frame: pd.DataFrame) -> pd.Series:
     """Training images per trial: the subset, capped at (or else) the training part of its data set."""
     return pd.Series([_part_sizes(row)[0] for _, row in frame.iterrows()], index=frame.index, dtype=int)
 
@@ -138,7 +138,7 @@ def trial_runs(experiments: str | Sequence[str]) -> pd.DataFrame:
     frame.loc[frame["status"] != tracking.FINISHED, "val_accuracy"] = np.nan
     sweep = frame["tag.sweep"] if "tag.sweep" in frame else pd.Series(np.nan, frame.index)
     frame["source"] = np.where(sweep.notna(), "sweep", "grid")
-    frame["train_images"] = _train_images(frame)
+    frame["train_images"] = runs_train_images(frame)
     frame["budget"] = frame["train_images"] * frame["epochs"].astype(int)
     return frame.reset_index(drop=True)
 
@@ -167,7 +167,7 @@ def budget_label(frame: pd.DataFrame) -> str:
                 "budget_label needs the data_* params of the runs (tracking.runs_frame or report.trial_runs); "
                 "for a grid's results frame use report.budget_of(data, epochs)"
             )
-        frame["train_images"] = _train_images(frame)
+        frame["train_images"] = runs_train_images(frame)
     frame["epochs"] = frame["epochs"].astype(int)
     combos = frame.groupby(["train_images", "epochs"]).size().sort_index(ascending=False)
     parts = [

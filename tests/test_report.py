@@ -149,7 +149,7 @@ def _runs(**columns) -> pd.DataFrame:
     for name, value in defaults.items():
         if name not in frame:
             frame[name] = value
-    frame["train_images"] = report._train_images(frame)
+    frame["train_images"] = report.runs_train_images(frame)
     frame["budget"] = frame["train_images"] * frame["epochs"]
     return frame
 
