@@ -21,6 +21,7 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -565,36 +566,42 @@ def _study(args: argparse.Namespace) -> int:
     injected parameters cell: executed notebooks saved in place then contain no hard-coded
     ``profile = "full"`` cell, so nbval can still run them in the smoke profile.
     """
-    import nbformat
-    import papermill
-
     _register_progress_engine()
     os.environ["HYPERTUNE_PROFILE"] = args.profile
     os.environ["HYPERTUNE_PROGRESS_BARS"] = "0"  # saved notebooks end with summary lines, not frozen bars
     started = time.perf_counter()
     names = args.notebooks or ",".join(DEEP_NOTEBOOKS if args.profile == "deep" else NOTEBOOKS)
-    for name in [n.strip() for n in names.split(",") if n.strip()]:
-        source = PROJECT_ROOT / "notebooks" / f"{name}.ipynb"
-        target = (args.output_dir / source.name) if args.output_dir else source
-        target.parent.mkdir(parents=True, exist_ok=True)
-        notebook = nbformat.read(source, as_version=4)
-        notebook.cells = [c for c in notebook.cells if "injected-parameters" not in c.metadata.get("tags", [])]
-        began = time.perf_counter()
-        print(f"== {name} ({args.profile})", flush=True)
-        papermill.execute_notebook(
-            notebook,
-            str(target),
-            cwd=str(source.parent),
-            kernel_name="hypertune",
-            engine_name="hypertune-progress",
-            progress_bar=False,
-            log_output=True,
-            **_kernel_transport(),
-        )
-        _tidy_metadata(target, source)
-        print(f"== {name} done in {time.perf_counter() - began:.0f} s", flush=True)
+    with tempfile.TemporaryDirectory(prefix="hypertune-kernel-") as sockets:
+        for name in [n.strip() for n in names.split(",") if n.strip()]:
+            _execute(name, args, Path(sockets))
     print(f"study ({args.profile}) wall time: {time.perf_counter() - started:.0f} s", flush=True)
     return 0
+
+
+def _execute(name: str, args: argparse.Namespace, sockets: Path) -> None:
+    """Run one notebook with papermill, saved in place or under ``--output-dir``."""
+    import nbformat
+    import papermill
+
+    source = PROJECT_ROOT / "notebooks" / f"{name}.ipynb"
+    target = (args.output_dir / source.name) if args.output_dir else source
+    target.parent.mkdir(parents=True, exist_ok=True)
+    notebook = nbformat.read(source, as_version=4)
+    notebook.cells = [c for c in notebook.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    began = time.perf_counter()
+    print(f"== {name} ({args.profile})", flush=True)
+    papermill.execute_notebook(
+        notebook,
+        str(target),
+        cwd=str(source.parent),
+        kernel_name="hypertune",
+        engine_name="hypertune-progress",
+        progress_bar=False,
+        log_output=True,
+        **_kernel_transport(sockets),
+    )
+    _tidy_metadata(target, source)
+    print(f"== {name} done in {time.perf_counter() - began:.0f} s", flush=True)
 
 
 def _tidy_metadata(target: Path, source: Path) -> None:
@@ -609,17 +616,20 @@ def _tidy_metadata(target: Path, source: Path) -> None:
     nbformat.write(notebook, target)
 
 
-def _kernel_transport() -> dict[str, Any]:
-    """Kernel sockets as local IPC files where the OS has them (not TCP on 127.0.0.1).
+def _kernel_transport(sockets: Path) -> dict[str, Any]:
+    """Kernel sockets as local IPC files in ``sockets`` where the OS has them (not TCP on 127.0.0.1).
 
     ipykernel warns "Kernel is running over TCP without encryption" for every TCP kernel; IPC
     sockets are files only this user can open, so the warning does not apply and is not printed.
+    The path is absolute: jupyter_client's default (``kernel-ipc`` relative to the kernel's working
+    directory) left socket files in ``notebooks/`` that its clean-up, run from another directory,
+    never found.
     """
     if os.name != "posix":
         return {}
     from traitlets.config import Config
 
-    return {"config": Config({"KernelManager": {"transport": "ipc"}})}
+    return {"config": Config({"KernelManager": {"transport": "ipc", "ip": str(sockets.resolve() / "kernel")}})}
 
 
 def _register_progress_engine() -> None:

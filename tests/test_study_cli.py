@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nbformat
 
 from lib import cli
@@ -14,6 +16,7 @@ def test_study_prints_cell_progress_without_the_tcp_warning(tmp_path, monkeypatc
         nbformat.v4.new_markdown_cell("# a tiny study"),
         nbformat.v4.new_code_cell("import os\nprofile = os.environ['HYPERTUNE_PROFILE']"),
         nbformat.v4.new_code_cell("print('profile', profile)"),
+        nbformat.v4.new_code_cell("import ipykernel, json\nprint(json.loads(ipykernel.get_connection_info())['ip'])"),
     ]
     notebook = nbformat.v4.new_notebook(cells=cells)
     notebook.metadata["kernelspec"] = {"name": "hypertune", "display_name": "Python (hypertune)", "language": "python"}
@@ -24,8 +27,14 @@ def test_study_prints_cell_progress_without_the_tcp_warning(tmp_path, monkeypatc
     assert cli.main(["study", "--profile", "smoke", "--notebooks", "tiny", "--output-dir", str(tmp_path / "out")]) == 0
     out, err = capfd.readouterr()
     lines = (out + err).splitlines()
-    assert any("tiny: cell 1/2 done" in line for line in lines), out
-    assert any("tiny: cell 2/2 done" in line and "print('profile'" in line for line in lines), out
+    assert any("tiny: cell 1/3 done" in line for line in lines), out
+    assert any("tiny: cell 2/3 done" in line and "print('profile'" in line for line in lines), out
     assert "without encryption" not in out + err  # the kernel's sockets are IPC files, not TCP
+    assert sorted(p.name for p in folder.iterdir()) == ["tiny.ipynb"]  # and none is left beside the notebook
     executed = nbformat.read(tmp_path / "out" / "tiny.ipynb", as_version=4)
     assert executed.cells[2].outputs[0]["text"].strip() == "profile smoke"
+    # the sockets live in a temporary folder named by an absolute path, which the parent removes even
+    # when the kernel is killed (jupyter_client's default, relative to the kernel's folder, was left in
+    # notebooks/ after every killed kernel)
+    sockets = Path(executed.cells[3].outputs[0]["text"].strip())
+    assert sockets.is_absolute() and folder not in sockets.parents and not sockets.parent.exists()
