@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from lib.datasets import DEFAULT, slug
 from lib.trial import DataSpec
 
 
@@ -163,6 +164,24 @@ def resolve(profile: str, **overrides: Any) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"unknown profile knob(s) {sorted(unknown)}. Allowed: {sorted(PROFILES[profile])}")
     return PROFILES[profile] | {k: v for k, v in overrides.items() if v is not None} | {"profile": profile}
+
+
+def experiment_name(base: str, dataset: str = DEFAULT) -> str:
+    """The MLflow experiment that holds this user's runs of a notebook (``base``) on ``dataset``.
+
+    ``base`` itself for Fashion-MNIST, ``<base>-<data set slug>`` for any other data set, so two data
+    sets never share an experiment. On a shared server each user needs experiments of their own (the
+    first user to create an experiment owns it; anyone else gets 403), so a prefix ``<user>-`` comes
+    first: ``HYPERTUNE_EXPERIMENT_PREFIX`` if set (empty: no prefix), else the login of a server with
+    logins (``MLFLOW_TRACKING_USERNAME``). Every notebook names the experiments it writes *and* reads
+    through this function, so 04 and 05 find the same user's 01-03. A name that already carries the
+    prefix is left as it is. Not a check that the experiment exists or that the user may write to it.
+    """
+    name = base if dataset == DEFAULT else f"{base}-{slug(dataset)}"
+    prefix = os.environ.get("HYPERTUNE_EXPERIMENT_PREFIX", os.environ.get("MLFLOW_TRACKING_USERNAME", "")).strip()
+    if not prefix or name.startswith(f"{prefix}-"):
+        return name
+    return f"{prefix}-{name}"
 
 
 def grid_data(knobs: dict[str, Any]) -> DataSpec:

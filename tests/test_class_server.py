@@ -220,6 +220,25 @@ def test_a_student_writing_into_another_students_experiment_gets_one_line(server
     assert "belongs to another user" in done.stderr and "alice-grid-bob" in done.stderr, done.stderr[-3000:]
 
 
+def test_each_student_gets_the_notebooks_experiments_under_their_own_name(server):
+    """The notebooks name what they write and read with ``profiles.experiment_name``: on a server with
+    logins every student gets ``<login>-02_norm_dropout`` of their own, so nobody meets another's 403."""
+    script = (
+        "from lib import profiles, tracking\n"
+        "name = profiles.experiment_name('02_norm_dropout')\n"
+        "run = tracking.start_run(tracking.experiment_id(name), {'lr': 0.001}, {'kind': 'analysis'}, run_name='t')\n"
+        "tracking.end_run(run)\n"
+        "print(name)\n"
+    )
+    for user in ("alice", "bob"):
+        done = subprocess.run([sys.executable, "-c", script], env=server.env(user), cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.stdout.strip().splitlines()[-1] == f"{user}-02_norm_dropout"
+        assert [r["info"]["status"] for r in _runs(server, f"{user}-02_norm_dropout")] == ["FINISHED"]
+    assert _runs(server, "02_norm_dropout") == []
+
+
 def test_load_of_eight_writers(server):
     """8 processes write whole runs at once: each run exactly once, all FINISHED; runs/s and p95."""
     env = server.env("bob")

@@ -488,3 +488,17 @@ def test_cli_data_offline_is_one_line_and_quick(tmp_path):
     assert "cifar10 is not on disk" in done.stderr and "--dataset cifar10" in done.stderr
     assert time.perf_counter() - started < 60
     assert _listing(tmp_path) == []
+
+
+def test_experiment_names_per_data_set_and_per_user(monkeypatch):
+    monkeypatch.delenv("HYPERTUNE_EXPERIMENT_PREFIX", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+    assert profiles.experiment_name("02_norm_dropout") == "02_norm_dropout"
+    assert profiles.experiment_name("02_norm_dropout", "digits") == "02_norm_dropout-digits"
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")  # logged in to a class server
+    assert profiles.experiment_name("02_norm_dropout", "digits") == "alice-02_norm_dropout-digits"
+    assert profiles.experiment_name("alice-mine") == "alice-mine"  # already personal: not prefixed twice
+    monkeypatch.setenv("HYPERTUNE_EXPERIMENT_PREFIX", "team3")
+    assert profiles.experiment_name("04_analysis") == "team3-04_analysis"
+    monkeypatch.setenv("HYPERTUNE_EXPERIMENT_PREFIX", "")  # explicitly none, e.g. the teacher's reference runs
+    assert profiles.experiment_name("04_analysis") == "04_analysis"
