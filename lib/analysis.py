@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import ast
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -130,6 +131,41 @@ def trial_runs_or_empty(experiment: str, hypothesis: str | None = None, profile:
         return trial_runs(experiment, hypothesis, profile)
     except MissingRunsError:
         return pd.DataFrame(columns=["tag.trial_key", "status", "epochs", "dropout_p", "lr", "norm_type"])
+
+
+# The controlled grids the headline and variance-shift families are decided from:
+# (input name, notebook experiment, hypothesis tag).
+GRID_INPUTS = (
+    ("H1", "02_norm_dropout", "H1"),
+    ("H2", "02_norm_dropout", "H2"),
+    ("shift", "02b_dropout_bn", "variance_shift"),
+    ("H3", "03_conv_blocks", "H3"),
+)
+
+
+def grid_inputs(named: Callable[[str], str], profile: str) -> dict[str, pd.DataFrame]:
+    """The trial runs of 02, 02b and 03 in ``profile``, keyed as in :data:`GRID_INPUTS` plus ``H2b``.
+
+    ``named`` maps a notebook's base name to its experiment (``profiles.experiment_name`` for one
+    data set and user). Raises :class:`MissingRunsError` naming the notebook to run when one is
+    missing. H2b's confirmation trials may all be cache hits of H1's grid, so none may carry its tag.
+    """
+    inputs = {name: trial_runs(named(base), hypothesis, profile) for name, base, hypothesis in GRID_INPUTS}
+    inputs["H2b"] = trial_runs_or_empty(named("02_norm_dropout"), "H2b", profile)
+    return inputs
+
+
+def grid_verdicts(inputs: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Every claim of the ``headline`` and ``variance shift`` families, each decided over its whole family.
+
+    The one place these decisions are made: 04 shows them, 05 sets its full-budget H1 next to them.
+    (Adjusting a part of a family, as 02 does, counts the missing claims as not rejected and can only
+    be more cautious.)
+    """
+    _, h2a = h2_lr_range(inputs["H2"])
+    h2b = h2b_from_runs(inputs["H1"], inputs["H2b"], inputs["H2"])
+    _, shift_effects = variance_shift(inputs["shift"])
+    return adjust(pd.concat([h1(inputs["H1"]), h2a, h2b, h3(inputs["H3"]), shift_effects], ignore_index=True))
 
 
 # --- budgets ---------------------------------------------------------------------------------

@@ -304,3 +304,52 @@ def test_full_profile_meets_the_study_design():
     assert decades.max() - decades.min() >= 3 and np.allclose(np.diff(decades), 0.25, atol=0.01)
     assert all(profile["dataset"] == "fashion_mnist" for profile in PROFILES.values())
     assert PROFILES["deep"]["budget_profile"] == "deep" and PROFILES["deep"]["study_profile"] == "full"
+
+
+def _synthetic_grids() -> dict[str, pd.DataFrame]:
+    """02, 02b and 03 as the store returns them, with one small effect (H1a without normalization)
+    that only the whole headline family can decide."""
+    rng = np.random.default_rng(0)
+    key = iter(range(10_000))
+
+    def run(**values):
+        return {"status": "FINISHED", "tag.trial_key": f"k{next(key)}", "epochs": 10, "lr": 1e-3,
+                "dropout_p": 0.0, "dropout_placement": "block", "num_conv_blocks": 2, **values}  # fmt: skip
+
+    h1, h2, h3, shift = [], [], [], []
+    small = [-0.001, -0.005, -0.002, -0.004, -0.003]  # none: 0.25 - 0 per seed, -0.3 pp, raw p about 0.01
+    for seed in range(5):
+        noise = rng.normal(0, 0.0005)
+        for norm, accs in [("none", (0.900, 0.900 + small[seed], 0.880)), ("batch", (0.910, 0.890, 0.650))]:
+            for p, acc in zip((0.0, 0.25, 0.6), accs, strict=True):
+                jitter = 0.0 if norm == "none" and p < 0.5 else rng.normal(0, 0.001)
+                h1.append(run(seed=seed, norm_type=norm, dropout_p=p, val_accuracy=acc + noise + jitter))
+            for lr, acc in [(1e-4, 0.80), (1e-3, 0.90), (1e-2, 0.89 if norm == "batch" else 0.70), (1e-1, 0.5)]:
+                h2.append(run(seed=seed, norm_type=norm, lr=lr, epochs=2, val_accuracy=acc + rng.normal(0, 0.002)))
+        for blocks, acc in [(0, 0.85), (1, 0.89), (2, 0.90), (3, 0.897)]:
+            acc += rng.normal(0, 0.001)
+            h3.append(run(seed=seed, norm_type="batch", num_conv_blocks=blocks, epochs=4, val_accuracy=acc))
+        for placement, acc in [("block", 0.88), ("head", 0.90)]:
+            acc += rng.normal(0, 0.002)
+            before = acc - 0.01 + rng.normal(0, 0.002)
+            arm = {"norm_type": "batch", "dropout_p": 0.25, "dropout_placement": placement, "recalibrate_bn": True}
+            shift.append(run(seed=seed, epochs=4, val_accuracy=acc, val_accuracy_before_recalibration=before, **arm))
+    frames = {name: pd.DataFrame(rows) for name, rows in [("H1", h1), ("H2", h2), ("H3", h3), ("shift", shift)]}
+    return frames | {"H2b": frames["H1"].iloc[:0]}
+
+
+def test_grid_verdicts_decide_each_claim_over_its_whole_family():
+    verdicts = analysis.grid_verdicts(_synthetic_grids())
+    headline = verdicts[verdicts["family"] == "headline"]
+    assert sorted(headline["hypothesis"]) == ["H1a", "H1a", "H1b", "H1b", "H2a", "H2b", "H3a", "H3b"]
+    assert headline["p_holm"].tolist() == pytest.approx(holm(headline["p_value"].to_numpy(), 0.05)[0].tolist())
+    shift = verdicts[verdicts["family"] == "variance shift"]
+    assert shift["p_holm"].tolist() == pytest.approx(holm(shift["p_value"].to_numpy(), 0.05)[0].tolist())
+    # 05 compares its full-budget H1 with these decisions: adjusting H1's four claims alone (the other
+    # four of the family counted as p = 1) is more cautious and may not decide what the family decides
+    h1_alone = analysis.adjust(analysis.h1(_synthetic_grids()["H1"])).set_index("claim")
+    together = headline.set_index("claim").loc[h1_alone.index]
+    assert (together["p_holm"] <= h1_alone["p_holm"] + 1e-12).all()
+    small = together.loc["norm=none: dropout 0.2-0.4 beats none"]
+    assert small["decision"] == "contradicted"
+    assert h1_alone.loc["norm=none: dropout 0.2-0.4 beats none", "decision"] == "inconclusive"
