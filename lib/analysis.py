@@ -884,7 +884,13 @@ def search_comparison(curves: pd.DataFrame, budget_text: str = "") -> pd.DataFra
 
 
 def budget_changes(small: pd.DataFrame, large: pd.DataFrame) -> pd.DataFrame:
-    """H1's decisions at the grid budget (02) next to those at full budget (05), per norm type."""
+    """H1's decisions at the grid budget (02) next to those at full budget (05), per norm type.
+
+    ``same_arm`` is true where the two rows differ only in budget: the grid's arm (02: dropout in the
+    block order, no recalibration) is the full-budget row's arm. Where it is false (BatchNorm with
+    recalibration or dropout in the head at full budget), a changed decision mixes budget with the
+    fix of 02b and is not a budget effect alone.
+    """
 
     def key(table: pd.DataFrame) -> pd.DataFrame:
         table = table.copy()
@@ -893,18 +899,22 @@ def budget_changes(small: pd.DataFrame, large: pd.DataFrame) -> pd.DataFrame:
         return table
 
     small, large = key(small), key(large)
+    small["variant"] = small["variant"].replace("", "block")  # 02's grid: the course's block order, as is
     merged = large.merge(
-        small[["hypothesis", "norm", "budget", "effect", "ci_low", "ci_high", "decision"]],
+        small[["hypothesis", "norm", "variant", "budget", "effect", "ci_low", "ci_high", "decision"]],
         on=["hypothesis", "norm"],
         how="left",
         suffixes=("", "_grid"),
     )
+    merged["same_arm"] = merged["variant"].replace("", "block") == merged["variant_grid"]
     merged["changed"] = merged["decision"] != merged["decision_grid"]
     return merged[
         [
             "hypothesis",
             "norm",
             "variant",
+            "variant_grid",
+            "same_arm",
             "budget_grid",
             "effect_grid",
             "ci_low_grid",
@@ -918,6 +928,24 @@ def budget_changes(small: pd.DataFrame, large: pd.DataFrame) -> pd.DataFrame:
             "changed",
         ]
     ]
+
+
+def budget_change_lines(changes: pd.DataFrame) -> list[str]:
+    """Markdown lines for 04 and 05: how many H1 decisions changed with budget, those of the same arm first."""
+    same = changes[changes["same_arm"]]
+    lines = [
+        f"H1 decisions that differ between the grid budget and full budget: {int(changes['changed'].sum())} of "
+        f"{len(changes)}; among the rows whose arm is the same at both budgets (only the budget differs): "
+        f"{int(same['changed'].sum())} of {len(same)}."
+    ]
+    for r in changes.sort_values("same_arm", ascending=False).itertuples():
+        arm = "same arm" if r.same_arm else f"grid arm: {r.variant_grid}, no recalibration"
+        mark = "changed" if r.changed else "unchanged"
+        lines.append(
+            f"- {r.hypothesis} norm={r.norm}, {r.variant or 'block'} ({arm}): {r.decision_grid} at {r.budget_grid} "
+            f"({r.effect_grid:+.2f} pp) → {r.decision} at {r.budget} ({r.effect:+.2f} pp): {mark}"
+        )
+    return lines
 
 
 def h2b_from_runs(h1_runs: pd.DataFrame, h2b_runs: pd.DataFrame, lr_runs: pd.DataFrame) -> pd.DataFrame:

@@ -142,13 +142,18 @@ class SweepResult:
         return max(finished, key=lambda t: t.val_accuracy)
 
 
+# Version of the per-step random stream of a sweep (:meth:`SweepFeed._ask`); part of a sweep's identity.
+STREAM = 2
+
+
 def _sweep_id(experiment: str, sweep_name: str, spec: dict[str, Any], data: DataSpec) -> str:
     """Identity of a resumable sweep: its name, space, data split and the training code's version.
 
-    Changing any of them starts a fresh sweep instead of resuming one whose points were scored
-    by other code or on other data.
+    Changing any of them (or the random stream, :data:`STREAM`) starts a fresh sweep instead of
+    resuming one whose points were scored by other code or on other data, or drawn another way.
     """
     text = f"{experiment}|{sweep_name}|{spec!r}|{sorted(asdict(data).items())}|{data.content_id()}|{code_version()}"
+    text += f"|stream{STREAM}"  # a state drawn with another random stream is not resumed
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -256,8 +261,13 @@ class SweepFeed(records.RecordingFeed):
         self.waiting: dict[str, list[dict[str, Any]]] = {}  # trial key -> documents of the same point
 
     def _ask(self) -> dict[str, Any]:
-        """One search step (TPE or random), with the random stream ``fmin`` would use at this step."""
-        rstate = np.random.default_rng(self.seed + len(self.trials.trials))
+        """One search step (TPE or random) with its own random stream, seeded by (sweep seed, step).
+
+        The stream depends only on the two numbers, so a resumed sweep draws what an uninterrupted one
+        would. Seeding with ``seed + step`` (as before :data:`STREAM`) made sweep seed 1 replay sweep
+        seed 0 shifted by one step: "independent" sweeps shared all but one of their random points.
+        """
+        rstate = np.random.default_rng([self.seed, len(self.trials.trials)])
         new_ids = self.trials.new_trial_ids(1)
         self.trials.refresh()
         docs = self.algo(new_ids, self.domain, self.trials, rstate.integers(2**31 - 1))
@@ -461,6 +471,10 @@ class _Sweep:
         except BaseException:
             bar.close()
             raise
-        results = collect(trials, self.space, self.decode, self.data)
-        bar.close([dataclasses.replace(r, cached=r.key not in trained) for r in results])
+        # read back from the store, so ``cached`` says whether this call trained the point
+        results = [
+            dataclasses.replace(r, cached=r.key not in trained)
+            for r in collect(trials, self.space, self.decode, self.data)
+        ]
+        bar.close(results)
         return results

@@ -164,7 +164,7 @@ def test_resumed_sweeps_sample_exactly_what_an_uninterrupted_sweep_samples(monke
     assert len(resumed.trials) == 5
     assert [t.config for t in resumed.trials] == [t.config for t in straight.trials]
     assert [t.val_accuracy for t in resumed.trials] == [t.val_accuracy for t in straight.trials]
-    assert [t.cached for t in resumed.trials] == [True] * 5  # fetched from the store after the sweep
+    assert [t.cached for t in resumed.trials] == [True] * 3 + [False] * 2  # the first call trained three
     children = _children("Y", resumed.parent_run_id)
     assert Counter(run.info.status for run in children) == {tracking.FINISHED: 5}
     assert len({run.data.tags["trial_key"] for run in children}) == 5
@@ -303,3 +303,12 @@ def test_random_search_draws_tpes_start_up_points_and_is_its_own_sweep():
     assert parent.data.params["algo"] == "random"
     with pytest.raises(StudyError, match="algo='grid'"):
         run_sweep(SPACE, "R", "S", 4, base=BASE, data=DATA, progress=False, algo="grid")
+
+
+def test_sweeps_with_different_seeds_draw_different_points():
+    # seeding each step with seed + step made seed 1 replay seed 0 shifted by one step
+    first = run_sweep(SPACE, "seeds", "s0", 3, seed=0, base=BASE, data=DATA, progress=False, algo="random")
+    second = run_sweep(SPACE, "seeds", "s1", 3, seed=1, base=BASE, data=DATA, progress=False, algo="random")
+    lrs = [t.config["lr"] for t in first.trials], [t.config["lr"] for t in second.trials]
+    assert not set(lrs[0]) & set(lrs[1]), lrs
+    assert not any(t.cached for t in first.trials + second.trials)  # each trained its own points

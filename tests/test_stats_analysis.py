@@ -353,3 +353,48 @@ def test_grid_verdicts_decide_each_claim_over_its_whole_family():
     small = together.loc["norm=none: dropout 0.2-0.4 beats none"]
     assert small["decision"] == "contradicted"
     assert h1_alone.loc["norm=none: dropout 0.2-0.4 beats none", "decision"] == "inconclusive"
+
+
+def test_budget_changes_say_which_rows_differ_only_in_budget():
+    def rows(claims, budget):
+        return pd.DataFrame(
+            [
+                {
+                    "hypothesis": h,
+                    "claim": c,
+                    "budget": budget,
+                    "effect": e,
+                    "ci_low": e - 1,
+                    "ci_high": e + 1,
+                    "decision": d,
+                }
+                for h, c, e, d in claims
+            ]
+        )
+
+    grid = rows(
+        [
+            ("H1a", "norm=batch: dropout 0.2-0.4 beats none", -2.2, "contradicted"),
+            ("H1a", "norm=none: dropout 0.2-0.4 beats none", -0.3, "contradicted"),
+        ],
+        "8,000 img × 10 ep",
+    )
+    full = rows(
+        [
+            ("H1a", "norm=batch, head + recalibration: dropout 0.2-0.4 beats none", 0.0, "inconclusive"),
+            ("H1a", "norm=batch, block + recalibration: dropout 0.2-0.4 beats none", -2.0, "contradicted"),
+            ("H1a", "norm=none, block: dropout 0.2-0.4 beats none", 0.1, "inconclusive"),
+        ],
+        "55,000 img × 10 ep",
+    )
+    changes = analysis.budget_changes(grid, full).set_index("variant")
+    assert changes["same_arm"].to_dict() == {
+        "head + recalibration": False,
+        "block + recalibration": False,
+        "block": True,
+    }
+    assert changes["changed"].to_dict() == {"head + recalibration": True, "block + recalibration": False, "block": True}
+    assert changes.loc["block", "decision_grid"] == "contradicted"
+    lines = analysis.budget_change_lines(changes.reset_index())
+    assert "2 of 3" in lines[0] and "(only the budget differs): 1 of 1" in lines[0]
+    assert lines[1].startswith("- H1a norm=none, block (same arm): contradicted at 8,000 img × 10 ep (-0.30 pp)")
