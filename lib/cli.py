@@ -503,6 +503,8 @@ def _sweep(args: argparse.Namespace, base_config, tags: dict[str, str], data) ->
 
     if args.max_evals < 1:
         raise UsageError(f"--max-evals {args.max_evals}: give the total number of trials, a whole number >= 1")
+    if args.seed < 0:
+        raise UsageError(f"--seed {args.seed}: the sweep's seed is a whole number >= 0")
     space = None
     if args.space:
         try:

@@ -359,11 +359,13 @@ def _check_early_stopping(early_stopping: bool | str | None, engine: str) -> boo
     return True
 
 
-def _check_budget(max_evals: int, algo: str) -> None:
+def _check_budget(max_evals: int, algo: str, seed: int) -> None:
     if algo not in ALGOS:
         raise StudyError(f"algo={algo!r}: must be one of {list(ALGOS)}")
     if not isinstance(max_evals, int) or isinstance(max_evals, bool) or max_evals < 1:
         raise StudyError(f"max_evals={max_evals!r}: must be an integer >= 1")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise StudyError(f"seed={seed!r}: the sweep's seed must be an integer >= 0")
 
 
 def _end_parent(parent: str, results: list[TrialResult]) -> None:
@@ -401,7 +403,7 @@ def run_sweep(
     """
     backend = backend_for(engine)  # the Ray install hint before anything is logged
     asha = _check_early_stopping(early_stopping, engine)
-    _check_budget(max_evals, algo)
+    _check_budget(max_evals, algo, seed)
     spec = DEFAULT_SPACE if space is None else space
     hyperopt_space = build_space(spec)
     base_config = base if isinstance(base, TrialConfig) else TrialConfig.from_flat(base or {})

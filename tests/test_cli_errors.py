@@ -63,6 +63,10 @@ BAD_INPUTS = {
         ["sweep", "--experiment", "cli", "--name", "s", "--max-evals", "0", *SMALL],
         ["--max-evals"],
     ),
+    "negative sweep seed": (
+        ["sweep", "--experiment", "cli", "--name", "s", "--max-evals", "2", "--seed", "-1", *SMALL],
+        ["--seed"],
+    ),
     "missing space file": (
         ["sweep", "--experiment", "cli", "--name", "s", "--max-evals", "2", "--space", "nope.yaml", *SMALL],
         ["--space", "nope.yaml"],

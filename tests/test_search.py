@@ -312,3 +312,9 @@ def test_sweeps_with_different_seeds_draw_different_points():
     lrs = [t.config["lr"] for t in first.trials], [t.config["lr"] for t in second.trials]
     assert not set(lrs[0]) & set(lrs[1]), lrs
     assert not any(t.cached for t in first.trials + second.trials)  # each trained its own points
+
+
+def test_a_negative_sweep_seed_is_a_study_error_before_anything_is_logged():
+    with pytest.raises(StudyError, match="seed=-1"):
+        run_sweep(SPACE, "negative", "s", 2, seed=-1, base=BASE, data=DATA, progress=False)
+    assert tracking.client().get_experiment_by_name("negative") is None
