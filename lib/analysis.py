@@ -895,18 +895,18 @@ def budget_changes(small: pd.DataFrame, large: pd.DataFrame) -> pd.DataFrame:
     def key(table: pd.DataFrame) -> pd.DataFrame:
         table = table.copy()
         table["norm"] = table["claim"].str.extract(r"norm=(\w+)")[0]
-        table["variant"] = table["claim"].str.extract(r"norm=\w+(?:, ([^:]+))?:")[0].fillna("")
+        # no placement in the claim (02's grid): the course's block order, as is
+        table["variant"] = table["claim"].str.extract(r"norm=\w+(?:, ([^:]+))?:")[0].fillna("block")
         return table
 
     small, large = key(small), key(large)
-    small["variant"] = small["variant"].replace("", "block")  # 02's grid: the course's block order, as is
     merged = large.merge(
         small[["hypothesis", "norm", "variant", "budget", "effect", "ci_low", "ci_high", "decision"]],
         on=["hypothesis", "norm"],
         how="left",
         suffixes=("", "_grid"),
     )
-    merged["same_arm"] = merged["variant"].replace("", "block") == merged["variant_grid"]
+    merged["same_arm"] = merged["variant"] == merged["variant_grid"]
     merged["changed"] = merged["decision"] != merged["decision_grid"]
     return merged[
         [
@@ -942,7 +942,7 @@ def budget_change_lines(changes: pd.DataFrame) -> list[str]:
         arm = "same arm" if r.same_arm else f"grid arm: {r.variant_grid}, no recalibration"
         mark = "changed" if r.changed else "unchanged"
         lines.append(
-            f"- {r.hypothesis} norm={r.norm}, {r.variant or 'block'} ({arm}): {r.decision_grid} at {r.budget_grid} "
+            f"- {r.hypothesis} norm={r.norm}, {r.variant} ({arm}): {r.decision_grid} at {r.budget_grid} "
             f"({r.effect_grid:+.2f} pp) → {r.decision} at {r.budget} ({r.effect:+.2f} pp): {mark}"
         )
     return lines
