@@ -40,9 +40,9 @@ def main() -> None:
     os.environ["HYPERTUNE_STATE_DIR"] = f"{store}/state"
     import torch
 
-    from lib.engine import run_grid
+    from lib.data import DataSpec
+    from lib.engine.grid import run_grid
     from lib.stats import paired_effect, per_seed
-    from lib.trial import DataSpec
 
     load_before = os.getloadavg()[0]
     started = time.perf_counter()

@@ -21,8 +21,8 @@ def main() -> None:
     store = tempfile.mkdtemp(prefix="hypertune-bench-")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
     os.environ["HYPERTUNE_STATE_DIR"] = f"{store}/state"
-    from lib.engine import run_grid
-    from lib.trial import DataSpec
+    from lib.data import DataSpec
+    from lib.engine.grid import run_grid
 
     data = DataSpec(train_subset=args.train_subset)
     base = {"epochs": args.epochs, "norm_type": "batch", "dropout_p": 0.25}

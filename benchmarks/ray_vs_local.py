@@ -80,9 +80,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     args = parser.parse_args()
 
-    from lib import ray_backend
-    from lib.search import run_sweep
-    from lib.trial import DataSpec
+    from lib.data import DataSpec
+    from lib.engine import ray_backend
+    from lib.engine.search import run_sweep
 
     data = DataSpec(train_subset=args.train_subset, val_subset=args.val_subset)
     base = {"epochs": args.epochs}

@@ -221,8 +221,8 @@ def matmul_flops(size: int = 2048, reps: int = 5) -> float:
 
 def engine_grid(train_subset: int | None, epochs: int) -> tuple[float, float]:
     """Aggregate training img/s of a 4-trial grid (2 workers) and the workers' peak RSS in MiB."""
-    from lib.engine import run_grid
-    from lib.trial import DataSpec
+    from lib.data import DataSpec
+    from lib.engine.grid import run_grid
 
     started = time.perf_counter()
     frame = run_grid(

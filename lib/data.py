@@ -22,8 +22,10 @@ import dataclasses
 import hashlib
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -315,3 +317,48 @@ def describe_dataset(dataset: str = datasets.DEFAULT, download: bool = True) -> 
     if splits.note:
         lines.append(f"  note: {splits.note}")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which data a trial trains and is scored on.
+
+    ``dataset`` names the data set (see :mod:`lib.datasets`: ``fashion_mnist``, ``mnist``,
+    ``kmnist``, ``cifar10``, ``digits`` or ``folder:PATH``). ``val_size=None`` takes the data
+    set's default (5000, or a sixth of the tuning images when that is smaller). ``final=True``
+    trains on training + validation parts and scores on the held-out test set: only the final
+    evaluation of a study may use it.
+    """
+
+    train_subset: int | None = None
+    val_subset: int | None = None
+    val_size: int | None = None
+    split_seed: int = DEFAULT_SPLIT_SEED
+    final: bool = False
+    dataset: str = datasets.DEFAULT
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dataset", datasets.check_name(self.dataset))  # folder paths made absolute
+
+    def load(self) -> DataSplits:
+        signature = datasets.signature(self.dataset)  # a folder whose files changed is read again
+        return _load(self.train_subset, self.val_subset, self.val_size, self.split_seed, self.dataset, signature)
+
+    def params(self) -> dict[str, Any]:
+        """MLflow params of every run: ``data_train_subset`` ... ``data_dataset``."""
+        return {f"data_{k}": v for k, v in asdict(self).items()}
+
+    def tags(self) -> dict[str, str]:
+        """MLflow tags of every run: the data set's name, for filtering runs in the UI and the report."""
+        return {"dataset": self.dataset}
+
+    def content_id(self) -> str:
+        """What the name alone does not pin down: the files of a ``folder:`` data set ('' otherwise)."""
+        return self.load().split_id if self.dataset.startswith(datasets.FOLDER_PREFIX) else ""
+
+
+@lru_cache(maxsize=4)
+def _load(
+    train_subset: int | None, val_subset: int | None, val_size: int | None, split_seed: int, dataset: str, _sig: str
+) -> DataSplits:
+    return load_splits(val_size, split_seed, train_subset, val_subset, dataset=dataset)

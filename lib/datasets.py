@@ -2,7 +2,7 @@
 
 What this module does:
 
-- names the data sets a :class:`lib.trial.DataSpec` may ask for: ``fashion_mnist`` (the default),
+- names the data sets a :class:`lib.engine.trial.DataSpec` may ask for: ``fashion_mnist`` (the default),
   ``mnist``, ``kmnist`` and ``cifar10`` (the official files, fetched by torchvision's data-set
   classes where the internet is reachable), ``digits`` (scikit-learn's 8x8 digits, shipped inside
   the package, so it works offline) and ``folder:PATH`` (an ImageFolder tree of your own images:

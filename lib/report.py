@@ -5,7 +5,7 @@ same functions: :func:`write_report` (everything), or the pieces: :func:`trial_r
 a DataFrame), :func:`factor_figure`, :func:`scatter_figure`, :func:`top_configs`,
 :func:`importance_table` and :func:`budget_label`. Each figure function returns a matplotlib figure.
 
-What this is not: the hypothesis verdicts (``lib.analysis``, fixed rules per hypothesis). A report
+What this is not: the hypothesis verdicts (``lib.study.analysis``, fixed rules per hypothesis). A report
 shows what the runs say about every hyperparameter that varied, with the budget each point cost.
 
 Budget: a trial's cost is *training images x epochs* (``data_train_subset``, all 55,000 when
@@ -30,9 +30,8 @@ import pandas as pd
 
 from lib import plots, tracking
 from lib.config import TrialConfig
-from lib.data import DEFAULT_VAL_SIZE
+from lib.data import DEFAULT_VAL_SIZE, DataSpec
 from lib.stats import eta_squared, mean_ci
-from lib.trial import DataSpec
 
 FULL_TRAIN_FILE = 60_000  # Fashion-MNIST's training file; the validation split is carved out of it
 DEFAULT_UI = "http://127.0.0.1:5000"
@@ -185,7 +184,7 @@ def budget_label(frame: pd.DataFrame) -> str:
 
 
 def budget_of(data: DataSpec, epochs: int | Iterable[int]) -> str:
-    """The budget line for trials on ``data`` (a :class:`lib.trial.DataSpec`) for ``epochs``, e.g. in a
+    """The budget line for trials on ``data`` (a :class:`lib.engine.trial.DataSpec`) for ``epochs``, e.g. in a
     notebook: ``plots.accuracy_vs(..., budget=report.budget_of(data, knobs["epochs"]))``."""
     splits = data.load()  # the images a trial really gets: any data set, a subset larger than its part means all
     params = data.params() | {"data_train_subset": len(splits.train) + (len(splits.val) if data.final else 0)}

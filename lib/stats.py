@@ -10,7 +10,7 @@ Verdict rule (fixed before looking at the data): an effect predicted to be posit
 ``inconclusive`` otherwise. Predictions of "little or no gain" use a margin instead of zero.
 
 **Multiplicity.** Reading many such intervals as verdicts inflates the chance that at least one is
-wrong. Claims are therefore grouped into declared *families* (``lib.analysis`` lists them) and each
+wrong. Claims are therefore grouped into declared *families* (``lib.study.analysis`` lists them) and each
 family is decided with Holm's step-down method at a family-wise error rate of 5%
 (:func:`holm`): every claim's two-sided paired t-test p-value (against zero, or against the claim's
 margin) is adjusted, a claim whose adjusted p-value is below 0.05 is decided in the direction of its

@@ -8,7 +8,7 @@ so several runs can be open at once and nothing depends on a global "active run"
 
 The rest of ``lib`` reads runs as :class:`StoredRun` records (:func:`find_runs`, :func:`get_run`);
 :func:`search` still returns MLflow's own ``Run`` objects for notebooks and tests that want them.
-What this is not: the cache or the run life cycle of a study (``lib.records``).
+What this is not: the cache or the run life cycle of a study (``lib.engine.records``).
 """
 
 from __future__ import annotations

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from lib import class_server
-from lib.class_server import _request, load_passwords, postgres_available
+from lib.class_server import server as class_server
+from lib.class_server.server import _request, load_passwords, postgres_available
 
 pytestmark = pytest.mark.skipif(
     not postgres_available(), reason="PostgreSQL is not installed (Debian: apt-get install postgresql)"
@@ -325,8 +325,9 @@ def test_sweep_on_a_two_node_ray_cluster(server, monkeypatch):
     from ray import tune
     from ray.cluster_utils import Cluster
 
-    from lib import search, tracking
-    from lib.trial import DataSpec
+    from lib import tracking
+    from lib.data import DataSpec
+    from lib.engine import search
 
     node_args = {
         "num_cpus": 1,

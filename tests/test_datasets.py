@@ -24,21 +24,24 @@ import numpy as np
 import pytest
 import torch
 
-from lib import cli, datasets, profiles, tracking
+from lib import cli, datasets, tracking
+from lib.cli import commands
 from lib.config import ConfigError
 from lib.data import (
     CHECKSUMS,
     SYSTEM_DIR,
     DataError,
+    DataSpec,
     carve_test_indices,
     load_splits,
     load_test_set,
 )
-from lib.engine import run_grid
+from lib.engine.grid import run_grid
+from lib.engine.search import run_sweep
+from lib.engine.trial import trial_key
 from lib.model import build_model, max_conv_blocks
 from lib.paths import PROJECT_ROOT
-from lib.search import run_sweep
-from lib.trial import DataSpec, trial_key
+from lib.study import profiles
 
 TINY = {"epochs": 1, "conv_out_channels": 4, "hidden_sizes": [16], "batch_size": 64}
 SPACE = {"lr": {"loguniform": [1e-3, 3e-3]}, "dropout_p": {"uniform": [0.0, 0.5]}}
@@ -452,11 +455,12 @@ def test_corrupt_file_without_a_source_is_reported_as_corrupt_not_missing(tmp_pa
 def test_cli_dataset_option_on_grid_sweep_and_data():
     parser = cli.build_parser()
     args = parser.parse_args(["grid", "--experiment", "x", "--factor", "dropout_p=0", "--dataset", "digits"])
-    assert cli._data_spec(args) == DataSpec(dataset="digits")
+    assert commands._data_spec(args) == DataSpec(dataset="digits")
     args = parser.parse_args(["sweep", "--experiment", "x", "--name", "s", "--max-evals", "1", "--dataset", "kmnist"])
-    assert cli._data_spec(args).dataset == "kmnist"
+    assert commands._data_spec(args).dataset == "kmnist"
     assert (
-        cli._data_spec(parser.parse_args(["grid", "--experiment", "x", "--factor", "a=1"])).dataset == "fashion_mnist"
+        commands._data_spec(parser.parse_args(["grid", "--experiment", "x", "--factor", "a=1"])).dataset
+        == "fashion_mnist"
     )
     with pytest.raises(SystemExit):
         parser.parse_args(["data", "--dataset", "imagenet"])

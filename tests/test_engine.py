@@ -12,11 +12,13 @@ from collections import Counter
 import pytest
 import torch
 
-from lib import local_backend, tracking, trial
+from lib import tracking
 from lib.config import TrialConfig
-from lib.engine import StudyError, run_grid, run_trials
+from lib.data import DataSpec
+from lib.engine import local_backend, trial
+from lib.engine.grid import StudyError, run_grid, run_trials
+from lib.engine.trial import execute_trial
 from lib.paths import PROJECT_ROOT
-from lib.trial import DataSpec, execute_trial
 
 pytestmark = pytest.mark.usefixtures("mlflow_store")
 
@@ -97,8 +99,8 @@ def test_kill_9_leaves_a_running_run_that_the_next_call_marks_killed_and_retrain
     data = DataSpec(train_subset=1500, val_subset=200)
     tracking.client()  # the store exists before the child opens it
     code = (
-        "from lib.engine import run_grid\n"
-        "from lib.trial import DataSpec\n"
+        "from lib.engine.grid import run_grid\n"
+        "from lib.data import DataSpec\n"
         f"run_grid({base!r}, {factors!r}, [0], 'kill9', DataSpec(train_subset=1500, val_subset=200), "
         "workers=1, progress=False)\n"
     )

@@ -19,11 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from lib import local_backend, tracking
+from lib import tracking
 from lib.config import TrialConfig
-from lib.engine import StudyError, run_grid, run_trials
+from lib.data import DataSpec
+from lib.engine import local_backend
+from lib.engine.grid import StudyError, run_grid, run_trials
 from lib.paths import PROJECT_ROOT
-from lib.trial import DataSpec
 
 pytestmark = pytest.mark.usefixtures("mlflow_store")
 
@@ -198,8 +199,8 @@ def test_a_worker_killed_with_two_trials_in_flight_fails_both_and_the_grid_goes_
 
 NO_GUARD_SCRIPT = """
 from lib.config import TrialConfig
-from lib.engine import run_trials
-from lib.trial import DataSpec
+from lib.engine.grid import run_trials
+from lib.data import DataSpec
 
 configs = [TrialConfig.from_flat({"epochs": 1, "conv_out_channels": 8, "seed": seed}) for seed in (0, 1)]
 run_trials(configs, "noguard", DataSpec(train_subset=200, val_subset=200), workers=2, progress=False)

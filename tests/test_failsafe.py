@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from lib import records, tracking
-from lib.backend import TrialRequest
-from lib.engine import run_grid
+from lib import tracking
+from lib.data import DataSpec
+from lib.engine import records
+from lib.engine.backend import TrialRequest
+from lib.engine.grid import run_grid
+from lib.engine.trial import trial_key
 from lib.paths import PROJECT_ROOT
-from lib.trial import DataSpec, trial_key
 
 DATA = DataSpec(train_subset=200, val_subset=200)
 SMALL = ["--train-subset", "200", "--val-subset", "200", "--set", "epochs=1", "--set", "conv_out_channels=8"]

@@ -1,6 +1,11 @@
-"""The shape of lib/: no import cycle, MLflow only behind lib.tracking, short functions where the engine lives.
+"""The shape of lib/: four rooms that never import upward, no import cycle, MLflow only behind
+lib.tracking, Ray only behind the Ray back-end, and no function longer than one screen.
 
-Read from the source with ``ast`` (nothing is imported), so a failure names the file and the line.
+The rooms, lowest first: the course library (``lib``: config, model, data, train, tracking, ...), the
+experiment engine (``lib.engine``), the worked study (``lib.study``) and the front door (``lib.cli`` and
+``lib.__main__``). The class server (``lib.class_server``) stands beside the engine: it may use the course
+library only, and nothing imports it. Read from the source with ``ast`` (nothing is imported), so a
+failure names the file and the line.
 """
 
 from __future__ import annotations
@@ -10,32 +15,48 @@ import ast
 from lib.paths import PROJECT_ROOT
 
 LIB = PROJECT_ROOT / "lib"
-# the engine floor of issue 11: dispatcher, records, sweep driver, back-end interface and back-ends
-ENGINE_FLOOR = ("engine", "records", "search", "backend", "local_backend", "ray_backend", "ray_tune")
 MAX_FUNCTION_LINES = 60
+ROOMS = {"lib": 0, "lib.engine": 1, "lib.class_server": 1, "lib.study": 2, "lib.cli": 3, "lib.__main__": 3}
+
+
+def _name(path) -> str:
+    parts = list(path.relative_to(PROJECT_ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
 
 
 def _modules() -> dict[str, ast.Module]:
-    return {path.stem: ast.parse(path.read_text(), str(path)) for path in sorted(LIB.glob("*.py"))}
+    """Every module of lib/ by dotted name (``lib.engine.trial``; a package by its own name)."""
+    return {_name(path): ast.parse(path.read_text(), str(path)) for path in sorted(LIB.rglob("*.py"))}
 
 
-def _imported_lib_modules(tree: ast.Module, names: set[str]) -> set[str]:
-    """Every ``lib`` module a module imports, at the top or inside a function."""
+def room(module: str) -> str:
+    """The room a module belongs to: ``lib.engine.trial`` -> ``lib.engine``, ``lib.config`` -> ``lib``."""
+    parts = module.split(".")
+    candidate = ".".join(parts[:2])
+    return candidate if candidate in ROOMS else "lib"
+
+
+def _imported(tree: ast.Module, names: set[str]) -> set[str]:
+    """Every lib module a module imports, at the top or inside a function (``from lib import x`` -> lib.x,
+    not the package ``lib`` itself when ``x`` is a submodule)."""
     found = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module == "lib":
-                found |= {alias.name for alias in node.names if alias.name in names}
-            elif node.module.startswith("lib."):
-                found.add(node.module.split(".")[1])
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.startswith("lib"):
+            submodules = {f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in names}
+            found |= submodules
+            if len(submodules) < len(node.names):  # names defined in the module itself (not its submodules)
+                found.add(node.module)
         elif isinstance(node, ast.Import):
-            found |= {alias.name.split(".")[1] for alias in node.names if alias.name.startswith("lib.")}
-    return found
+            found |= {a.name for a in node.names if a.name.startswith("lib.")}
+    return {name for name in found if name in names}
 
 
 def import_graph() -> dict[str, set[str]]:
     modules = _modules()
-    return {name: _imported_lib_modules(tree, set(modules)) - {name} for name, tree in modules.items()}
+    names = set(modules)
+    return {name: _imported(tree, names) - {name} for name, tree in modules.items()}
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -58,15 +79,51 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Imports from a lower room into a higher one, or between the two side rooms (engine, class server).
+
+    A package's own ``__init__`` (``lib``) is not a room's member for this purpose: importing ``lib`` itself
+    is importing the course library.
+    """
+    bad = []
+    for source, targets in graph.items():
+        for target in targets:
+            a, b = room(source), room(target)
+            if a == b or target == "lib":
+                continue
+            if ROOMS[b] > ROOMS[a] or "lib.class_server" in (a, b) and b != "lib":
+                bad.append(f"{source} -> {target}")
+    return sorted(bad)
+
+
 def test_the_cycle_finder_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
 
 
+def test_the_room_check_finds_an_upward_import():
+    assert upward_imports({"lib.config": {"lib.engine.trial"}}) == ["lib.config -> lib.engine.trial"]
+    assert upward_imports({"lib.engine.trial": {"lib.study.analysis"}}) == ["lib.engine.trial -> lib.study.analysis"]
+    assert upward_imports({"lib.class_server.server": {"lib.engine.grid"}}) != []
+    assert upward_imports({"lib.study.analysis": {"lib.engine.trial", "lib.stats"}}) == []
+
+
 def test_lib_has_no_import_cycle():
     graph = import_graph()
-    assert {"engine", "tracking"} <= set(graph)
+    assert {"lib.engine.grid", "lib.tracking", "lib.study.analysis", "lib.cli"} <= set(graph)
     assert find_cycle(graph) is None, f"import cycle in lib/: {' -> '.join(find_cycle(graph))}"
+
+
+def test_no_room_imports_a_higher_one():
+    assert upward_imports(import_graph()) == []
+
+
+def test_every_package_says_what_it_is_and_is_not():
+    for name, tree in _modules().items():
+        doc = ast.get_docstring(tree) or ""
+        assert doc, f"{name} has no docstring"
+        if name in ROOMS and name != "lib.__main__":
+            assert "not" in doc.lower(), f"{name}'s docstring does not say what it is not"
 
 
 def test_only_tracking_imports_mlflow():
@@ -78,41 +135,44 @@ def test_only_tracking_imports_mlflow():
                 modules = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module:
                 modules = [node.module]
-            if any(module == "mlflow" or module.startswith("mlflow.") for module in modules) and name != "tracking":
-                offenders.append(f"lib/{name}.py:{node.lineno}")
+            if any(module == "mlflow" or module.startswith("mlflow.") for module in modules) and name != "lib.tracking":
+                offenders.append(f"{name}:{node.lineno}")
     assert offenders == [], f"MLflow is imported outside lib/tracking.py: {offenders}"
 
 
 def test_ray_is_imported_only_by_the_ray_modules():
     for name, tree in _modules().items():
-        if name in ("ray_backend", "ray_tune"):
+        if name in ("lib.engine.ray_backend", "lib.engine.ray_tune"):
             continue
         for node in ast.walk(tree):
             if isinstance(node, ast.Import | ast.ImportFrom):
                 modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-                assert not any(m == "ray" or m.startswith("ray.") for m in modules), f"lib/{name}.py:{node.lineno}"
-
-
-def test_no_function_of_the_engine_floor_is_longer_than_60_lines():
-    long = []
-    for name, tree in _modules().items():
-        if name not in ENGINE_FLOOR:
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                length = node.end_lineno - node.lineno + 1
-                if length > MAX_FUNCTION_LINES:
-                    long.append(f"lib/{name}.py:{node.lineno} {node.name} ({length} lines)")
-    assert long == [], f"functions longer than {MAX_FUNCTION_LINES} lines: {long}"
+                assert not any(m == "ray" or m.startswith("ray.") for m in modules), f"{name}:{node.lineno}"
 
 
 def test_the_ray_back_end_imports_ray_at_the_top_and_nothing_else_imports_it_at_the_top():
-    tree = _modules()["ray_tune"]
+    tree = _modules()["lib.engine.ray_tune"]
     top = [node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
     assert any(isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ray") for node in top)
     for name, module in _modules().items():
         for node in module.body:
-            if isinstance(node, ast.ImportFrom) and node.module == "lib":
-                assert "ray_tune" not in {a.name for a in node.names}, f"lib/{name}.py imports lib.ray_tune at the top"
-            if isinstance(node, ast.ImportFrom) and node.module == "lib.ray_tune":
-                raise AssertionError(f"lib/{name}.py imports lib.ray_tune at the top")
+            if isinstance(node, ast.ImportFrom) and node.module == "lib.engine":
+                assert "ray_tune" not in {a.name for a in node.names}, f"{name} imports lib.engine.ray_tune at the top"
+            if isinstance(node, ast.ImportFrom) and node.module == "lib.engine.ray_tune":
+                raise AssertionError(f"{name} imports lib.engine.ray_tune at the top")
+
+
+def long_functions() -> list[str]:
+    long = []
+    for name, tree in _modules().items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    long.append(f"{name}:{node.lineno} {node.name} ({length} lines)")
+    return long
+
+
+def test_no_function_of_the_engine_is_longer_than_60_lines():
+    long = [item for item in long_functions() if item.startswith("lib.engine.")]
+    assert long == [], f"functions longer than {MAX_FUNCTION_LINES} lines: {long}"

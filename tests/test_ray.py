@@ -1,4 +1,4 @@
-"""lib.ray_backend: Ray Tune sweeps and grids that land the same MLflow records as the local engine.
+"""lib.engine.ray_backend: Ray Tune sweeps and grids that land the same MLflow records as the local engine.
 
 Skipped without Ray (``pip install -r requirements-ray.txt``), except the install-hint test. Ray runs
 with token auth and a token from the environment (no ``~/.ray/auth_token`` is written), and every Ray
@@ -18,11 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from lib import analysis, ray_backend, tracking
+from lib import tracking
 from lib.config import TrialConfig
-from lib.engine import run_grid, run_trials
-from lib.search import run_sweep
-from lib.trial import DataSpec
+from lib.data import DataSpec
+from lib.engine import ray_backend
+from lib.engine.grid import run_grid, run_trials
+from lib.engine.search import run_sweep
+from lib.study import analysis
 
 pytestmark = pytest.mark.usefixtures("mlflow_store")
 

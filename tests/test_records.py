@@ -1,12 +1,14 @@
-"""lib.records: the one-line summary a progress bar closes with, and typed records read back from the store."""
+"""lib.engine.records: the one-line summary a progress bar closes with, and typed records read back from the store."""
 
 from __future__ import annotations
 
 import pytest
 
-from lib import records, tracking
+from lib import tracking
 from lib.config import TrialConfig
-from lib.trial import DataSpec, TrialResult
+from lib.data import DataSpec
+from lib.engine import records
+from lib.engine.trial import TrialResult
 
 
 def _result(status: str, kind: str = "", cached: bool = False) -> TrialResult:
@@ -86,7 +88,7 @@ def test_run_names_start_with_the_role_of_the_run():
 
 @pytest.mark.usefixtures("mlflow_store")
 def test_a_cached_run_reused_for_another_hypothesis_lists_both():
-    from lib.engine import run_grid
+    from lib.engine.grid import run_grid
 
     impossible = {"num_conv_blocks": [5]}  # fails at once as invalid_config, which is cached
     data = DataSpec(train_subset=200, val_subset=200)

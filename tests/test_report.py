@@ -297,7 +297,7 @@ def test_separate_grids_in_one_experiment_are_not_compared_with_each_other():
 
 
 def test_budget_of_a_data_spec_and_the_final_runs():
-    from lib.trial import DataSpec
+    from lib.data import DataSpec
 
     assert report.budget_of(DataSpec(train_subset=8000), 4) == (
         "budget per trial: 8,000 training images × 4 epochs | validated on all 5,000 images"

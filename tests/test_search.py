@@ -1,4 +1,4 @@
-"""lib.search: the plain-data search space, and TPE sweeps that nest, resume exactly and survive failures."""
+"""lib.engine.search: the plain-data search space, and TPE sweeps that nest, resume exactly and survive failures."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ import pytest
 from hyperopt import STATUS_FAIL, STATUS_OK, Trials
 from hyperopt.pyll import Apply
 
-from lib import local_backend, search, tracking
-from lib.engine import StudyError
+from lib import tracking
+from lib.data import DataSpec
+from lib.engine import local_backend, search
+from lib.engine.grid import StudyError
+from lib.engine.search import build_space, run_sweep
+from lib.engine.trial import execute_trial
 from lib.paths import state_dir
-from lib.search import build_space, run_sweep
-from lib.trial import DataSpec, execute_trial
 
 pytestmark = pytest.mark.usefixtures("mlflow_store")
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from lib import analysis
+from lib.data import DataSpec
 from lib.stats import (
     Effect,
     combined_test_interval,
@@ -19,7 +19,7 @@ from lib.stats import (
     usable_lr_decades,
     verdict,
 )
-from lib.trial import DataSpec
+from lib.study import analysis
 
 
 def test_mean_ci_matches_the_t_interval():
@@ -296,7 +296,7 @@ def test_best_so_far_and_search_comparison():
 
 
 def test_full_profile_meets_the_study_design():
-    from lib.profiles import PROFILES
+    from lib.study.profiles import PROFILES
 
     full = PROFILES["full"]
     assert len(full["seeds"]) >= 5 and len(full["budget_seeds"]) >= 5 and len(full["candidate_seeds"]) >= 3

@@ -7,6 +7,7 @@ from pathlib import Path
 import nbformat
 
 from lib import cli
+from lib.study import runner
 
 
 def test_study_prints_cell_progress_without_the_tcp_warning(tmp_path, monkeypatch, capfd):
@@ -21,7 +22,7 @@ def test_study_prints_cell_progress_without_the_tcp_warning(tmp_path, monkeypatc
     notebook = nbformat.v4.new_notebook(cells=cells)
     notebook.metadata["kernelspec"] = {"name": "hypertune", "display_name": "Python (hypertune)", "language": "python"}
     nbformat.write(notebook, folder / "tiny.ipynb")
-    monkeypatch.setattr(cli, "PROJECT_ROOT", tmp_path)
+    monkeypatch.setattr(runner, "PROJECT_ROOT", tmp_path)
     monkeypatch.delenv("HYPERTUNE_PROFILE", raising=False)
 
     assert cli.main(["study", "--profile", "smoke", "--notebooks", "tiny", "--output-dir", str(tmp_path / "out")]) == 0

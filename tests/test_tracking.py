@@ -8,9 +8,9 @@ import pytest
 import lib.model
 import lib.train
 from lib import tracking
-from lib.engine import run_grid
+from lib.data import DataSpec
+from lib.engine.grid import run_grid
 from lib.paths import PROJECT_ROOT
-from lib.trial import DataSpec
 
 pytestmark = pytest.mark.usefixtures("mlflow_store")
 

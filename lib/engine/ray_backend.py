@@ -1,15 +1,16 @@
 """The door to the Ray back-end: is Ray installed, and a Ray cluster for the duration of a call.
 
-``engine="ray"`` in :func:`lib.engine.run_trials`, :func:`lib.engine.run_grid` and
-:func:`lib.search.run_sweep` checks here first (:func:`import_ray`: a :class:`RayNotInstalledError`
-with the install hint, before anything is logged), then runs on ``lib.ray_tune``, the back-end
+``engine="ray"`` in :func:`lib.engine.grid.run_trials`, :func:`lib.engine.grid.run_grid` and
+:func:`lib.engine.search.run_sweep` checks here first (:func:`import_ray`: a :class:`RayNotInstalledError`
+with the install hint, before anything is logged), then runs on ``lib.engine.ray_tune``, the back-end
 itself, which imports Ray at the top and is imported only then.
 
 - **Where** (:func:`ray_cluster`): a local Ray started for the call (``num_cpus`` = cores, no
   dashboard) and shut down afterwards, or the cluster named by ``RAY_ADDRESS`` (a driver connection
   only; the cluster stays up).
 
-What this is not: the Tune run (``lib.ray_tune``) or the records (``lib.records``). ``lib`` works without Ray.
+What this is not: the Tune run (``lib.engine.ray_tune``) or the records (``lib.engine.records``).
+``lib`` works without Ray.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from lib.backend import StudyError
+from lib.engine.backend import StudyError
 
 INSTALL_HINT = "pip install -r requirements-ray.txt  (or: pip install -e .[ray])"
 

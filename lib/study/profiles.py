@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from lib.data import DataSpec
 from lib.datasets import DEFAULT, slug
-from lib.trial import DataSpec
 
 
 def _lr_grid(low_exp: float, high_exp: float, per_decade: int) -> list[float]:

@@ -1,11 +1,11 @@
 """The Ray Tune back-end: a feed's trials trained as Tune trials on a Ray cluster.
 
-Imported only for ``engine="ray"`` (after :func:`lib.ray_backend.import_ray` has checked that Ray is
+Imported only for ``engine="ray"`` (after :func:`lib.engine.ray_backend.import_ray` has checked that Ray is
 installed); it imports Ray at the top. Like the local back-end it only runs configs and reports
 results: Tune asks :class:`FeedSearcher` for the next trial (the feed decides: a grid's next
 uncached trial, or the TPE sweep's next point), and :class:`FeedCallback` tells the feed, in the
 driver process, when a trial starts, when each epoch ends and when it ends. The feed records them
-(``lib.records``), so a Ray run has the same params, ``epoch_*`` metrics, tags and cache key as a
+(``lib.engine.records``), so a Ray run has the same params, ``epoch_*`` metrics, tags and cache key as a
 local one, and the driver stays the only MLflow writer.
 
 - **Resources**: each trial asks for ``threads_per_trial`` CPUs (default 1) and one GPU when the
@@ -13,10 +13,10 @@ local one, and the driver stays the only MLflow writer.
 - **Early stopping** (``early_stopping`` = the most epochs of any trial): ``ASHAScheduler`` on
   per-epoch validation accuracy. A trial it stops is reported with ``failure_kind="stopped_early"``
   and the accuracy it reached; its run ends KILLED with no final metrics, so it is never cached,
-  never read by :mod:`lib.analysis` and never a sweep's best.
+  never read by :mod:`lib.study.analysis` and never a sweep's best.
 - **A trial whose actor dies** is reported failed (``error``) with Ray's message; the others go on.
 
-What this is not: the records, the cache or the TPE searcher (``lib.search`` drives both back-ends).
+What this is not: the records, the cache or the TPE searcher (``lib.engine.search`` drives both back-ends).
 """
 
 from __future__ import annotations
@@ -35,10 +35,11 @@ from ray.tune import Callback
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
-from lib import ray_backend
-from lib.backend import STOPPED_EARLY, Feed, RunOptions, TrialRequest
 from lib.config import TrialConfig
-from lib.trial import DataSpec, TrialResult, execute_trial
+from lib.data import DataSpec
+from lib.engine import ray_backend
+from lib.engine.backend import STOPPED_EARLY, Feed, RunOptions, TrialRequest
+from lib.engine.trial import TrialResult, execute_trial
 
 ASHA_REDUCTION_FACTOR = 2
 
@@ -72,7 +73,7 @@ def _request(trial: Any) -> TrialRequest:
 
 class FeedSearcher(Searcher):
     """Hands Tune the feed's trials, then FINISHED. Tune's experiment checkpoints are not used: a
-    sweep's state lives with the sweep (``lib.search``)."""
+    sweep's state lives with the sweep (``lib.engine.search``)."""
 
     def __init__(self, feed: Feed) -> None:
         super().__init__(metric="objective", mode="max")

@@ -12,7 +12,7 @@ A search space is written as plain data, one entry per hyperparameter::
 with ``low == high``) becomes a constant, so hyperopt's ``low == high`` errors never happen; an
 empty list or an inverted range is a :class:`StudyError` before any training.
 
-:func:`run_sweep` drives TPE ask-and-tell (:class:`SweepFeed`, the feed of ``lib.backend``): each
+:func:`run_sweep` drives TPE ask-and-tell (:class:`SweepFeed`, the feed of ``lib.engine.backend``): each
 point is drawn with ``tpe.suggest`` and ``rstate = default_rng(seed + done)``, exactly as a step of
 ``fmin`` would, so an interrupted sweep resumes from its saved trials with the random stream an
 uninterrupted one would have used, and neither repeats earlier points nor exceeds ``max_evals``.
@@ -23,7 +23,7 @@ early by ASHA). Every trial is a child MLflow run of one parent run per sweep. T
 store (the same seed redraws the same points, which hit the cache). When the sweep ends, its parent
 run carries the best ``val_accuracy`` and the best config.
 
-What this is not: the records (``lib.records``) or where trials train (the back-ends).
+What this is not: the records (``lib.engine.records``) or where trials train (the back-ends).
 """
 
 from __future__ import annotations
@@ -46,12 +46,14 @@ import numpy as np
 from hyperopt import STATUS_FAIL, STATUS_OK, Domain, Trials, hp, rand, space_eval, tpe
 from hyperopt.base import JOB_STATE_DONE
 
-from lib import records, tracking
-from lib.backend import STOPPED_EARLY, RunOptions, StudyError, TrialRequest
+from lib import tracking
 from lib.config import ConfigError, TrialConfig, check_known_fields
-from lib.engine import backend_for, execute
+from lib.data import DataSpec
+from lib.engine import records
+from lib.engine.backend import STOPPED_EARLY, RunOptions, StudyError, TrialRequest
+from lib.engine.grid import backend_for, execute
+from lib.engine.trial import TrialResult, code_version, trial_key
 from lib.paths import state_dir
-from lib.trial import DataSpec, TrialResult, code_version, trial_key
 
 ALGOS = ("tpe", "random")
 DEFAULT_SPACE: dict[str, Any] = {
@@ -398,7 +400,7 @@ def run_sweep(
     ``algo="random"`` runs random search instead (hyperopt's ``rand.suggest``): with the same seed it
     draws TPE's start-up points, so the two can be compared at equal trials and budget.
 
-    ``engine="ray"`` runs the same driver on Ray Tune, several trials at once (``lib.ray_tune``);
+    ``engine="ray"`` runs the same driver on Ray Tune, several trials at once (``lib.engine.ray_tune``);
     ``early_stopping=True`` (Ray only) lets ASHA stop poor trials early.
     """
     backend = backend_for(engine)  # the Ray install hint before anything is logged

@@ -1,11 +1,11 @@
 """Run many trials: controlled grids that are cached, resumable, parallel and fail-safe.
 
 This module is the front door and a thin dispatcher: it validates a study, asks the records layer
-(``lib.records``) which trials are cached, and hands the rest to a back-end behind the interface of
-``lib.backend``: ``engine="local"`` (``lib.local_backend``, processes on this machine) or
-``engine="ray"`` (``lib.ray_tune``, imported only then).
+(``lib.engine.records``) which trials are cached, and hands the rest to a back-end behind the interface of
+``lib.engine.backend``: ``engine="local"`` (``lib.engine.local_backend``, processes on this machine) or
+``engine="ray"`` (``lib.engine.ray_tune``, imported only then).
 
-- **Cached**: every trial has a key (:func:`lib.trial.trial_key`). A trial whose key already has a
+- **Cached**: every trial has a key (:func:`lib.engine.trial.trial_key`). A trial whose key already has a
   finished run in the experiment is not trained again; its logged result is reused.
 - **Resumable**: a run is created (RUNNING) when its trial starts and closed when it ends. Ctrl-C
   marks the trials in flight KILLED; after a ``kill -9`` the next call finds their runs still
@@ -16,7 +16,7 @@ This module is the front door and a thin dispatcher: it validates a study, asks 
   Deterministic failures (diverged, invalid config) are cached like successes; errors are retried.
 - **Parallel**: see the back-ends. This process is the only MLflow writer.
 
-What this is not: the hyperopt search (``lib.search``), the records (``lib.records``) or the statistics.
+What this is not: the hyperopt search (``lib.engine.search``), the records (``lib.engine.records``) or the statistics.
 """
 
 from __future__ import annotations
@@ -27,11 +27,13 @@ from typing import Any
 
 import pandas as pd
 
-from lib import records, tracking
-from lib.backend import Backend, Feed, RunOptions, StudyError
+from lib import tracking
 from lib.config import ConfigError, TrialConfig, check_known_fields
-from lib.records import results_frame
-from lib.trial import DataSpec, TrialResult
+from lib.data import DataSpec
+from lib.engine import records
+from lib.engine.backend import Backend, Feed, RunOptions, StudyError
+from lib.engine.records import results_frame
+from lib.engine.trial import TrialResult
 
 __all__ = ["ENGINES", "StudyError", "backend_for", "grid_configs", "results_frame", "run_grid", "run_trials"]
 
@@ -80,7 +82,7 @@ def run_grid(
     """Run a controlled grid and return one row per trial (config columns + metrics).
 
     ``options`` are :func:`run_trials`' (``workers``, ``threads_per_trial``, ``progress``, ``engine``);
-    ``engine="ray"`` runs the same trials on Ray Tune (see ``lib.ray_tune``), with the same records.
+    ``engine="ray"`` runs the same trials on Ray Tune (see ``lib.engine.ray_tune``), with the same records.
     """
     check_engine(options.get("engine", "local"))
     configs = grid_configs(base, factors, seeds)
@@ -88,7 +90,7 @@ def run_grid(
 
 
 def check_engine(engine: str) -> None:
-    """``engine`` names a back-end: ``local`` (``lib.local_backend``) or ``ray`` (``lib.ray_tune``)."""
+    """``engine`` names a back-end: ``local`` (``lib.engine.local_backend``) or ``ray`` (``lib.engine.ray_tune``)."""
     if engine not in ENGINES:
         raise StudyError(f"engine={engine!r}: must be one of {list(ENGINES)}")
 
@@ -97,13 +99,13 @@ def backend_for(engine: str) -> Backend:
     """The back-end called ``engine``; Ray is imported only here, and only for ``engine="ray"``."""
     check_engine(engine)
     if engine == "ray":
-        from lib.ray_backend import import_ray
+        from lib.engine.ray_backend import import_ray
 
         import_ray()  # the install hint, before anything is logged
-        from lib.ray_tune import RayBackend
+        from lib.engine.ray_tune import RayBackend
 
         return RayBackend()
-    from lib.local_backend import LocalBackend
+    from lib.engine.local_backend import LocalBackend
 
     return LocalBackend()
 

@@ -1,6 +1,6 @@
 """The records of a study: what is cached, which MLflow runs are open, what a call produced.
 
-Both back-ends (``lib.local_backend``, ``lib.ray_tune``) and the sweep driver (``lib.search``) go
+Both back-ends (``lib.engine.local_backend``, ``lib.engine.ray_tune``) and the sweep driver (``lib.engine.search``) go
 through this module, so a trial's record never depends on where it trained:
 
 - **plan** (:func:`plan_trials`): split the requested configs into cache hits (a finished run, or a
@@ -15,7 +15,7 @@ through this module, so a trial's record never depends on where it trained:
 - **results** (:func:`results_frame`): one row per trial with its config, status and metrics.
 
 What this is not: where trials train (the back-ends) or which configs to try (``lib.engine``'s
-grids, ``lib.search``'s TPE). MLflow itself is reached only through ``lib.tracking``.
+grids, ``lib.engine.search``'s TPE). MLflow itself is reached only through ``lib.tracking``.
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ from typing import Any
 import pandas as pd
 
 from lib import tracking
-from lib.backend import STOPPED_EARLY, TrialRequest
 from lib.config import TrialConfig
-from lib.trial import DataSpec, TrialResult, code_version, trial_key
+from lib.data import DataSpec
+from lib.engine.backend import STOPPED_EARLY, TrialRequest
+from lib.engine.trial import TrialResult, code_version, trial_key
 
 CACHED_FAILURES = frozenset({"diverged", "invalid_config"})
 _BASE_METRICS = ("val_accuracy", "val_loss", "n_parameters", "train_seconds", "images_per_second", "epochs_run")
@@ -273,7 +274,7 @@ class Recorder:
 
 
 class RecordingFeed:
-    """The :class:`lib.backend.Feed` of a grid: hands out the trials to train and records each one."""
+    """The :class:`lib.engine.backend.Feed` of a grid: hands out the trials to train and records each one."""
 
     def __init__(self, recorder: Recorder, todo: dict[str, TrialConfig]) -> None:
         self.recorder = recorder

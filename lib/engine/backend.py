@@ -1,11 +1,11 @@
 """What a back-end is: the small interface between the records of a study and where trials train.
 
-A back-end (``lib.local_backend``: processes on this machine; ``lib.ray_tune``: a Ray cluster) only
+A back-end (``lib.engine.local_backend``: processes on this machine; ``lib.engine.ray_tune``: a Ray cluster) only
 runs configs and reports results. It pulls :class:`TrialRequest` s from a :class:`Feed` while it has
 room, tells the feed when a trial starts, when one of its epochs ends and when it ends (with its
-:class:`lib.trial.TrialResult`), and returns when the feed is empty and nothing is in flight. The
+:class:`lib.engine.trial.TrialResult`), and returns when the feed is empty and nothing is in flight. The
 feed decides what to train (a grid's uncached trials, or the TPE sweep's next point) and records
-everything (``lib.records``); a back-end never touches MLflow or the cache.
+everything (``lib.engine.records``); a back-end never touches MLflow or the cache.
 
 What this is not: a back-end itself, or the choice between them (``lib.engine``).
 """
@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from lib.config import TrialConfig
-    from lib.trial import DataSpec, TrialResult
+    from lib.data import DataSpec
+    from lib.engine.trial import TrialResult
 
 
 STOPPED_EARLY = "stopped_early"  # the failure_kind of a trial a scheduler stopped early (its run ends KILLED)

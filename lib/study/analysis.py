@@ -41,6 +41,8 @@ import pandas as pd
 
 from lib import tracking
 from lib.config import TRIAL_FIELDS, TrialConfig
+from lib.data import DataSpec
+from lib.engine.trial import code_version
 from lib.stats import (
     Effect,
     decide,
@@ -51,7 +53,6 @@ from lib.stats import (
     usable_lr_run,
     verdict,
 )
-from lib.trial import DataSpec, code_version
 
 MODERATE_DROPOUT = (0.2, 0.4)
 HIGH_DROPOUT_ABOVE = 0.5

@@ -27,14 +27,15 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from lib.backend import Feed, RunOptions, StudyError, TrialRequest, check_count
 from lib.config import TrialConfig
-from lib.trial import DataSpec, TrialResult, execute_trial
+from lib.data import DataSpec
+from lib.engine.backend import Feed, RunOptions, StudyError, TrialRequest, check_count
+from lib.engine.trial import TrialResult, execute_trial
 
 # Workers are forked from a server process that has already imported torch and the trainer, so a
 # grid's workers start in a fraction of a second instead of each importing torch (about 3 s here).
 # The server starts once per Python session and computes nothing, so forking it is thread-safe.
-_WORKER_PRELOAD = ["torch", "lib.trial", "lib.train", "lib.model", "lib.data"]
+_WORKER_PRELOAD = ["torch", "lib.engine.trial", "lib.train", "lib.model", "lib.data"]
 STARTUP_SECONDS = 300  # a worker answers its first call within this time, or the pool is given up
 MAIN_GUARD_HINT = (
     "the worker processes died while starting. In a script, put the code that runs the study under "

@@ -1,0 +1,215 @@
+"""What each sub-command of ``python -m lib`` does, once its arguments are parsed.
+
+``run(args, debug)`` dispatches to ``data``, ``grid``, ``sweep``, ``study``, ``report`` and ``links``.
+Everything is validated (configs, data, the store) before the first thing is written.
+
+What this is not: the argument parser (``lib.cli.parser``), the error messages (``lib.cli.errors``) or the
+notebook runner (``lib.study.runner``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+import yaml
+
+from lib.cli import parser
+from lib.cli.errors import EXIT_ALL_FAILED, EXIT_OK, store_problem
+from lib.cli.parser import UsageError
+
+
+def _base_config(base: dict[str, Any]):
+    """The ``--set`` values as a validated config (before anything is written)."""
+    from lib.config import ConfigError, TrialConfig
+
+    try:
+        return TrialConfig.from_flat(base)
+    except ConfigError as exc:
+        raise UsageError(f"--set: {exc}") from None
+
+
+def _data_spec(args: argparse.Namespace):
+    from lib.data import DataSpec
+
+    for option, value in (("--train-subset", args.train_subset), ("--val-subset", args.val_subset)):
+        if value is not None and value < 1:
+            raise UsageError(f"{option} {value}: give a number of images >= 1 (or leave it out for all)")
+    return DataSpec(train_subset=args.train_subset, val_subset=args.val_subset, dataset=args.dataset)
+
+
+def _load_data(data) -> None:
+    """Load (and verify) the data before anything is written to the store."""
+    from lib.data import DataError
+    from lib.paths import data_dir
+
+    try:
+        data.load()
+    except DataError:
+        raise
+    except ValueError as exc:  # a subset larger than the split
+        raise UsageError(f"--train-subset/--val-subset: {exc}") from None
+    except OSError as exc:
+        raise DataError(
+            f"cannot read or place the data under {data_dir()} ({exc.strerror or exc}): point HYPERTUNE_DATA_DIR "
+            "at a writable folder (or unset it), then run `python -m lib data`."
+        ) from None
+
+
+def _open_store(debug: bool) -> None:
+    """Open (create, migrate) the MLflow store now, so a store problem is reported before any training."""
+    from lib import tracking
+
+    try:
+        tracking.client()
+    except tracking.StoreError:
+        raise
+    except Exception as exc:
+        raise tracking.StoreError(store_problem(exc)) from exc
+    if not debug:
+        # MLflow logs every database error with its traceback before raising it; the error boundary reports it
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+
+
+def _links(args: argparse.Namespace) -> int:
+    from lib.report import ReportError, ui_links
+
+    try:
+        found = ui_links(args.experiment, args.base)
+    except ReportError as exc:
+        print(f"links: {exc}", file=sys.stderr)
+        return 2
+    if not found:
+        print("no experiments in the store yet: run a notebook, a grid or a sweep first")
+    for name, url in found.items():
+        print(f"{name}: {url}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from lib.report import ReportError, write_report
+
+    try:
+        path = write_report(args.experiment, args.out, top=args.top)
+    except ReportError as exc:
+        print(f"report: {exc}", file=sys.stderr)
+        return 2
+    print(f"report written to {path} (figures and top_runs.csv next to it)")
+    return 0
+
+
+def _print_ui_link(experiment: str) -> None:
+    from lib.report import runs_url
+
+    print(f"MLflow UI (`make ui` first): {runs_url(experiment)}")
+
+
+def run(args: argparse.Namespace, debug: bool = False) -> int:
+    if args.command == "data":
+        from lib.data import describe_dataset
+
+        print(describe_dataset(args.dataset, download=not args.no_download))
+        return EXIT_OK
+    if args.command == "study":
+        from lib.study.runner import run_study
+
+        return run_study(args.profile, args.notebooks, args.output_dir)
+    if args.command == "report":
+        return _report(args)
+    if args.command == "links":
+        return _links(args)
+    base = parser.assignments(args.set, "--set")
+    tags = {k: str(v) for k, v in parser.assignments(args.tag, "--tag").items()}
+    base_config = _base_config(base)
+    data = _data_spec(args)
+    if args.command == "grid":
+        return _grid(args, base, tags, data, debug)
+    return _sweep(args, base_config, tags, data, debug)
+
+
+def _grid(args: argparse.Namespace, base: dict[str, Any], tags: dict[str, str], data, debug: bool) -> int:
+    from lib.engine.grid import grid_configs, run_grid
+
+    factors = parser.factors(args.factor)
+    seeds = parser.seeds(args.seeds)
+    workers = parser.workers(args.workers)
+    grid_configs(base, factors, seeds)  # validate every grid point before anything is written
+    _load_data(data)
+    _open_store(debug)
+    frame = run_grid(base, factors, seeds, args.experiment, data, tags, workers=workers, engine=args.engine)
+    columns = [*dict.fromkeys([*factors, "seed"]), "status", "val_accuracy", "cached"]
+    if "failure_kind" in frame and (frame["status"] != "finished").any():
+        columns.append("failure_kind")
+    print(frame[columns].to_string(index=False))
+    if args.out:
+        frame.to_csv(args.out, index=False)
+    _print_ui_link(args.experiment)
+    return _report_outcome(frame, [*dict.fromkeys([*factors, "seed"])])
+
+
+def _sweep(args: argparse.Namespace, base_config, tags: dict[str, str], data, debug: bool) -> int:
+    import pandas as pd
+
+    from lib.engine.grid import results_frame
+    from lib.engine.search import DEFAULT_SPACE, build_space, run_sweep
+
+    if args.max_evals < 1:
+        raise UsageError(f"--max-evals {args.max_evals}: give the total number of trials, a whole number >= 1")
+    if args.seed < 0:
+        raise UsageError(f"--seed {args.seed}: the sweep's seed is a whole number >= 0")
+    space = None
+    if args.space:
+        try:
+            space = yaml.safe_load(args.space.read_text())
+        except OSError as exc:
+            raise UsageError(f"--space {args.space}: {exc.strerror or exc}; give an existing YAML file") from None
+        if not isinstance(space, dict):
+            raise UsageError(
+                f"--space {args.space}: must map names to values or ranges, e.g. 'lr: {{loguniform: [1e-4, 1e-2]}}'"
+            )
+        build_space(space)  # validate before anything is written
+    _load_data(data)
+    _open_store(debug)
+    result = run_sweep(
+        space,
+        args.experiment,
+        args.name,
+        args.max_evals,
+        seed=args.seed,
+        base=base_config,
+        data=data,
+        tags=tags,
+        engine=args.engine,
+        early_stopping=args.early_stopping,
+        algo=args.algo,
+    )
+    frame = results_frame(result.trials) if result.trials else pd.DataFrame(columns=["status"])
+    finished = [t for t in result.trials if t.ok]
+    if finished:
+        best = max(finished, key=lambda t: t.val_accuracy)
+        accuracy = f"{best.val_accuracy * 100:.2f}%"
+        print(f"{len(result.trials)} trials; best validation accuracy {accuracy} (run {best.run_id})")
+        print(yaml.safe_dump({k: v for k, v in best.config.items()}, sort_keys=True))
+    _print_ui_link(args.experiment)
+    return _report_outcome(frame, [*(space or DEFAULT_SPACE), "run_id"])
+
+
+def _report_outcome(frame, label_columns: list[str]) -> int:
+    """Print each failed trial's reason and a summary line; exit 3 when every trial failed."""
+    from collections import Counter
+
+    failed = frame[frame["status"] != "finished"] if len(frame) else frame
+    for _, row in failed.iterrows():
+        label = " ".join(f"{c}={row[c]}" for c in label_columns if c in row.index)
+        reason = str(row.get("failure_reason", "") or "").strip()
+        reason = reason.splitlines()[0][:300] if reason else "(no reason recorded)"
+        print(f"failed {label}: {row.get('failure_kind') or 'error'}: {reason}")
+    kinds = Counter(str(k or "error").replace("_", " ") for k in failed.get("failure_kind", []))
+    detail = f" ({', '.join(f'{n} {k}' if len(kinds) > 1 else k for k, n in kinds.most_common())})" if kinds else ""
+    print(f"{len(frame)} trials: {len(frame) - len(failed)} finished, {len(failed)} failed{detail}")
+    if len(frame) and len(failed) == len(frame):
+        print("every trial failed: see the reasons above (exit code 3)", file=sys.stderr)
+        return EXIT_ALL_FAILED
+    return EXIT_OK
