@@ -12,10 +12,11 @@ from collections import Counter
 import pytest
 import torch
 
+from lib import data as data_module
 from lib import tracking
 from lib.config import TrialConfig
 from lib.data import DataSpec
-from lib.engine import local_backend, trial
+from lib.engine import local_backend
 from lib.engine.grid import StudyError, run_grid, run_trials
 from lib.engine.trial import execute_trial
 from lib.paths import PROJECT_ROOT
@@ -201,7 +202,7 @@ def test_trial_results_do_not_depend_on_the_thread_count_at_data_load_time():
     means, losses = [], []
     try:
         for threads in (2, 1):
-            trial._load.cache_clear()
+            data_module._load.cache_clear()
             previous = torch.get_num_threads()
             torch.set_num_threads(threads)
             try:
@@ -210,7 +211,7 @@ def test_trial_results_do_not_depend_on_the_thread_count_at_data_load_time():
                 torch.set_num_threads(previous)
             losses.append(local_backend._in_process(config, DATA, 1, progress=False).val_loss)
     finally:
-        trial._load.cache_clear()
+        data_module._load.cache_clear()
     assert means[0] == means[1]
     assert losses[0] == losses[1]
 
