@@ -121,12 +121,22 @@ def run(args: argparse.Namespace, debug: bool = False) -> int:
     if args.command == "links":
         return _links(args)
     base = parser.assignments(args.set, "--set")
-    tags = {k: str(v) for k, v in parser.assignments(args.tag, "--tag").items()}
+    tags = {k: str(v) for k, v in parser.assignments(args.tag, "--tag").items()} | _study_tags(args)
     base_config = _base_config(base)
     data = _data_spec(args)
     if args.command == "grid":
         return _grid(args, base, tags, data, debug)
     return _sweep(args, base_config, tags, data, debug)
+
+
+def _study_tags(args: argparse.Namespace) -> dict[str, str]:
+    """The command that reproduces this call (and its question), tagged on every run it starts."""
+    import shlex
+
+    tags = {"study_command": shlex.join(["python", "-m", "lib", *getattr(args, "argv", [])])}
+    if getattr(args, "question", None):
+        tags["question"] = args.question
+    return tags
 
 
 def _grid(args: argparse.Namespace, base: dict[str, Any], tags: dict[str, str], data, debug: bool) -> int:
@@ -135,6 +145,8 @@ def _grid(args: argparse.Namespace, base: dict[str, Any], tags: dict[str, str], 
     factors = parser.factors(args.factor)
     seeds = parser.seeds(args.seeds)
     workers = parser.workers(args.workers)
+    if args.tune or args.tune_seeds is not None:
+        return _tuned_grid(args, base, tags, data, debug)
     grid_configs(base, factors, seeds)  # validate every grid point before anything is written
     _load_data(data)
     _open_store(debug)
@@ -149,6 +161,54 @@ def _grid(args: argparse.Namespace, base: dict[str, Any], tags: dict[str, str], 
     return _report_outcome(frame, [*dict.fromkeys([*factors, "seed"])])
 
 
+def _tuned_grid(args: argparse.Namespace, base: dict[str, Any], tags: dict[str, str], data, debug: bool) -> int:
+    """``grid --factor ... --tune ...``: nuisance tuned per arm on the tuning seeds, winners re-measured."""
+    from lib.engine.tuning import Roles, plan, run_tuned_grid
+
+    if not args.tune:
+        raise UsageError("--tune-seeds needs --tune NAME=V1,V2 (the nuisance hyperparameters to tune per arm)")
+    roles = Roles(parser.factors(args.factor), parser.factors(args.tune, "--tune"), dict(base))
+    seeds = parser.seeds(args.seeds)
+    tune_seeds = parser.seeds(args.tune_seeds) if args.tune_seeds is not None else [100, 101]
+    workers = parser.workers(args.workers)
+    plan(base, roles, tune_seeds, seeds)  # every point and the seeds checked before anything is written
+    _load_data(data)
+    _open_store(debug)
+    options = {"workers": workers, "engine": args.engine}
+    result = run_tuned_grid(base, roles, tune_seeds, seeds, args.experiment, data, tags, args.score, **options)
+    _print_tuned(result)
+    if args.out:
+        result.summary().to_csv(args.out, index=False)
+    _print_ui_link(args.experiment)
+    return _tuned_outcome(result)
+
+
+def _print_tuned(result) -> None:
+    roles = result.roles
+    print(
+        f"roles: scientific {', '.join(roles.scientific)} | nuisance {', '.join(roles.nuisance)} (tuned per arm on "
+        f"seeds {','.join(map(str, result.tune_seeds))}) | fixed {', '.join(sorted(roles.fixed)) or 'config defaults'}"
+    )
+    print(
+        f"score: {'last epoch' if result.rule == 'last' else 'best epoch'} validation accuracy; re-measured on "
+        f"fresh seeds {','.join(map(str, result.seeds))}; fixed-nuisance line at {result.fixed_nuisance}"
+    )
+    with __import__("pandas").option_context("display.width", 200, "display.max_columns", 30):
+        print(result.summary().to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        effects = result.effects()
+        if len(effects):
+            print("paired effects on the re-measured seeds (accuracy points, 95% t-interval):")
+            print(effects[["effect", "mean_diff", "ci_low", "ci_high", "n_seeds"]].round(2).to_string(index=False))
+
+
+def _tuned_outcome(result) -> int:
+    from lib.engine.grid import results_frame
+
+    trials = [r for arm in result.arms for r in [*arm.remeasured, *arm.fixed]]
+    frame = results_frame(trials) if trials else __import__("pandas").DataFrame(columns=["status"])
+    return _report_outcome(frame, [*result.roles.scientific, *result.roles.nuisance, "seed"])
+
+
 def _sweep(args: argparse.Namespace, base_config, tags: dict[str, str], data, debug: bool) -> int:
     import pandas as pd
 
@@ -159,6 +219,10 @@ def _sweep(args: argparse.Namespace, base_config, tags: dict[str, str], data, de
         raise UsageError(f"--max-evals {args.max_evals}: give the total number of trials, a whole number >= 1")
     if args.seed < 0:
         raise UsageError(f"--seed {args.seed}: the sweep's seed is a whole number >= 0")
+    if args.startup is not None and args.startup < 1:
+        raise UsageError(f"--startup {args.startup}: TPE's random start-up points, a whole number >= 1")
+    if args.startup is not None and args.algo != "tpe":
+        raise UsageError(f"--startup is TPE's option; --algo {args.algo} has no start-up phase (drop --startup)")
     space = None
     if args.space:
         try:
@@ -170,6 +234,11 @@ def _sweep(args: argparse.Namespace, base_config, tags: dict[str, str], data, de
                 f"--space {args.space}: must map names to values or ranges, e.g. 'lr: {{loguniform: [1e-4, 1e-2]}}'"
             )
         build_space(space)  # validate before anything is written
+    if args.algo == "quasirandom":
+        from lib.engine.search import check_quasirandom
+
+        check_quasirandom(space or DEFAULT_SPACE)
+    tags = tags | _sweep_roles(args, space or DEFAULT_SPACE, base_config)
     _load_data(data)
     _open_store(debug)
     result = run_sweep(
@@ -184,6 +253,7 @@ def _sweep(args: argparse.Namespace, base_config, tags: dict[str, str], data, de
         engine=args.engine,
         early_stopping=args.early_stopping,
         algo=args.algo,
+        n_startup=args.startup,
     )
     frame = results_frame(result.trials) if result.trials else pd.DataFrame(columns=["status"])
     finished = [t for t in result.trials if t.ok]
@@ -194,6 +264,28 @@ def _sweep(args: argparse.Namespace, base_config, tags: dict[str, str], data, de
         print(yaml.safe_dump({k: v for k, v in best.config.items()}, sort_keys=True))
     _print_ui_link(args.experiment)
     return _report_outcome(frame, [*(space or DEFAULT_SPACE), "run_id"])
+
+
+def _sweep_roles(args: argparse.Namespace, space: dict[str, Any], base_config) -> dict[str, str]:
+    """Role tags of a sweep: ``--role`` names (searched ones only), the rest searched = nuisance, --set = fixed."""
+    from lib.engine.search import searched_dimensions
+
+    declared = parser.roles(args.role)
+    searched = searched_dimensions(space)
+    stray = sorted(set(declared) - set(searched))
+    if stray:
+        raise UsageError(f"--role {stray[0]}: not a searched dimension of this space ({', '.join(searched)})")
+    fixed = sorted(parser.assignments(args.set, "--set"))
+    fixed += [name for name, role in declared.items() if role == "fixed"]
+    if [name for name, role in declared.items() if role == "fixed"]:
+        raise UsageError(f"--role {fixed[-1]}=fixed: a searched dimension is not fixed; fix it with --set instead")
+    scientific = [name for name in searched if declared.get(name) == "scientific"]
+    nuisance = [name for name in searched if name not in scientific]
+    return {
+        "role_scientific": ",".join(scientific) or "(none declared)",
+        "role_nuisance": ",".join(nuisance),
+        "role_fixed": ",".join(fixed) or "(config defaults)",
+    }
 
 
 def _report_outcome(frame, label_columns: list[str]) -> int:

@@ -35,16 +35,33 @@ def assignments(items: list[str], what: str) -> dict[str, Any]:
     return result
 
 
-def factors(items: list[str]) -> dict[str, list[Any]]:
+def factors(items: list[str], option: str = "--factor") -> dict[str, list[Any]]:
+    example = "dropout_p=0,0.25,0.5" if option == "--factor" else "lr=1e-3,3.2e-3,1e-2"
     factors = {}
     for item in items or []:
         if "=" not in item or not item.split("=", 1)[0].strip():
-            raise UsageError(f"--factor {item!r} must look like name=v1,v2,..., e.g. --factor dropout_p=0,0.25,0.5")
+            raise UsageError(f"{option} {item!r} must look like name=v1,v2,..., e.g. {option} {example}")
         name, values = item.split("=", 1)
+        if name.strip() in factors:
+            raise UsageError(f"{option} {name.strip()} is given twice; give its values once, comma-separated")
         factors[name.strip()] = [_value(v) for v in values.split(",") if v.strip()]
         if not factors[name.strip()]:
-            raise UsageError(f"--factor {name.strip()}= has no values; give at least one, e.g. --factor {item}0,0.5")
+            raise UsageError(
+                f"{option} {name.strip()}= has no values (an empty range); give at least one, e.g. {option} {example}"
+            )
     return factors
+
+
+def roles(items: list[str]) -> dict[str, str]:
+    """``--role NAME=ROLE`` items (scientific, nuisance or fixed)."""
+    from lib.engine.tuning import ROLES
+
+    result = {}
+    for name, role in assignments(items, "--role").items():
+        if role not in ROLES:
+            raise UsageError(f"--role {name}={role}: unknown role; use one of {', '.join(ROLES)}")
+        result[name] = role
+    return result
 
 
 def seeds(text: str) -> list[int]:
@@ -111,6 +128,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         help="extra MLflow tag for every trial, e.g. --tag hypothesis=H1",
     )
     parser.add_argument(
+        "--question",
+        default=None,
+        help="the one question this study answers (stored as a tag; the report's study log shows it)",
+    )
+    parser.add_argument(
         "--engine",
         choices=["local", "ray"],
         default="local",
@@ -125,6 +147,15 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}. See: {self.prog} --help\n")
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        """Parse, and keep the words given (``argv``): a grid or sweep records them as its reproduction command."""
+        import sys
+
+        words = list(sys.argv[1:] if args is None else args)
+        parsed = super().parse_args(words, namespace)
+        parsed.argv = words
+        return parsed
 
 
 def _add_debug(parser: argparse.ArgumentParser) -> None:
@@ -161,7 +192,27 @@ def _grid_parser(commands) -> argparse.ArgumentParser:
         metavar="NAME=V1,V2",
         default=[],
         required=True,
-        help="a factor to vary, e.g. --factor dropout_p=0,0.25,0.5 (repeat for more factors)",
+        help="a factor to vary, e.g. --factor dropout_p=0,0.25,0.5 (repeat for more factors); with --tune it is "
+        "the scientific hyperparameter",
+    )
+    grid.add_argument(
+        "--tune",
+        action="append",
+        metavar="NAME=V1,V2",
+        default=[],
+        help="a nuisance hyperparameter, tuned for EACH factor value on --tune-seeds, e.g. --tune lr=1e-3,3.2e-3,1e-2; "
+        "each arm's winner is then re-measured on the fresh --seeds (repeat for more)",
+    )
+    grid.add_argument(
+        "--tune-seeds",
+        default=None,
+        help="with --tune: seeds of the tuning phase, disjoint from --seeds (default 100,101)",
+    )
+    grid.add_argument(
+        "--score",
+        choices=["last", "best_epoch"],
+        default="last",
+        help="with --tune: the checkpoint rule that scores a trial: last epoch (default) or best epoch on validation",
     )
     grid.add_argument("--seeds", default="0,1,2", help="comma-separated seeds, every arm gets all (default 0,1,2)")
     grid.add_argument(
@@ -177,14 +228,35 @@ def _sweep_parser(commands) -> argparse.ArgumentParser:
     sweep = commands.add_parser("sweep", help="run or resume a hyperopt TPE sweep (child runs under one parent)")
     _add_common(sweep)
     sweep.add_argument("--name", required=True, help="sweep name; the same name resumes the same sweep")
-    sweep.add_argument("--max-evals", type=int, required=True, help="total number of trials (a resume counts old ones)")
-    sweep.add_argument("--seed", type=int, default=0, help="seed of the TPE random stream (default 0)")
+    sweep.add_argument(
+        "--max-evals",
+        type=int,
+        required=True,
+        help="total number of trials (a resume counts old ones); a sweep warns below 10 per searched dimension "
+        "after the first (the default space's 4 need 30)",
+    )
+    sweep.add_argument("--seed", type=int, default=0, help="seed of the search's random stream (default 0)")
+    sweep.add_argument(
+        "--startup",
+        type=int,
+        default=None,
+        help="with --algo tpe: random start-up points before TPE models the results (default: a third of the "
+        "trials, 3 to 10)",
+    )
+    sweep.add_argument(
+        "--role",
+        action="append",
+        metavar="NAME=ROLE",
+        default=[],
+        help="declare a searched hyperparameter's role: scientific or nuisance (default nuisance; --set values "
+        "are fixed); tagged on every trial and shown by the report",
+    )
     sweep.add_argument(
         "--space",
         type=Path,
         default=None,
         help="YAML file with the search space (default: lib.engine.search.DEFAULT_SPACE); format in "
-        "lib/search.py, e.g. 'lr: {loguniform: [1e-4, 1e-2]}' or 'norm_type: [none, batch]'",
+        "lib/engine/search.py, e.g. 'lr: {loguniform: [1e-4, 1e-2]}' or 'norm_type: [none, batch]'",
     )
     sweep.add_argument(
         "--early-stopping",
@@ -194,9 +266,10 @@ def _sweep_parser(commands) -> argparse.ArgumentParser:
     )
     sweep.add_argument(
         "--algo",
-        choices=["tpe", "random"],
+        choices=["tpe", "random", "quasirandom"],
         default="tpe",
-        help="search algorithm: tpe (default) or random (the same seed draws TPE's start-up points)",
+        help="search algorithm: tpe (default), random (the same seed draws TPE's start-up points) or quasirandom "
+        "(scrambled Halton points, the playbook's choice for exploring)",
     )
     return sweep
 

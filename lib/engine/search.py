@@ -1,4 +1,4 @@
-"""hyperopt TPE sweeps: the search space, and the one sweep driver that both back-ends run.
+"""Sweeps: the search space, TPE / random / quasi-random proposals, and the one sweep driver both back-ends run.
 
 A search space is written as plain data, one entry per hyperparameter::
 
@@ -22,6 +22,15 @@ early by ASHA). Every trial is a child MLflow run of one parent run per sweep. T
 ``Trials``) is written atomically after every trial; an unreadable state file is rebuilt from the
 store (the same seed redraws the same points, which hit the cache). When the sweep ends, its parent
 run carries the best ``val_accuracy`` and the best config.
+
+``algo="quasirandom"`` proposes the points of a scrambled Halton sequence (``scipy.stats.qmc``),
+scrambled by the sweep seed: point ``i`` of a sweep is the sequence's ``i``-th point, mapped through
+the same space (log ranges on a log scale, choices by index, ``quniform`` rounded to its step), so it
+resumes like TPE (the same seed gives the same points) and two seeds give different points. Google's
+Deep Learning Tuning Playbook (https://github.com/google-research/tuning_playbook) recommends it for
+exploration, before a Bayesian search such as TPE.
+
+:func:`budget_warning` states the rule a sweep's size is checked against (:data:`TRIALS_PER_DIMENSION`).
 
 What this is not: the records (``lib.engine.records``) or where trials train (the back-ends).
 """
@@ -47,7 +56,7 @@ from hyperopt import STATUS_FAIL, STATUS_OK, Domain, Trials, hp, rand, space_eva
 from hyperopt.base import JOB_STATE_DONE
 
 from lib import tracking
-from lib.config import ConfigError, TrialConfig, check_known_fields
+from lib.config import ConfigError, ModelConfig, TrainConfig, TrialConfig, check_known_fields
 from lib.data import DataSpec
 from lib.engine import records
 from lib.engine.backend import STOPPED_EARLY, RunOptions, StudyError, TrialRequest
@@ -55,21 +64,27 @@ from lib.engine.grid import backend_for, execute
 from lib.engine.trial import TrialResult, code_version, trial_key
 from lib.paths import state_dir
 
-ALGOS = ("tpe", "random")
+ALGOS = ("tpe", "random", "quasirandom")
+RANGE_KINDS = ("uniform", "loguniform", "quniform")
+# The default space searches four knobs, which :data:`DEFAULT_MAX_EVALS` trials fit by the budget rule
+# (:func:`budget_warning`). ``batch_size`` is left out: at a fixed number of epochs a larger batch takes
+# fewer steps, so searching it mixes the step budget into the score (the playbook calls batch size a
+# throughput knob, not a knob for validation accuracy). Everything else stays at the config's defaults.
 DEFAULT_SPACE: dict[str, Any] = {
-    "norm_type": ["none", "batch"],
-    "dropout_p": {"uniform": [0.0, 0.6]},
-    "dropout_placement": ["block", "head"],
-    "num_conv_blocks": [1, 2, 3],
-    "conv_out_channels": [16, 32, 48],
-    "conv_kernel_size": [3, 5],
-    "pool_type": ["max", "avg"],
-    "pool_kernel_size": [2],
     "lr": {"loguniform": [2e-4, 1e-2]},
     "weight_decay": {"loguniform": [1e-5, 1e-2]},
-    "optimizer": ["adam", "adamw"],
-    "batch_size": [64, 128, 256],
+    "dropout_p": {"uniform": [0.0, 0.5]},
+    "norm_type": ["none", "batch"],
 }
+DEFAULT_MAX_EVALS = 30
+# the budget rule: about ten trials for every searched dimension after the first (see budget_warning)
+TRIALS_PER_DIMENSION = 10
+INTEGER_FIELDS = frozenset(
+    name
+    for model in (ModelConfig, TrainConfig)
+    for name, info in model.model_fields.items()
+    if info.annotation is int or info.annotation == (int | None)
+)
 
 
 def build_space(spec: dict[str, Any]) -> dict[str, Any]:
@@ -106,7 +121,7 @@ def _dimension(name: str, value: Any) -> Any:
                 f"or {{quniform: [low, high, step]}}; got {value!r}"
             )
         ((kind, bounds),) = value.items()
-        if kind not in ("uniform", "loguniform", "quniform"):
+        if kind not in RANGE_KINDS:
             raise StudyError(f"search space '{name}': unknown range type '{kind}'; use uniform, loguniform or quniform")
         if not isinstance(bounds, list | tuple) or len(bounds) not in (2, 3):
             raise StudyError(f"search space '{name}': {kind} needs [low, high] (quniform: [low, high, step])")
@@ -127,6 +142,95 @@ def _dimension(name: str, value: Any) -> Any:
         return hp.quniform(name, low, high, step)
     _check_value(name, value)
     return value  # a plain constant
+
+
+def searched_dimensions(spec: dict[str, Any]) -> list[str]:
+    """The names a space really searches: a choice of two or more values, a range with ``low < high``."""
+    names = []
+    for name, value in spec.items():
+        if isinstance(value, list | tuple) and len(value) > 1:
+            names.append(name)
+        elif isinstance(value, dict) and len(value) == 1:
+            ((_, bounds),) = value.items()
+            if isinstance(bounds, list | tuple) and len(bounds) >= 2 and float(bounds[0]) < float(bounds[1]):
+                names.append(name)
+    return names
+
+
+def recommended_trials(dimensions: int) -> int:
+    """Trials the budget rule asks for ``dimensions`` searched knobs: ten per knob after the first.
+
+    Inspired by the playbook's rule for Adam (fewer than 10 trials: tune the learning rate only;
+    10-25: add one more knob; 25 and more: add a third): one knob needs no minimum beyond a handful.
+    """
+    return max(1, TRIALS_PER_DIMENSION * (dimensions - 1))
+
+
+def budget_warning(spec: dict[str, Any], max_evals: int) -> str | None:
+    """A one-line warning when ``max_evals`` trials are too few for the dimensions ``spec`` searches."""
+    names = searched_dimensions(spec)
+    need = recommended_trials(len(names))
+    if max_evals >= need:
+        return None
+    return (
+        f"warning: {max_evals} trials for {len(names)} searched dimensions ({', '.join(names)}); the budget rule "
+        f"asks for >= {need} ({TRIALS_PER_DIMENSION} per dimension after the first). Search fewer knobs "
+        "(fix the others with --set) or run more trials; see docs/best-practices.md."
+    )
+
+
+def quasi_value(name: str, value: Any, u: float) -> Any:
+    """The hyperopt value (a choice's index, a range's number) at ``u`` in [0, 1) of one dimension."""
+    if isinstance(value, list | tuple):
+        return min(int(u * len(value)), len(value) - 1)  # a choice by index, each an equal share
+    ((kind, bounds),) = value.items()
+    low, high = float(bounds[0]), float(bounds[1])
+    if kind == "uniform":
+        return low + u * (high - low)
+    if kind == "loguniform":
+        return float(math.exp(math.log(low) + u * (math.log(high) - math.log(low))))
+    if kind == "quniform":
+        step = float(bounds[2]) if len(bounds) > 2 else 1.0
+        return float(min(max(round((low + u * (high - low)) / step) * step, low), high))
+    raise StudyError(f"search space '{name}': --algo quasirandom cannot map a '{kind}' range; use {list(RANGE_KINDS)}")
+
+
+def check_quasirandom(spec: dict[str, Any]) -> None:
+    """Every searched dimension is one quasi-random search can map (a choice or a known range)."""
+    for name in searched_dimensions(spec):
+        value = spec[name]
+        if isinstance(value, dict):
+            ((kind, _),) = value.items()
+            if kind not in RANGE_KINDS:
+                raise StudyError(
+                    f"search space '{name}': --algo quasirandom cannot map a '{kind}' range; use {list(RANGE_KINDS)}"
+                )
+
+
+def quasi_suggest(
+    new_ids: list[int], domain: Domain, trials: Trials, _seed: int, spec: dict[str, Any], sweep_seed: int
+) -> list[dict[str, Any]]:
+    """hyperopt's ``suggest`` interface for quasi-random search: point ``len(trials)`` of a scrambled
+    Halton sequence whose scrambling is fixed by ``sweep_seed`` alone (so a resume redraws it)."""
+    from scipy.stats import qmc
+
+    names = searched_dimensions(spec)
+    docs = []
+    for offset, new_id in enumerate(new_ids):
+        step = len(trials.trials) + offset  # the sweep's step: done and in-flight points before this one
+        sampler = qmc.Halton(d=max(len(names), 1), scramble=True, seed=np.random.default_rng([sweep_seed, 1]))
+        sampler.fast_forward(step)
+        point = sampler.random(1)[0]
+        vals = {name: [quasi_value(name, spec[name], float(u))] for name, u in zip(names, point, strict=False)}
+        misc = {
+            "tid": new_id,
+            "cmd": domain.cmd,
+            "workdir": domain.workdir,
+            "idxs": {name: [new_id] for name in vals},
+            "vals": vals,
+        }
+        docs.extend(trials.new_trial_docs([new_id], [None], [domain.new_result()], [misc]))
+    return docs
 
 
 @dataclass
@@ -165,19 +269,8 @@ def _state_path(experiment: str, sweep_name: str, sweep_id: str) -> Path:
 
 
 def _decode(params: dict[str, Any]) -> dict[str, Any]:
-    """hyperopt values to config values (quniform floats to ints)."""
-    ints = {
-        "num_conv_blocks",
-        "conv_out_channels",
-        "conv_kernel_size",
-        "pool_kernel_size",
-        "batch_size",
-        "epochs",
-        "recalibrate_batches",
-        "group_norm_groups",
-        "channel_multiplier",
-    }
-    return {k: int(round(v)) if k in ints and isinstance(v, float) else v for k, v in params.items()}
+    """hyperopt values to config values (quniform floats to ints for the config's integer fields)."""
+    return {k: int(round(v)) if k in INTEGER_FIELDS and isinstance(v, float) else v for k, v in params.items()}
 
 
 def _parent_run(experiment: str, sweep_name: str, sweep_id: str, settings: dict[str, Any], tags: dict[str, str]) -> str:
@@ -250,6 +343,7 @@ class SweepFeed(records.RecordingFeed):
         state: tuple[Trials, Path],
         known: dict[str, tracking.StoredRun],
         algo: str = "tpe",
+        spec: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(recorder, {})
         self.space, self.decode, self.data, self.known = space, decode, data, known
@@ -259,11 +353,13 @@ class SweepFeed(records.RecordingFeed):
         self.domain = Domain(lambda point: point, space)
         # random search draws exactly TPE's start-up points for the same seed (tpe.suggest calls rand.suggest)
         self.algo = rand.suggest if algo == "random" else partial(tpe.suggest, n_startup_jobs=startup)
+        if algo == "quasirandom":
+            self.algo = partial(quasi_suggest, spec=spec or {}, sweep_seed=self.seed)
         self.in_flight: dict[str, dict[str, Any]] = {}  # trial key -> its hyperopt document
         self.waiting: dict[str, list[dict[str, Any]]] = {}  # trial key -> documents of the same point
 
     def _ask(self) -> dict[str, Any]:
-        """One search step (TPE or random) with its own random stream, seeded by (sweep seed, step).
+        """One search step (TPE, random or quasi-random) with its own random stream, seeded by (sweep seed, step).
 
         The stream depends only on the two numbers, so a resumed sweep draws what an uninterrupted one
         would. Seeding with ``seed + step`` (as before :data:`STREAM`) made sweep seed 1 replay sweep
@@ -361,9 +457,11 @@ def _check_early_stopping(early_stopping: bool | str | None, engine: str) -> boo
     return True
 
 
-def _check_budget(max_evals: int, algo: str, seed: int) -> None:
+def _check_budget(max_evals: int, algo: str, seed: int, n_startup: int | None = None) -> None:
     if algo not in ALGOS:
         raise StudyError(f"algo={algo!r}: must be one of {list(ALGOS)}")
+    if n_startup is not None and (not isinstance(n_startup, int) or isinstance(n_startup, bool) or n_startup < 1):
+        raise StudyError(f"n_startup={n_startup!r}: TPE's random start-up points, an integer >= 1")
     if not isinstance(max_evals, int) or isinstance(max_evals, bool) or max_evals < 1:
         raise StudyError(f"max_evals={max_evals!r}: must be an integer >= 1")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
@@ -399,15 +497,23 @@ def run_sweep(
 
     ``algo="random"`` runs random search instead (hyperopt's ``rand.suggest``): with the same seed it
     draws TPE's start-up points, so the two can be compared at equal trials and budget.
+    ``algo="quasirandom"`` draws a scrambled Halton sequence (module docstring). ``n_startup``: TPE's
+    random start-up points (default a third of the trials, 3 to 10). A sweep with fewer trials than the
+    budget rule asks for its dimensions prints a warning (:func:`budget_warning`).
 
     ``engine="ray"`` runs the same driver on Ray Tune, several trials at once (``lib.engine.ray_tune``);
     ``early_stopping=True`` (Ray only) lets ASHA stop poor trials early.
     """
     backend = backend_for(engine)  # the Ray install hint before anything is logged
     asha = _check_early_stopping(early_stopping, engine)
-    _check_budget(max_evals, algo, seed)
+    _check_budget(max_evals, algo, seed, n_startup)
     spec = DEFAULT_SPACE if space is None else space
     hyperopt_space = build_space(spec)
+    if algo == "quasirandom":
+        check_quasirandom(spec)
+    warning = budget_warning(spec, max_evals)
+    if warning:
+        print(warning, file=sys.stderr)
     base_config = base if isinstance(base, TrialConfig) else TrialConfig.from_flat(base or {})
     if "seed" not in spec:
         hyperopt_space["seed"] = base_config.seed
@@ -428,7 +534,7 @@ def run_sweep(
     # the local back-end trains one point at a time, so each TPE step sees every earlier result
     workers = 1 if engine == "local" else "auto"
     try:
-        sweep = _Sweep(experiment, sweep_name, hyperopt_space, decode, data, tags, parent, progress, algo)
+        sweep = _Sweep(experiment, sweep_name, hyperopt_space, decode, data, tags, parent, progress, algo, spec)
         path = _state_path(experiment, sweep_name, sweep_id)
         budget = (max_evals, seed, startup)
         results = sweep.run(backend, workers, budget, path, max_epochs(spec, base_config) if asha else None)
@@ -454,6 +560,7 @@ class _Sweep:
     parent: str
     progress: bool
     algo: str = "tpe"
+    spec: dict[str, Any] | None = None
 
     def run(
         self, backend: Any, workers: int | str, budget: tuple[int, int, int], path: Path, early_stopping: int | None
@@ -468,7 +575,8 @@ class _Sweep:
                 known = records.cached_runs(exp_id)
                 trial_tags = records.trial_tags(self.experiment, self.data, self.tags)
                 recorder = records.Recorder(exp_id, self.data, trial_tags, self.parent, bar)
-                feed = SweepFeed(recorder, self.space, self.decode, self.data, budget, (trials, path), known, self.algo)
+                state, space = (trials, path), self.space
+                feed = SweepFeed(recorder, space, self.decode, self.data, budget, state, known, self.algo, self.spec)
                 execute(backend, feed, RunOptions(self.data, workers, None, early_stopping))
                 trained = set(feed.results)
                 save_state(trials, path)

@@ -1,0 +1,314 @@
+"""Hyperparameter roles and nuisance tuning per arm: compare scientific values each at its own best.
+
+Every hyperparameter of a study has a *role* (Google's Deep Learning Tuning Playbook,
+https://github.com/google-research/tuning_playbook):
+
+- **scientific**: what the claim is about (``dropout_p``); its values are the arms compared;
+- **nuisance**: tuned again for *each* scientific value before comparing (``lr``, ``weight_decay``);
+- **fixed**: held at one value (``--set``); every conclusion holds for that value only (a caveat).
+
+:func:`run_tuned_grid` runs the design in two phases, both cached and resumable (it calls
+:func:`lib.engine.grid.run_trials`):
+
+1. **tune**: every scientific value x every nuisance combination x the *tuning seeds*; each arm's
+   winner is the nuisance combination with the best mean score over those seeds (on validation);
+2. **remeasure**: each arm's winner, and the fixed-nuisance configuration (the base's own nuisance
+   values, the line a naive grid would draw), trained again on *fresh* paired seeds, disjoint from the
+   tuning seeds. The claim is decided on these runs only: the tuning runs chose the winner, so their
+   best score is biased upwards (the winner's curse).
+
+Every run is tagged ``tuning_id``, ``phase`` (``tune`` / ``remeasure``), ``role_scientific``,
+``role_nuisance``, ``role_fixed`` and ``checkpoint_rule``; ``lib.report`` reads them back.
+
+What this is not: where trials train (the back-ends), the records, or the statistics of a verdict
+family (``lib.study.analysis``); :meth:`TunedGrid.effects` gives paired intervals, not Holm decisions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from lib import tracking
+from lib.config import ConfigError, TrialConfig, check_known_fields
+from lib.data import DataSpec
+from lib.engine import grid
+from lib.engine.backend import StudyError
+from lib.engine.trial import TrialResult
+from lib.stats import mean_ci, paired_effect
+
+ROLES = ("scientific", "nuisance", "fixed")
+CHECKPOINT_RULES = ("last", "best_epoch")
+PHASES = ("tune", "remeasure")
+
+
+def check_role(name: str, role: str) -> str:
+    """``role`` is one of :data:`ROLES` (a one-line :class:`StudyError` otherwise)."""
+    if role not in ROLES:
+        raise StudyError(f"role {role!r} for '{name}': unknown role; use one of {', '.join(ROLES)}")
+    return role
+
+
+def check_rule(rule: str) -> str:
+    if rule not in CHECKPOINT_RULES:
+        raise StudyError(
+            f"checkpoint rule {rule!r}: use 'last' (the last epoch's validation accuracy) or 'best_epoch' "
+            "(the best epoch's validation accuracy)"
+        )
+    return rule
+
+
+@dataclass(frozen=True)
+class Roles:
+    """The declared role of each hyperparameter: scientific values, nuisance ranges, fixed values."""
+
+    scientific: dict[str, list[Any]]
+    nuisance: dict[str, list[Any]]
+    fixed: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for what, values in (("scientific factor", self.scientific), ("nuisance range", self.nuisance)):
+            try:
+                check_known_fields(dict(values))
+            except ConfigError as exc:
+                raise StudyError(f"{what}: {exc}") from None
+            empty = [name for name, items in values.items() if len(list(items)) == 0]
+            if empty:
+                raise StudyError(f"{what} {empty} has no values; give at least one value each")
+            if "seed" in values:
+                raise StudyError("'seed' has no role: give seeds with --seeds / --tune-seeds")
+        if not self.scientific:
+            raise StudyError("no scientific factor: give at least one --factor (what the claim is about)")
+        if not self.nuisance:
+            raise StudyError("no nuisance range: give at least one --tune NAME=V1,V2 (tuned for every arm)")
+        both = sorted(set(self.scientific) & set(self.nuisance))
+        if both:
+            raise StudyError(f"{both} is both a factor and tuned: a hyperparameter has one role; drop --tune {both[0]}")
+        fixed_too = sorted((set(self.scientific) | set(self.nuisance)) & set(self.fixed))
+        if fixed_too:
+            raise StudyError(f"{fixed_too} is fixed (--set) and also varied: a hyperparameter has one role")
+
+    def tags(self) -> dict[str, str]:
+        return {
+            "role_scientific": ",".join(self.scientific),
+            "role_nuisance": ",".join(self.nuisance),
+            "role_fixed": ",".join(sorted(self.fixed)) or "(config defaults)",
+        }
+
+
+def check_seeds(tune_seeds: Sequence[int], seeds: Sequence[int]) -> None:
+    """Tuning and re-measure seeds are given and share no seed (the re-measure must be fresh)."""
+    if not list(tune_seeds):
+        raise StudyError("tune seeds are empty; give at least one (e.g. --tune-seeds 100,101)")
+    if not list(seeds):
+        raise StudyError("re-measure seeds are empty; give at least one (three or more for intervals)")
+    shared = sorted(set(tune_seeds) & set(seeds))
+    if shared:
+        raise StudyError(
+            f"seeds {shared} are both tuning and re-measure seeds: the re-measure must use fresh seeds, "
+            "e.g. --tune-seeds 100,101 --seeds 0,1,2"
+        )
+
+
+def tuning_id(experiment: str, roles: Roles, tune_seeds: Sequence[int], seeds: Sequence[int], data: DataSpec) -> str:
+    """The identity of one tuned study (its design), carried as a tag by every run of it."""
+    design = [experiment, roles.scientific, roles.nuisance, roles.fixed, list(tune_seeds), list(seeds)]
+    text = json.dumps(design, default=str)
+    return hashlib.sha256((text + repr(sorted(data.params().items()))).encode()).hexdigest()[:10]
+
+
+def trial_score(result: TrialResult, rule: str) -> float:
+    """The declared score of one trial: the last epoch's validation accuracy or the best epoch's."""
+    if not result.ok:
+        return float("nan")
+    if rule == "last":
+        return result.val_accuracy
+    if "best_val_accuracy" in result.metrics:
+        return float(result.metrics["best_val_accuracy"])
+    history = [row["val_accuracy"] for row in result.history if "val_accuracy" in row]
+    if not history and result.run_id:
+        stored = tracking.metric_history(result.run_id, ("val_accuracy",))
+        history = stored["val_accuracy"].dropna().tolist() if len(stored) else []
+    return max(history) if history else result.val_accuracy
+
+
+@dataclass
+class Arm:
+    """One scientific value: its tuning table, its winner and the re-measured runs."""
+
+    value: dict[str, Any]
+    tuning: pd.DataFrame  # one row per nuisance combination: the combination, mean score, finished seeds
+    winner: dict[str, Any] | None
+    remeasured: list[TrialResult] = field(default_factory=list)
+    fixed: list[TrialResult] = field(default_factory=list)
+
+    def label(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.value.items())
+
+
+@dataclass
+class TunedGrid:
+    """The outcome of :func:`run_tuned_grid`: the arms, the seeds, the rule, and the frames of every run."""
+
+    roles: Roles
+    arms: list[Arm]
+    tune_seeds: list[int]
+    seeds: list[int]
+    rule: str
+    tuning_id: str
+    fixed_nuisance: dict[str, Any]
+
+    def summary(self) -> pd.DataFrame:
+        """One row per arm: the winner, its tuning score, and the re-measured and fixed-nuisance means."""
+        rows = []
+        for arm in self.arms:
+            tuned = [trial_score(r, self.rule) for r in arm.remeasured]
+            fixed = [trial_score(r, self.rule) for r in arm.fixed]
+            mean, low, high = mean_ci(tuned)
+            fixed_mean, fixed_low, fixed_high = mean_ci(fixed)
+            best = arm.tuning["score"].max() if len(arm.tuning) else math.nan
+            rows.append(
+                arm.value
+                | {f"best {k}": v for k, v in (arm.winner or {}).items()}
+                | {"tune_score_pct": best * 100, "remeasured_pct": mean * 100}
+                | {"ci_low_pct": low * 100, "ci_high_pct": high * 100, "n": sum(v == v for v in tuned)}
+                | {"fixed_pct": fixed_mean * 100, "fixed_ci_low_pct": fixed_low * 100}
+                | {"fixed_ci_high_pct": fixed_high * 100}
+            )
+        return pd.DataFrame(rows)
+
+    def effects(self) -> pd.DataFrame:
+        """Paired effects (re-measured seeds) of every arm against the first, in accuracy points."""
+        if not self.arms or not self.arms[0].remeasured:
+            return pd.DataFrame()
+        reference = self._per_seed(self.arms[0])
+        rows = []
+        for arm in self.arms[1:]:
+            effect = paired_effect(self._per_seed(arm), reference, name=f"{arm.label()} vs {self.arms[0].label()}")
+            rows.append(effect.as_dict() | {"rule": self.rule})
+        frame = pd.DataFrame(rows)
+        for column in ("mean_diff", "ci_low", "ci_high", "boot_low", "boot_high"):
+            if column in frame:
+                frame[column] = frame[column] * 100
+        return frame
+
+    def _per_seed(self, arm: Arm) -> pd.Series:
+        return pd.Series({r.config["seed"]: trial_score(r, self.rule) for r in arm.remeasured}, dtype=float)
+
+
+def _nuisance_points(roles: Roles) -> list[dict[str, Any]]:
+    names = list(roles.nuisance)
+    return [dict(zip(names, values, strict=True)) for values in itertools.product(*roles.nuisance.values())]
+
+
+def _configs(base: TrialConfig, points: list[dict[str, Any]], seeds: Sequence[int]) -> list[TrialConfig]:
+    configs = []
+    for point in points:
+        for seed in seeds:
+            try:
+                configs.append(TrialConfig.from_flat(point | {"seed": seed}, base))
+            except ConfigError as exc:
+                raise StudyError(f"grid point {point}: {exc}") from None
+    return configs
+
+
+def plan(base: TrialConfig | dict[str, Any] | None, roles: Roles, tune_seeds, seeds) -> list[TrialConfig]:
+    """Validate the whole design (every tuning point) before anything is written; the tuning configs."""
+    check_seeds(tune_seeds, seeds)
+    base_config = base if isinstance(base, TrialConfig) else TrialConfig.from_flat(base or {})
+    arms = [dict(zip(roles.scientific, v, strict=True)) for v in itertools.product(*roles.scientific.values())]
+    points = [arm | nuisance for arm in arms for nuisance in _nuisance_points(roles)]
+    return _configs(base_config, points, tune_seeds)
+
+
+def _tuning_table(results: list[TrialResult], roles: Roles, arm: dict[str, Any], rule: str, seeds) -> pd.DataFrame:
+    """Mean score over the tuning seeds per nuisance combination of one arm; a combination counts only
+    when every tuning seed finished (a failed seed is not averaged away)."""
+    rows = []
+    for point in _nuisance_points(roles):
+        wanted = arm | point
+        mine = [r for r in results if all(r.config.get(k) == v for k, v in wanted.items())]
+        scores = [trial_score(r, rule) for r in mine]
+        done = [s for s in scores if s == s]
+        complete = len(done) == len(set(seeds)) and len(done) > 0
+        rows.append(point | {"score": sum(done) / len(done) if complete else math.nan, "finished": len(done)})
+    return pd.DataFrame(rows)
+
+
+def _winner(table: pd.DataFrame, roles: Roles) -> dict[str, Any] | None:
+    if table["score"].notna().sum() == 0:
+        return None
+    row = table.loc[table["score"].idxmax()]
+    return {name: _plain(row[name]) for name in roles.nuisance}
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def run_tuned_grid(
+    base: TrialConfig | dict[str, Any] | None,
+    roles: Roles,
+    tune_seeds: Sequence[int],
+    seeds: Sequence[int],
+    experiment: str,
+    data: DataSpec = DataSpec(),
+    tags: dict[str, str] | None = None,
+    rule: str = "last",
+    **options: Any,
+) -> TunedGrid:
+    """Tune ``roles.nuisance`` for each scientific value on ``tune_seeds``, then re-measure each arm's
+    winner (and the fixed-nuisance configuration) on the fresh ``seeds`` (module docstring).
+
+    ``options`` are :func:`lib.engine.grid.run_trials`' (``workers``, ``progress``, ``engine``).
+    """
+    check_rule(rule)
+    grid.check_engine(options.get("engine", "local"))
+    base_config = base if isinstance(base, TrialConfig) else TrialConfig.from_flat(base or {})
+    tuning = plan(base_config, roles, tune_seeds, seeds)
+    identity = tuning_id(experiment, roles, tune_seeds, seeds, data)
+    fixed_nuisance = {name: base_config.flat()[name] for name in roles.nuisance}
+    common = (tags or {}) | roles.tags() | {"tuning_id": identity, "checkpoint_rule": rule}
+    common["fixed_nuisance"] = json.dumps(fixed_nuisance, default=str)
+    tuned = _unique(grid.run_trials(tuning, experiment, data, common | {"phase": "tune"}, **options))
+    _tag_cached(tuned, common | {"phase": "tune"})
+    arms = []
+    for values in itertools.product(*roles.scientific.values()):
+        value = dict(zip(roles.scientific, values, strict=True))
+        table = _tuning_table(tuned, roles, value, rule, tune_seeds)
+        arms.append(Arm(value, table, _winner(table, roles)))
+    remeasure = []
+    for arm in arms:
+        points = [arm.value | fixed_nuisance] + ([arm.value | arm.winner] if arm.winner else [])
+        remeasure += _configs(base_config, points, seeds)
+    results = _unique(grid.run_trials(remeasure, experiment, data, common | {"phase": "remeasure"}, **options))
+    _tag_cached(results, common | {"phase": "remeasure"})
+    for arm in arms:
+        arm.fixed = [r for r in results if _matches(r, arm.value | fixed_nuisance)]
+        arm.remeasured = [r for r in results if arm.winner and _matches(r, arm.value | arm.winner)]
+    return TunedGrid(roles, arms, list(tune_seeds), list(seeds), rule, identity, fixed_nuisance)
+
+
+def _unique(results: list[TrialResult]) -> list[TrialResult]:
+    """Each trial once (a request repeated, e.g. a winner equal to the fixed configuration, is one run)."""
+    return list({result.key or id(result): result for result in results}.values())
+
+
+def _matches(result: TrialResult, wanted: dict[str, Any]) -> bool:
+    return all(result.config.get(k) == v for k, v in wanted.items())
+
+
+def _tag_cached(results: list[TrialResult], tags: dict[str, str]) -> None:
+    """A run reused from an earlier call without role tags gets this study's (first use keeps its own)."""
+    for result in results:
+        if result.cached and result.run_id:
+            stored = tracking.get_run(result.run_id)
+            if "phase" not in stored.tags:
+                tracking.set_tags(result.run_id, tags)
