@@ -697,3 +697,11 @@ REGISTRY: dict[str, _FashionMNIST | _IdxGz | _Cifar10 | _Digits] = {
     "digits": _Digits(),
 }
 NAMES = tuple(REGISTRY)
+# Images in the official training part of the data sets that have one (known without reading the files);
+# lib.data carves the validation split out of it. Others (digits, folders) must be read to be counted.
+TRAIN_PART_IMAGES: dict[str, int] = {"fashion_mnist": 60_000, "mnist": 60_000, "kmnist": 60_000, "cifar10": 50_000}
+
+
+def train_part_images(name: str) -> int | None:
+    """The number of images in ``name``'s official training part, or ``None`` when it must be read."""
+    return TRAIN_PART_IMAGES.get(name)

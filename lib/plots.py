@@ -548,3 +548,73 @@ def train_val_gap(summary: pd.DataFrame) -> plt.Figure:
         ax.set(title=title, xlabel="arm", ylabel="cross-entropy difference (mean ± 95% CI)")
     fig.tight_layout()
     return fig
+
+
+def validation_curves(
+    histories: pd.DataFrame, top_ids: list[str], labels: dict[str, str], budget: str | None = None
+) -> plt.Figure:
+    """Validation accuracy per epoch of every trial: grey lines, the ``top_ids`` in colour (labelled by
+    ``labels``), every curve's best epoch a dot (a star on the highlighted ones).
+
+    ``histories``: columns run_id, epoch, val_accuracy. A curve still rising at the end asks for more
+    epochs; one that peaks early and falls is overfitting: choose the checkpoint by a declared rule.
+    """
+    fig, ax = plt.subplots(figsize=(9, 4.8))
+    for run_id, curve in histories.groupby("run_id", sort=False):
+        if run_id in top_ids:
+            continue
+        ax.plot(curve["epoch"], curve["val_accuracy"] * 100, color="0.75", lw=0.8, zorder=1)
+        best = curve.loc[curve["val_accuracy"].idxmax()]
+        ax.plot(best["epoch"], best["val_accuracy"] * 100, "o", color="0.6", ms=3, zorder=1)
+    for i, run_id in enumerate(top_ids):
+        curve = histories[histories["run_id"] == run_id]
+        colour = f"C{i}"
+        ax.plot(curve["epoch"], curve["val_accuracy"] * 100, "-", color=colour, lw=2, label=labels[run_id], zorder=3)
+        best = curve.loc[curve["val_accuracy"].idxmax()]
+        ax.plot(best["epoch"], best["val_accuracy"] * 100, "*", color=colour, ms=14, mec="k", mew=0.6, zorder=4)
+    ax.plot([], [], color="0.75", lw=0.8, label=f"other trials ({histories['run_id'].nunique() - len(top_ids)})")
+    ax.plot([], [], "*", color="0.4", ms=10, ls="none", label="best epoch of a curve")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _subtitle(ax, f"Validation accuracy per epoch: every trial, the best {len(top_ids)} in colour", budget)
+    ax.set(xlabel="epoch", ylabel="validation accuracy (%)")
+    low = np.nanpercentile(histories["val_accuracy"] * 100, 5) if len(histories) else 0
+    ax.set_ylim(bottom=max(0.0, low - 5))
+    ax.legend(
+        fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="rank: last-epoch score", title_fontsize=7
+    )
+    fig.tight_layout()
+    return fig
+
+
+def isolation(arms: pd.DataFrame, factor: str, budget: str | None = None) -> plt.Figure:
+    """Isolation plot: per scientific value, the best trial after nuisance tuning (mean and 95% CI over
+    the fresh re-measure seeds) next to the fixed-nuisance line on the same seeds.
+
+    ``arms``: from :func:`lib.report.tuned_arms` (columns ``factor``, kind, mean, ci_low, ci_high, n,
+    nuisance). The winner's nuisance values are written next to each tuned point.
+    """
+    fig, ax = plt.subplots(figsize=(8, 4.6))
+    levels = sorted(arms[factor].unique(), key=lambda v: (str(type(v)), v))
+    position = {level: i for i, level in enumerate(levels)}
+    styles = {"tuned": ("C0", "o", "-", "nuisance tuned per arm"), "fixed": ("C3", "s", "--", "nuisance fixed")}
+    for offset, (kind, (colour, marker, line, name)) in zip((-0.06, 0.06), styles.items(), strict=True):
+        part = arms[arms["kind"] == kind].sort_values(factor, key=lambda s: s.map(position))
+        if part.empty:
+            continue
+        xs = part[factor].map(position) + offset
+        mean = part["mean"] * 100
+        low = (part["mean"] - part["ci_low"].clip(lower=0)).fillna(0) * 100
+        high = (part["ci_high"].clip(upper=1) - part["mean"]).fillna(0) * 100
+        label = f"{name} ({part['nuisance'].iloc[0]})" if kind == "fixed" else name
+        ax.errorbar(xs, mean, yerr=[low, high], color=colour, marker=marker, ls=line, capsize=5, ms=7, label=label)
+        if kind == "tuned":
+            for x, y, text in zip(xs, mean, part["nuisance"], strict=True):
+                ax.annotate(text, (x, y), textcoords="offset points", xytext=(8, 6), fontsize=8, color=colour)
+    ax.set_xticks(range(len(levels)), [f"{v:g}" if isinstance(v, float) else str(v) for v in levels])
+    ax.set_xlim(-0.5, len(levels) - 0.5)
+    n = int(arms["n"].max()) if len(arms) else 0
+    _subtitle(ax, f"Isolation plot: validation accuracy vs {factor}, re-measured on {n} fresh seeds", budget)
+    ax.set(xlabel=f"{factor} (scientific)", ylabel="validation accuracy (%)")
+    ax.legend(fontsize=8, title="mean ± 95% CI over the fresh seeds", title_fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig

@@ -28,12 +28,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from lib import plots, tracking
+from lib import datasets, plots, tracking
 from lib.config import TrialConfig
 from lib.data import DEFAULT_VAL_SIZE, DataSpec
 from lib.stats import eta_squared, mean_ci
 
-FULL_TRAIN_FILE = 60_000  # Fashion-MNIST's training file; the validation split is carved out of it
 DEFAULT_UI = "http://127.0.0.1:5000"
 LOG_SCALE = {"lr", "weight_decay"}
 DATA_COLUMNS = ("data_train_subset", "data_val_subset", "data_val_size", "data_split_seed")
@@ -51,8 +50,7 @@ def hyperparameters() -> list[str]:
 
 def experiment_names() -> list[str]:
     """Names of the experiments in the store (``Default`` left out when it is empty)."""
-    found = tracking.client().search_experiments(max_results=1000)
-    return sorted(e.name for e in found if e.name != "Default" or tracking.search_ids([e.experiment_id]))
+    return tracking.experiment_names()
 
 
 def runs_train_images(frame: pd.DataFrame) -> pd.Series:
@@ -89,9 +87,11 @@ def _part_sizes(row: pd.Series) -> tuple[int, int]:
 
 @lru_cache(maxsize=32)
 def _split_sizes(dataset: str, val_size: int | None, split_seed: Any) -> tuple[int, int]:
-    """Sizes of a data set's training and validation parts (Fashion-MNIST's without loading it)."""
-    if dataset == "fashion_mnist" and val_size in (None, DEFAULT_VAL_SIZE):
-        return FULL_TRAIN_FILE - DEFAULT_VAL_SIZE, DEFAULT_VAL_SIZE
+    """Sizes of a data set's training and validation parts (from :mod:`lib.datasets` without loading the
+    images when it knows the size of the official training part)."""
+    whole = datasets.train_part_images(dataset)
+    if whole is not None and val_size in (None, DEFAULT_VAL_SIZE):
+        return whole - DEFAULT_VAL_SIZE, DEFAULT_VAL_SIZE
     extra = {"split_seed": int(float(split_seed))} if split_seed is not None else {}
     splits = DataSpec(dataset=dataset, val_size=val_size, **extra).load()
     return len(splits.train), len(splits.val)
@@ -323,6 +323,9 @@ def top_configs(runs: pd.DataFrame, top: int = 10) -> pd.DataFrame:
                 "mean_val_acc_pct": mean * 100,
                 "ci_low_pct": max(low, 0.0) * 100 if low == low else low,  # accuracy stays in 0-100%
                 "ci_high_pct": min(high, 1.0) * 100 if high == high else high,
+            }
+            | _best_epoch_columns(group)
+            | {
                 "recalibrate_bn": bool(first.get("recalibrate_bn", False)),
                 "train_subset": "" if subset is None or subset != subset else int(subset),
                 "val_subset": "" if val_subset is None or val_subset != val_subset else int(val_subset),
@@ -344,11 +347,24 @@ def top_configs(runs: pd.DataFrame, top: int = 10) -> pd.DataFrame:
         ):
             table[name] = table[name].astype("Int64")
     table = table.sort_values(["budget", "mean_val_acc_pct"], ascending=[False, False], na_position="last")
-    table[["mean_val_acc_pct", "ci_low_pct", "ci_high_pct"]] = table[
-        ["mean_val_acc_pct", "ci_low_pct", "ci_high_pct"]
-    ].round(2)
+    rounded = [c for c in ("mean_val_acc_pct", "ci_low_pct", "ci_high_pct", "best_epoch_val_acc_pct") if c in table]
+    table[rounded] = table[rounded].round(2)
     table.insert(0, "rank_in_budget", table.groupby("budget").cumcount() + 1)
     return table[table["rank_in_budget"] <= top].reset_index(drop=True)
+
+
+def _best_epoch_columns(group: pd.DataFrame) -> dict[str, float]:
+    """``best_epoch`` (median over seeds) and ``best_epoch_val_acc_pct`` (mean) of one configuration, when
+    the runs carry them (:func:`with_best_epoch`)."""
+    if "best_val_accuracy" not in group:
+        return {}
+    finished = group[group["val_accuracy"].notna()]
+    epochs = pd.to_numeric(finished.get("best_epoch"), errors="coerce").dropna()
+    scores = pd.to_numeric(finished["best_val_accuracy"], errors="coerce").dropna()
+    return {
+        "best_epoch": float(epochs.median()) if len(epochs) else np.nan,
+        "best_epoch_val_acc_pct": float(scores.mean()) * 100 if len(scores) else np.nan,
+    }
 
 
 def _eta_groups(frame: pd.DataFrame, column: str, bins: int = 4) -> pd.Series:
@@ -418,18 +434,51 @@ def write_report(
 ) -> Path:
     """Write the figures, ``top_runs.csv`` and ``report.md`` for ``experiments`` into ``out_dir``.
 
-    Files: ``acc_vs_<factor>.png`` for every hyperparameter that varies, ``lr_weight_decay_scatter.png``,
-    ``hyperparameter_importance.png`` when there are at least 8 finished search trials, ``top_runs.csv``
-    and ``report.md`` embedding them. Returns the path of ``report.md``.
+    ``report.md`` opens with the study log (:func:`study_log`), then the checks (boundary warnings,
+    failed trials per value), the isolation plot of a tuned study (``isolation.png``), the validation
+    curves (``validation_curves.png``), ``acc_vs_<factor>.png`` for every hyperparameter that varies,
+    ``lr_weight_decay_scatter.png``, ``hyperparameter_importance.png`` (8 or more finished search
+    trials) and the best configurations (``top_runs.csv``). Returns the path of ``report.md``.
     """
     names = [experiments] if isinstance(experiments, str) else list(experiments)
     runs = trial_runs(names)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    histories = epoch_histories(runs)
+    runs = with_best_epoch(runs, histories)
+    best = top_configs(runs, top)
+    best.to_csv(out / "top_runs.csv", index=False)
+    lines = [f"# Report: {', '.join(names)}", "", *study_log(runs, names, best), *_overview(runs)]
+    lines += _checks_section(runs, names)
+    lines += _isolation_section(runs, out)
+    lines += _curves_section(runs, histories, out)
+    lines += _factor_section(runs, out)
+    lines += _figure_section(
+        "Learning rate and weight decay",
+        "lr_weight_decay_scatter",
+        scatter_figure(runs),
+        out,
+        "Each point is one trial, colour = validation accuracy; the ringed point is the best trial.",
+    )
+    lines += _importance_section(runs, out)
+    lines += _top_section(best, varied(runs), top)
+    links = [f"- {name}: {runs_url(name, ui_base)}" for name in names]
+    lines += ["## In the MLflow UI", "", "Start it with `make ui`, then open:", "", *links, ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _figure_section(heading: str, name: str, fig: plt.Figure, out: Path, caption: str) -> list[str]:
+    plots.save_figure(fig, name, caption, folder=out)
+    plt.close(fig)
+    return [f"## {heading}", "", f"![{name}]({name}.png)", "", f"*{caption}*", ""]
+
+
+def _overview(runs: pd.DataFrame) -> list[str]:
     finished = runs[runs["status"] == tracking.FINISHED]
-    factors = varied(runs)
     lines = [
-        f"# Report: {', '.join(names)}",
+        "## The runs",
         "",
         f"Store: `{tracking.tracking_uri()}`. {len(finished)} finished and {len(runs) - len(finished)} failed "
         f"trial runs ({', '.join(f'{n} {s}' for s, n in runs['source'].value_counts().items())}); "
@@ -445,7 +494,13 @@ def write_report(
             "configurations of different versions are listed separately.",
             "",
         ]
-    lines += ["## Accuracy per hyperparameter", ""]
+    return lines
+
+
+def _factor_section(runs: pd.DataFrame, out: Path) -> list[str]:
+    finished = runs[runs["status"] == tracking.FINISHED]
+    factors = varied(runs)
+    lines = ["## Accuracy per hyperparameter", ""]
     if not factors:
         lines += ["No hyperparameter varies among the finished trials: there is nothing to plot against.", ""]
     skipped = []
@@ -469,34 +524,159 @@ def write_report(
             "everything else fixed, so a plot would compare different experiments.",
             "",
         ]
-    fig = scatter_figure(runs)
-    caption = "Each point is one trial, colour = validation accuracy; the ringed point is the best trial."
-    plots.save_figure(fig, "lr_weight_decay_scatter", caption, folder=out)
-    plt.close(fig)
-    lines += ["## Learning rate and weight decay", "", "![lr_weight_decay_scatter](lr_weight_decay_scatter.png)", ""]
-    lines += [f"*{caption}*", ""]
-    search = finished[finished["source"] == "sweep"]
-    if len(search) >= 8:
-        table = importance_table(search)
-        if len(table):
-            fig = plots.importance(table, budget=budget_label(search))
-            caption = "η² per hyperparameter over the search trials; pale bars are within what chance gives."
-            plots.save_figure(fig, "hyperparameter_importance", caption, folder=out)
-            plt.close(fig)
-            lines += ["## Hyperparameter importance (search)", "", "![importance](hyperparameter_importance.png)", ""]
-            lines += [f"*{caption}*", ""]
-    best = top_configs(runs, top)
-    best.to_csv(out / "top_runs.csv", index=False)
-    lines += ["## Best configurations per budget", "", "Full table: [top_runs.csv](top_runs.csv).", ""]
-    show = [c for c in ["budget", "rank_in_budget", "n", "mean_val_acc_pct", "ci_low_pct", "ci_high_pct"] if c in best]
+    return lines
+
+
+def _importance_section(runs: pd.DataFrame, out: Path) -> list[str]:
+    search = runs[(runs["status"] == tracking.FINISHED) & (runs["source"] == "sweep")]
+    if len(search) < 8:
+        return []
+    table = importance_table(search)
+    if not len(table):
+        return []
+    fig = plots.importance(table, budget=budget_label(search))
+    caption = "η² per hyperparameter over the search trials; pale bars are within what chance gives."
+    return _figure_section("Hyperparameter importance (search)", "hyperparameter_importance", fig, out, caption)
+
+
+def _top_section(best: pd.DataFrame, factors: list[str], top: int) -> list[str]:
+    lines = ["## Best configurations per budget", "", "Full table: [top_runs.csv](top_runs.csv).", ""]
+    lines += [
+        "`mean_val_acc_pct` scores each trial at its last epoch; `best_epoch_val_acc_pct` at the epoch of its "
+        "highest validation accuracy (`best_epoch`, median over seeds). The best epoch is chosen on the same "
+        "validation data it is scored on, so it reads optimistic: it says where to stop, not how good.",
+        "",
+    ]
+    show = ["budget", "rank_in_budget", "n", "mean_val_acc_pct", "ci_low_pct", "ci_high_pct"]
+    show += ["best_epoch", "best_epoch_val_acc_pct"]
+    show = [c for c in show if c in best]
     show += [f for f in factors if f in best and f not in show]
     if len(best):
         lines += [_markdown_table(best[show].head(3 * top)), ""]
-    links = [f"- {name}: {runs_url(name, ui_base)}" for name in names]
-    lines += ["## In the MLflow UI", "", "Start it with `make ui`, then open:", "", *links, ""]
-    path = out / "report.md"
-    path.write_text("\n".join(lines))
-    return path
+    return lines
+
+
+def _checks_section(runs: pd.DataFrame, names: Sequence[str]) -> list[str]:
+    """Boundary warnings (grids: the span of their values; sweeps: their searched ranges) and the share
+    of failed trials per hyperparameter value."""
+    lines = ["## Checks before reading the results", ""]
+    sweeps = runs[runs["source"] == "sweep"]
+    grids = runs[runs["source"] == "grid"]
+    warnings = boundary_warnings(grids) if len(grids) else []
+    warnings += boundary_warnings(sweeps, searched_ranges(names)) if len(sweeps) else []
+    lines += [
+        "**Search-space boundaries** (the best configuration in the outer 10% of a searched range, "
+        "log-scaled for log ranges):",
+        "",
+    ]
+    lines += [f"- ⚠ {w}" for w in warnings] or ["- none: every best value lies inside its range."]
+    shares = failure_shares(runs)
+    failed = shares[shares["failed"] > 0] if len(shares) else shares
+    lines += ["", "**Failed trials per hyperparameter value** (diverged, impossible or crashed):", ""]
+    if len(failed):
+        lines += [_markdown_table(shares[shares["hyperparameter"].isin(failed["hyperparameter"])]), ""]
+    else:
+        lines += [f"- none of the {len(runs)} trials failed.", ""]
+    return lines
+
+
+def _isolation_section(runs: pd.DataFrame, out: Path) -> list[str]:
+    arms = tuned_arms(runs)
+    if arms.empty:
+        return []
+    factor = str(runs["tag.role_scientific"].dropna().iloc[0]).split(",")[0]
+    again = runs[(runs.get("tag.phase") == "remeasure") & (runs["status"] == tracking.FINISHED)]
+    fig = plots.isolation(arms, factor, budget=budget_label(again))
+    caption = (
+        f"Each {factor} at its own best nuisance setting (chosen on the tuning seeds, scored by the "
+        f"'{arms['rule'].iloc[0]}' rule) and re-measured on fresh seeds, next to the fixed-nuisance line."
+    )
+    lines = _figure_section("Isolation plot (nuisance tuned per arm)", "isolation", fig, out, caption)
+    table = arms.assign(**{c: arms[c] * 100 for c in ("mean", "ci_low", "ci_high")})
+    return lines + [_markdown_table(table.drop(columns=["rule"])), ""]
+
+
+def _curves_section(runs: pd.DataFrame, histories: pd.DataFrame, out: Path) -> list[str]:
+    if histories.empty:
+        return []
+    fig = curves_figure(runs, histories)
+    caption = (
+        "Every trial's validation accuracy per epoch (grey), the best five in colour, each best epoch marked. "
+        "Still rising at the end: more epochs would help; a peak and a fall: overfitting."
+    )
+    return _figure_section("Validation curves", "validation_curves", fig, out, caption)
+
+
+def study_log(runs: pd.DataFrame, names: Sequence[str], best: pd.DataFrame | None = None) -> list[str]:
+    """The study log (markdown lines): per experiment its question, the role of each hyperparameter,
+    trials finished/failed, the checkpoint rule, the best validation score with its interval, the
+    budget, and the command and git commit that reproduce it (tags the CLI records)."""
+    lines = ["## Study log", ""]
+    for name in names:
+        part = runs[runs["experiment"] == name]
+        lines += [f"**{name}**", "", *_log_entries(part, best), ""]
+    return lines
+
+
+def _tag_values(frame: pd.DataFrame, tag: str) -> list[str]:
+    column = f"tag.{tag}"
+    return sorted(frame[column].dropna().astype(str).unique()) if column in frame else []
+
+
+def _log_entries(part: pd.DataFrame, best: pd.DataFrame | None) -> list[str]:
+    done = part[part["status"] == tracking.FINISHED]
+    question = _tag_values(part, "question")
+    entries = [f"- Question: {' / '.join(question) if question else 'not recorded (give --question next time)'}"]
+    entries.append(f"- Roles: {_roles_text(part)}")
+    phases = part["tag.phase"].fillna("—").value_counts().to_dict() if "tag.phase" in part else {}
+    detail = f" (by phase: {', '.join(f'{k} {v}' for k, v in phases.items())})" if phases else ""
+    entries.append(f"- Trials: {len(done)} finished, {len(part) - len(done)} failed{detail}")
+    rules = _tag_values(part, "checkpoint_rule") or ["last"]
+    entries.append(f"- Checkpoint rule: {', '.join(rules)} epoch (a trial's score is its validation accuracy there)")
+    entries.append(f"- Best validation score: {_best_text(part, best)}")
+    entries.append(f"- Budget: {budget_label(part)}")
+    commands = _tag_values(part, "study_command")
+    commits = _tag_values(part, "git_commit")
+    if commands:
+        entries += [f"- Reproduce: `{c}`" for c in commands]
+    else:
+        entries.append("- Reproduce: no command recorded (these runs were not started by `python -m lib`)")
+    entries.append(f"- Git commit: {', '.join(f'`{c}`' for c in commits) or 'unknown'}")
+    return entries
+
+
+def _roles_text(part: pd.DataFrame) -> str:
+    declared = {role: _tag_values(part, f"role_{role}") for role in ("scientific", "nuisance", "fixed")}
+    if any(declared.values()):
+        return "; ".join(f"{role}: {', '.join(values) or '—'}" for role, values in declared.items())
+    names = varied(part)
+    return (
+        f"not declared; varied: {', '.join(names) or 'nothing'}; everything else fixed at one value, a caveat on "
+        "any conclusion (declare roles with grid --factor/--tune or sweep --role)"
+    )
+
+
+def _best_text(part: pd.DataFrame, best: pd.DataFrame | None) -> str:
+    arms = tuned_arms(part)
+    if len(arms):
+        row = arms[arms["kind"] == "tuned"].sort_values("mean", ascending=False).iloc[0]
+        factor = [c for c in arms.columns if c not in ("kind", "mean", "ci_low", "ci_high", "n", "nuisance", "rule")]
+        arm = ", ".join(f"{c}={_short(row[c])}" for c in factor)
+        return (
+            f"{row['mean'] * 100:.2f}% (95% CI {row['ci_low'] * 100:.2f}–{row['ci_high'] * 100:.2f}, "
+            f"{row['n']} fresh seeds) for {arm} at {row['nuisance']} (re-measured, not the tuning score)"
+        )
+    table = top_configs(part, 1)
+    if not len(table):
+        return "none finished"
+    row = table.iloc[0]
+    interval = (
+        f" (95% CI {row['ci_low_pct']:.2f}–{row['ci_high_pct']:.2f}, {row['n']} seeds)"
+        if row["ci_low_pct"] == row["ci_low_pct"]
+        else f" ({row['n']} seed{'s' if row['n'] != 1 else ''}, no interval)"
+    )
+    changed = ", ".join(f"{n}={_short(row[n])}" for n in varied(part) if n in row)
+    return f"{row['mean_val_acc_pct']:.2f}%{interval}" + (f" at {changed}" if changed else "")
 
 
 def _markdown_table(frame: pd.DataFrame) -> str:
@@ -547,8 +727,8 @@ def share_view(experiment: str, columns: Sequence[str] | None = None) -> str:
     experiment tag ``mlflow.sharedViewState.KEY`` (what its own "Share" button writes): selected
     columns and sort order. Run names are cut to fit; hovering shows the full name.
     """
-    exp = tracking.client().get_experiment_by_name(experiment)
-    if exp is None:
+    exp_id = tracking.find_experiment_id(experiment)
+    if exp_id is None:
         raise ReportError(f"unknown experiment '{experiment}'; the store has: {', '.join(experiment_names())}")
     state = {
         "searchFilter": "",
@@ -566,7 +746,7 @@ def share_view(experiment: str, columns: Sequence[str] | None = None) -> str:
         "useGroupedValuesInCharts": True,
         "hideEmptyCharts": True,
     }
-    tracking.client().set_experiment_tag(exp.experiment_id, f"mlflow.sharedViewState.{SHARE_KEY}", json.dumps(state))
+    tracking.set_experiment_tag(exp_id, f"mlflow.sharedViewState.{SHARE_KEY}", json.dumps(state))
     return SHARE_KEY
 
 
@@ -577,10 +757,10 @@ def runs_url(experiment: str, base: str | None = None, view: bool = True) -> str
     With ``view=True`` the link also carries a saved view (:func:`share_view`): the varied
     hyperparameters and ``val_accuracy`` as columns, best run first.
     """
-    exp = tracking.client().get_experiment_by_name(experiment)
-    if exp is None:
+    exp_id = tracking.find_experiment_id(experiment)
+    if exp_id is None:
         raise ReportError(f"unknown experiment '{experiment}'; the store has: {', '.join(experiment_names())}")
-    url = f"{(base or ui_base()).rstrip('/')}/#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning"
+    url = f"{(base or ui_base()).rstrip('/')}/#/experiments/{exp_id}/runs?workflowType=machine_learning"
     if view:
         with contextlib.suppress(Exception):  # a read-only store still gets the plain link
             url += f"&viewStateShareKey={share_view(experiment)}"
@@ -590,3 +770,225 @@ def runs_url(experiment: str, base: str | None = None, view: bool = True) -> str
 def ui_links(experiments: Iterable[str] | None = None, base: str | None = None) -> dict[str, str]:
     """``{experiment: runs_url}`` for the given experiments (default: all in the store)."""
     return {name: runs_url(name, base) for name in (experiments if experiments is not None else experiment_names())}
+
+
+# ---- checkpoints, curves, boundaries, failures, roles and the study log --------------------------
+
+TOP_CURVES = 5  # trials highlighted in the validation-curves figure
+EDGE = 0.10  # the outer share of a searched range that counts as "at the boundary"
+
+
+def epoch_histories(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per-epoch validation accuracy of the finished trials: columns run_id, epoch, val_accuracy."""
+    frames = []
+    for run_id in runs.loc[runs["status"] == tracking.FINISHED, "run_id"]:
+        history = tracking.metric_history(run_id, ("val_accuracy",)).reset_index()
+        if len(history):
+            frames.append(history.assign(run_id=run_id))
+    if not frames:
+        return pd.DataFrame(columns=["run_id", "epoch", "val_accuracy"])
+    return pd.concat(frames, ignore_index=True).dropna(subset=["val_accuracy"])
+
+
+def with_best_epoch(runs: pd.DataFrame, histories: pd.DataFrame | None = None) -> pd.DataFrame:
+    """``runs`` with ``best_epoch`` and ``best_val_accuracy`` (the epoch of the highest validation
+    accuracy and that accuracy): the logged metrics where a run has them, else read from its curve."""
+    frame = runs.copy()
+    for column in ("best_epoch", "best_val_accuracy"):
+        if column not in frame:
+            frame[column] = np.nan
+    missing = frame["best_val_accuracy"].isna() & (frame["status"] == tracking.FINISHED)
+    if missing.any():
+        curves = epoch_histories(frame[missing]) if histories is None else histories
+        if len(curves):
+            best = curves.loc[curves.groupby("run_id")["val_accuracy"].idxmax()].set_index("run_id")
+            ids = frame.loc[missing, "run_id"]
+            frame.loc[missing, "best_epoch"] = ids.map(best["epoch"]).to_numpy(dtype=float)
+            frame.loc[missing, "best_val_accuracy"] = ids.map(best["val_accuracy"]).to_numpy(dtype=float)
+    return frame
+
+
+def curves_figure(runs: pd.DataFrame, histories: pd.DataFrame, top: int = TOP_CURVES) -> plt.Figure:
+    """Validation accuracy per epoch of every finished trial, the best ``top`` (by last-epoch score)
+    in colour, each curve's best epoch marked."""
+    done = runs[(runs["status"] == tracking.FINISHED) & runs["run_id"].isin(histories["run_id"])]
+    ranked = done.sort_values("val_accuracy", ascending=False)
+    names = [n for n in varied(runs) if n in runs][:4]
+    labels = {
+        row["run_id"]: f"#{i + 1} {row['val_accuracy'] * 100:.1f}%: "
+        + ", ".join(f"{n}={_short(row[n])}" for n in [*names, "seed"] if n in row)
+        for i, (_, row) in enumerate(ranked.head(top).iterrows())
+    }
+    kept, left_out = _same_budget(done, "lr")
+    budget = budget_label(kept) if len(kept) else None
+    return plots.validation_curves(histories, list(labels), labels, budget=budget)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def searched_ranges(names: Sequence[str]) -> dict[str, tuple[float, float, bool]]:
+    """``{hyperparameter: (low, high, log)}`` of the numeric ranges the sweeps of ``names`` searched
+    (read from each sweep parent's ``space`` param)."""
+    import ast
+
+    frame = tracking.runs_frame(list(names), status=None)
+    ranges: dict[str, tuple[float, float, bool]] = {}
+    if "space" not in frame or "tag.sweep_parent" not in frame:
+        return ranges
+    for text in frame.loc[frame["tag.sweep_parent"].notna(), "space"].dropna():
+        with contextlib.suppress(ValueError, SyntaxError):
+            for name, value in ast.literal_eval(str(text)).items():
+                if isinstance(value, dict) and len(value) == 1:
+                    ((kind, bounds),) = value.items()
+                    if float(bounds[0]) < float(bounds[1]):
+                        ranges[name] = (float(bounds[0]), float(bounds[1]), kind == "loguniform")
+    return ranges
+
+
+def _grid_ranges(runs: pd.DataFrame, names: Iterable[str]) -> dict[str, tuple[float, float, bool]]:
+    """The range each numeric grid factor spanned (log when positive and over a decade or more, or a
+    rate or decay)."""
+    ranges = {}
+    for name in names:
+        values = pd.to_numeric(runs[name], errors="coerce").dropna() if name in runs else pd.Series(dtype=float)
+        if values.nunique() >= 2 and runs[name].dtype != bool:
+            low, high = float(values.min()), float(values.max())
+            log = low > 0 and (name in LOG_SCALE or high / low >= 10)
+            ranges[name] = (low, high, log)
+    return ranges
+
+
+def edge_position(value: float, low: float, high: float, log: bool) -> float:
+    """Where ``value`` lies in ``[low, high]``, 0 to 1 (on a log scale when ``log``)."""
+    if log:
+        value, low, high = math.log(value), math.log(low), math.log(high)
+    return (value - low) / (high - low)
+
+
+def boundary_warnings(
+    runs: pd.DataFrame, ranges: dict[str, tuple[float, float, bool]] | None = None, top: int = 3
+) -> list[str]:
+    """A warning for each searched range whose best configuration lies in its outer 10%.
+
+    ``ranges``: the searched ``(low, high, log)`` per hyperparameter (default: the span of the grid
+    values of every numeric hyperparameter that varies). The best configurations are ranked by mean
+    validation accuracy over seeds (:func:`top_configs`, the largest budget); the warning also says how
+    many of the best ``top`` lie at the same edge. A tuned study is checked per arm
+    (:func:`tuned_arms`).
+    """
+    warnings = []
+    for label, part, checked in _boundary_groups(runs):
+        limits = ranges if ranges is not None else _grid_ranges(part, checked)
+        best = top_configs(part, top)
+        best = best[best["budget"] == best["budget"].iloc[0]] if len(best) else best
+        for name, (low, high, log) in limits.items():
+            if name not in checked or name not in best or not len(best):
+                continue
+            places = [edge_position(float(v), low, high, log) for v in best[name]]
+            for side, near in (("lower", lambda p: p <= EDGE), ("upper", lambda p: p >= 1 - EDGE)):
+                if near(places[0]):
+                    count = sum(near(p) for p in places)
+                    warnings.append(
+                        f"{label}the best configuration's {name} = {best[name].iloc[0]:.4g} lies in the {side} 10% "
+                        f"of the searched range [{low:.4g}, {high:.4g}]{' (log scale)' if log else ''} "
+                        f"({count} of the best {len(places)}): widen the range "
+                        f"{'below' if side == 'lower' else 'above'} it before trusting the comparison"
+                    )
+    return warnings
+
+
+def _boundary_groups(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame, list[str]]]:
+    """What one boundary check looks at: each arm of a tuned study (its tuning runs, its nuisance
+    names), else all finished trials and every varied hyperparameter."""
+    done = runs[runs["status"] == tracking.FINISHED]
+    if "tag.phase" in done and (done["tag.phase"] == "tune").any():
+        tune = done[done["tag.phase"] == "tune"]
+        nuisance = str(tune["tag.role_nuisance"].dropna().iloc[0]).split(",")
+        scientific = str(tune["tag.role_scientific"].dropna().iloc[0]).split(",")
+        groups = []
+        for key, part in tune.groupby(scientific):
+            values = key if isinstance(key, tuple) else (key,)
+            label = ", ".join(f"{n}={_short(v)}" for n, v in zip(scientific, values, strict=True)) + ": "
+            groups.append((label, part, nuisance))
+        return groups
+    return [("", done, varied(done))]
+
+
+def failure_shares(runs: pd.DataFrame, bins: int = 4) -> pd.DataFrame:
+    """The share of failed trials per value of each varied hyperparameter (numbers with many values in
+    ``bins`` equal-count bins): columns hyperparameter, value, trials, failed, failed_pct."""
+    rows = []
+    for name in [
+        n for n in [*hyperparameters(), "data_train_subset"] if n in runs and runs[n].astype(str).nunique() > 1
+    ]:
+        values = runs[name]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values) and values.nunique() > bins:
+            values = pd.qcut(values, bins, duplicates="drop").astype(str)
+        for value, group in runs.groupby(values.astype(str), sort=True):
+            failed = int((group["status"] != tracking.FINISHED).sum())
+            rows.append({"hyperparameter": name, "value": value, "trials": len(group), "failed": failed})
+    frame = pd.DataFrame(rows, columns=["hyperparameter", "value", "trials", "failed"])
+    frame["failed_pct"] = (100 * frame["failed"] / frame["trials"]).round(1) if len(frame) else []
+    return frame
+
+
+def tuned_arms(runs: pd.DataFrame) -> pd.DataFrame:
+    """The re-measured arms of a tuned study (``grid --tune``) in these runs: one row per scientific value
+    and kind (``tuned``: the arm's winner on the tuning seeds, ``fixed``: the base's nuisance values),
+    with the mean and 95% CI over the fresh seeds and the winner's nuisance values. Empty without one."""
+    done = runs[runs["status"] == tracking.FINISHED]
+    if "tag.phase" not in done or not (done["tag.phase"] == "remeasure").any():
+        return pd.DataFrame()
+    done = _latest_study(done)
+    tune, again = done[done["tag.phase"] == "tune"], done[done["tag.phase"] == "remeasure"]
+    scientific = str(again["tag.role_scientific"].dropna().iloc[0]).split(",")
+    nuisance = str(again["tag.role_nuisance"].dropna().iloc[0]).split(",")
+    rule = str(again["tag.checkpoint_rule"].dropna().iloc[0]) if "tag.checkpoint_rule" in again else "last"
+    score = "best_val_accuracy" if rule == "best_epoch" else "val_accuracy"
+    fixed = json.loads(str(again["tag.fixed_nuisance"].dropna().iloc[0])) if "tag.fixed_nuisance" in again else {}
+    rows = []
+    for key, arm in again.groupby(scientific):
+        values = dict(zip(scientific, key if isinstance(key, tuple) else (key,), strict=True))
+        mine = tune[np.logical_and.reduce([tune[n] == v for n, v in values.items()])] if len(tune) else tune
+        grouped = mine.groupby(nuisance)[score] if len(mine) else None
+        means = grouped.mean()[grouped.count() == grouped.count().max()] if grouped is not None else pd.Series()
+        winner = dict(zip(nuisance, np.atleast_1d(means.idxmax()), strict=True)) if len(means) else {}
+        for kind, wanted in (("tuned", winner), ("fixed", fixed)):
+            chosen = _select(arm, wanted)
+            mean, low, high = mean_ci(chosen[score].tolist())
+            setting = ", ".join(f"{n}={_short(_number(v))}" for n, v in wanted.items())
+            rows.append(values | {"kind": kind, "mean": mean, "ci_low": low, "ci_high": high, "n": len(chosen)})
+            rows[-1] |= {"nuisance": setting, "rule": rule}
+    return pd.DataFrame(rows)
+
+
+def _latest_study(done: pd.DataFrame) -> pd.DataFrame:
+    """The runs of the most recent tuned study (``tuning_id``) under its latest training code: an
+    earlier design, or the same one under older code, is a different study."""
+    if "tag.tuning_id" not in done or done["tag.tuning_id"].isna().all():
+        return done
+    tagged = done[done["tag.tuning_id"].notna()].sort_values("start_time")
+    part = tagged[tagged["tag.tuning_id"] == tagged["tag.tuning_id"].iloc[-1]]
+    if "tag.code_version" in part and part["tag.code_version"].notna().any():
+        part = part[part["tag.code_version"] == part["tag.code_version"].dropna().iloc[-1]]
+    return part
+
+
+def _number(value: Any) -> Any:
+    with contextlib.suppress(TypeError, ValueError):
+        return float(value)
+    return value
+
+
+def _select(frame: pd.DataFrame, wanted: dict[str, Any]) -> pd.DataFrame:
+    """The rows of ``frame`` with the ``wanted`` values (numbers compared with a tolerance)."""
+    mask = pd.Series(True, index=frame.index)
+    for name, value in wanted.items():
+        number = _number(value)
+        if isinstance(number, float) and pd.api.types.is_numeric_dtype(frame[name]):
+            mask &= np.isclose(frame[name].astype(float), number)
+        else:
+            mask &= frame[name].astype(str) == str(value)
+    return frame[mask]

@@ -447,3 +447,24 @@ def metric_history(run_id: str, keys: Iterable[str] = ("train_loss", "val_loss",
         key: {m.step: m.value for m in mlflow_client.get_metric_history(run_id, EPOCH_PREFIX + key)} for key in keys
     }
     return pd.DataFrame(series).rename_axis("epoch").sort_index()
+
+
+def open_store() -> None:
+    """Open (create or migrate) the store now, so a problem with it shows before anything is trained."""
+    client()
+
+
+def experiment_names() -> list[str]:
+    """Names of the experiments in the store, ``Default`` left out when it holds no run."""
+    found = client().search_experiments(max_results=1000)
+    return sorted(e.name for e in found if e.name != "Default" or search_ids([e.experiment_id]))
+
+
+def find_experiment_id(name: str) -> str | None:
+    """The id of experiment ``name``, or ``None`` when the store has none of that name (nothing is created)."""
+    found = client().get_experiment_by_name(name)
+    return None if found is None else found.experiment_id
+
+
+def set_experiment_tag(exp_id: str, key: str, value: str) -> None:
+    client().set_experiment_tag(exp_id, key, value)

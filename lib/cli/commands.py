@@ -63,7 +63,7 @@ def _open_store(debug: bool) -> None:
     from lib import tracking
 
     try:
-        tracking.client()
+        tracking.open_store()
     except tracking.StoreError:
         raise
     except Exception as exc:

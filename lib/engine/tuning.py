@@ -94,6 +94,8 @@ class Roles:
         fixed_too = sorted((set(self.scientific) | set(self.nuisance)) & set(self.fixed))
         if fixed_too:
             raise StudyError(f"{fixed_too} is fixed (--set) and also varied: a hyperparameter has one role")
+        object.__setattr__(self, "scientific", _typed(self.scientific))
+        object.__setattr__(self, "nuisance", _typed(self.nuisance))
 
     def tags(self) -> dict[str, str]:
         return {
@@ -101,6 +103,20 @@ class Roles:
             "role_nuisance": ",".join(self.nuisance),
             "role_fixed": ",".join(sorted(self.fixed)) or "(config defaults)",
         }
+
+
+def _typed(values: dict[str, Sequence[Any]]) -> dict[str, list[Any]]:
+    """Each value as the config holds it (``"1e-3"``, a string to YAML, becomes the float 0.001), so the
+    values compare equal to the trials' own; a value the config rejects is a one-line error."""
+    typed = {}
+    for name, items in values.items():
+        typed[name] = []
+        for item in items:
+            try:
+                typed[name].append(TrialConfig.from_flat({name: item}).flat()[name])
+            except ConfigError as exc:
+                raise StudyError(f"'{name}' value {item!r} is not allowed: {exc}") from None
+    return typed
 
 
 def check_seeds(tune_seeds: Sequence[int], seeds: Sequence[int]) -> None:
