@@ -226,46 +226,60 @@ def lr_range(grid: pd.DataFrame, tolerance: float = 0.02, budget: str | None = N
         best = table["mean"].max()
         measured = table[table["ok"] > 0]
         ax_acc.plot(measured["lr"], measured["mean"] * 100, "-", color=colour, alpha=0.6)
-        for _, row in measured.iterrows():
-            err = [[(row["mean"] - row["low"]) * 100 if row["low"] == row["low"] else 0], [0]]
-            err[1] = [(row["high"] - row["mean"]) * 100 if row["high"] == row["high"] else 0]
-            full = row["ok"] == row["n"]
-            ax_acc.errorbar(
-                row["lr"],
-                row["mean"] * 100,
-                yerr=err,
-                fmt="o",
-                color=colour,
-                mfc=colour if full else "white",
-                capsize=4,
-            )
-            if not full:
-                ax_acc.annotate(
-                    f"{row['n'] - row['ok']:.0f}/{row['n']:.0f} failed",
-                    (row["lr"], row["mean"] * 100),
-                    textcoords="offset points",
-                    xytext=(6, -12),
-                    fontsize=7,
-                    color=colour,
-                )
+        _lr_points(ax_acc, measured, colour)
         ax_acc.axhspan((best - tolerance) * 100, best * 100, color=colour, alpha=0.12)
         gap = (measured["mean"] - best) * 100
         ax_gap.plot(measured["lr"], gap.clip(lower=lowest_gap), "o-", color=colour, label=f"norm_type={norm}")
         for lr, value in zip(measured["lr"], gap, strict=True):
             if value < lowest_gap:
                 ax_gap.annotate(f"{value:.0f}", (lr, lowest_gap), textcoords="offset points", xytext=(4, 4), fontsize=7)
-        dead = table[table["ok"] == 0]
-        for ax in (ax_acc, ax_gap):
-            ax.scatter(
-                dead["lr"],
-                [0.02] * len(dead),
-                marker="x",
-                s=60,
+        _lr_dead(ax_acc, ax_gap, table[table["ok"] == 0], colour, norm)
+    _lr_axes(ax_acc, ax_gap, tol_pp, lowest_gap)
+    return _finished(fig, "Learning-rate range test", budget)
+
+
+def _lr_points(ax_acc: plt.Axes, measured: pd.DataFrame, colour: str) -> None:
+    """Each learning rate's mean and CI; an empty marker and a note where some seeds failed."""
+    for _, row in measured.iterrows():
+        err = [[(row["mean"] - row["low"]) * 100 if row["low"] == row["low"] else 0], [0]]
+        err[1] = [(row["high"] - row["mean"]) * 100 if row["high"] == row["high"] else 0]
+        full = row["ok"] == row["n"]
+        ax_acc.errorbar(
+            row["lr"],
+            row["mean"] * 100,
+            yerr=err,
+            fmt="o",
+            color=colour,
+            mfc=colour if full else "white",
+            capsize=4,
+        )
+        if not full:
+            ax_acc.annotate(
+                f"{row['n'] - row['ok']:.0f}/{row['n']:.0f} failed",
+                (row["lr"], row["mean"] * 100),
+                textcoords="offset points",
+                xytext=(6, -12),
+                fontsize=7,
                 color=colour,
-                transform=ax.get_xaxis_transform(),
-                label=f"all seeds failed ({norm})" if ax is ax_acc and len(dead) else None,
-                clip_on=False,
             )
+
+
+def _lr_dead(ax_acc: plt.Axes, ax_gap: plt.Axes, dead: pd.DataFrame, colour: str, norm: str) -> None:
+    """An ``x`` on the bottom edge of both panels where every seed of a learning rate failed."""
+    for ax in (ax_acc, ax_gap):
+        ax.scatter(
+            dead["lr"],
+            [0.02] * len(dead),
+            marker="x",
+            s=60,
+            color=colour,
+            transform=ax.get_xaxis_transform(),
+            label=f"all seeds failed ({norm})" if ax is ax_acc and len(dead) else None,
+            clip_on=False,
+        )
+
+
+def _lr_axes(ax_acc: plt.Axes, ax_gap: plt.Axes, tol_pp: float, lowest_gap: float) -> None:
     ax_gap.axhspan(-tol_pp, 0, color="tab:green", alpha=0.12, label=f"usable: within {tol_pp:g} points of own best")
     ax_gap.axhline(-tol_pp, color="tab:green", linestyle="--")
     ax_gap.set_ylim(lowest_gap * 1.08, tol_pp * 0.5)
@@ -280,7 +294,6 @@ def lr_range(grid: pd.DataFrame, tolerance: float = 0.02, budget: str | None = N
     )
     ax_acc.legend(fontsize=8, loc="lower left")
     ax_gap.legend(fontsize=8, loc="lower left")
-    return _finished(fig, "Learning-rate range test", budget)
 
 
 def sweep_points(
@@ -326,7 +339,21 @@ def sweep_points(
         means = frame.groupby("_pos")["val_accuracy"].mean() * 100
         ax.hlines(means.values, means.index - 0.3, means.index + 0.3, color="k", lw=2, label="mean per level")
         ax.set_xticks(range(len(levels)), [str(level) for level in levels])
-    elif frame[x].nunique() <= bins:
+    else:
+        _bin_means(ax, frame, x, log_x, bins)
+    if log_x and not categorical:
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    _subtitle(ax, title, budget)
+    ax.set(xlabel=xlabel, ylabel="validation accuracy (%)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _bin_means(ax: plt.Axes, frame: pd.DataFrame, x: str, log_x: bool, bins: int) -> None:
+    """The black mean segments of :func:`sweep_points` for a number: per level, or per equal-count bin."""
+    if frame[x].nunique() <= bins:
         means = frame.groupby(x)["val_accuracy"].mean() * 100
         ax.scatter(means.index, means.values, marker="_", s=600, color="k", linewidths=2, label="mean per level")
         if all(float(v).is_integer() for v in means.index):
@@ -337,14 +364,20 @@ def sweep_points(
         for _, group in frame.groupby(cut):
             ax.hlines(group["val_accuracy"].mean() * 100, group[x].min(), group[x].max(), color="k", lw=2)
         ax.plot([], [], color="k", lw=2, label=f"mean per bin ({int(cut.max()) + 1} equal-count bins)")
-    if log_x and not categorical:
-        ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())
-    _subtitle(ax, title, budget)
-    ax.set(xlabel=xlabel, ylabel="validation accuracy (%)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+
+
+def _ring_best(ax: plt.Axes, best: pd.Series) -> None:
+    """The best trial ringed in red and labelled with its accuracy."""
+    ax.scatter(best["lr"], best["weight_decay"], s=260, facecolor="none", edgecolor="red", linewidth=2, zorder=3)
+    ax.annotate(
+        f"best: {best['val_accuracy'] * 100:.1f}%",
+        (best["lr"], best["weight_decay"]),
+        textcoords="offset points",
+        xytext=(10, 10),
+        fontsize=8,
+        color="red",
+        zorder=4,
+    )
 
 
 WEIGHT_DECAY_KIND = {
@@ -389,18 +422,7 @@ def lr_weight_decay_scatter(
         if len(bad):
             ax.scatter(bad["lr"], bad["weight_decay"], marker="x", color="0.5", s=40, label="failed", zorder=2)
         if best is not None and (name == "all" or best["optimizer"] == name):
-            ax.scatter(
-                best["lr"], best["weight_decay"], s=260, facecolor="none", edgecolor="red", linewidth=2, zorder=3
-            )
-            ax.annotate(
-                f"best: {best['val_accuracy'] * 100:.1f}%",
-                (best["lr"], best["weight_decay"]),
-                textcoords="offset points",
-                xytext=(10, 10),
-                fontsize=8,
-                color="red",
-                zorder=4,
-            )
+            _ring_best(ax, best)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())

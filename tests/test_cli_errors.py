@@ -180,3 +180,34 @@ def test_a_sweep_whose_every_trial_diverges_exits_3_with_the_reason(mlflow_store
     assert "failed lr=10.0 optimizer=adam" in done.stdout and "diverged: training loss" in done.stdout
     assert "2 trials: 0 finished, 2 failed (diverged)" in done.stdout
     assert "Traceback" not in done.stderr
+
+
+SWEEP = ["sweep", "--experiment", "cli", "--name", "s", "--max-evals", "2", *SMALL]
+ROLE_INPUTS = {
+    "a factor that is also tuned": ([*GRID, "--factor", "lr=0.1", "--tune", "lr=0.01,0.1"], ["lr", "tuned"]),
+    "an empty tuned range": ([*GRID, "--factor", "dropout_p=0,0.5", "--tune", "lr="], ["--tune", "lr"]),
+    "overlapping tune and re-measure seeds": (
+        [*GRID, "--factor", "dropout_p=0,0.5", "--tune", "lr=1e-3,1e-2", "--tune-seeds", "0,5", "--seeds", "0,1"],
+        ["seeds", "[0]", "fresh"],
+    ),
+    "tune seeds without --tune": ([*GRID, "--factor", "dropout_p=0,0.5", "--tune-seeds", "5"], ["--tune"]),
+    "a tuned value out of range": ([*GRID, "--factor", "dropout_p=0,0.5", "--tune", "lr=-1"], ["lr"]),
+    "an unknown role": ([*SWEEP, "--role", "lr=boss"], ["--role", "boss"]),
+    "a role for a dimension not searched": ([*SWEEP, "--role", "epochs=scientific"], ["--role", "epochs"]),
+    "quasirandom with an unknown dimension type": (
+        [*SWEEP, "--algo", "quasirandom", "--space", "{space}"],
+        ["lr", "normal"],
+    ),
+    "start-up points below one": ([*SWEEP, "--startup", "0"], ["--startup"]),
+    "start-up points for random search": ([*SWEEP, "--algo", "random", "--startup", "3"], ["--startup"]),
+}
+
+
+@pytest.mark.parametrize("case", list(ROLE_INPUTS))
+def test_a_bad_role_seed_or_search_option_is_one_line_and_nothing_is_written(case, isolated_outputs):
+    args, names = ROLE_INPUTS[case]
+    space = isolated_outputs / "space.yaml"
+    space.write_text("lr: {normal: [0.001, 0.01]}\n")
+    done = run_cli([str(space) if a == "{space}" else a for a in args])
+    assert_short_error(done, *names, code=2)
+    assert not store_file().exists(), "the store was created for a command that could not run"

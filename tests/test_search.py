@@ -320,3 +320,107 @@ def test_a_negative_sweep_seed_is_a_study_error_before_anything_is_logged():
     with pytest.raises(StudyError, match="seed=-1"):
         run_sweep(SPACE, "negative", "s", 2, seed=-1, base=BASE, data=DATA, progress=False)
     assert tracking.client().get_experiment_by_name("negative") is None
+
+
+# ---- quasi-random search, TPE's start-up points, the budget rule, the default space ----------------
+
+QUASI = {"lr": {"loguniform": [1e-4, 1e-2]}, "num_conv_blocks": {"quniform": [1, 3, 1]}, "norm_type": ["none", "batch"]}
+TINY = DataSpec(dataset="digits")
+
+
+def test_quasi_random_values_follow_the_space_log_ranges_on_a_log_scale_choices_by_index_integers_rounded():
+    assert search.quasi_value("lr", {"loguniform": [1e-4, 1e-2]}, 0.5) == pytest.approx(1e-3)
+    assert search.quasi_value("p", {"uniform": [0.0, 0.6]}, 0.5) == pytest.approx(0.3)
+    assert search.quasi_value("n", {"quniform": [1, 3, 1]}, 0.99) == 3.0
+    assert [search.quasi_value("c", ["a", "b", "c"], u) for u in (0.0, 0.4, 0.99)] == [0, 1, 2]
+    with pytest.raises(StudyError, match="quasirandom cannot map a 'normal' range"):
+        search.check_quasirandom({"lr": {"normal": [0, 1]}})
+
+
+def _fake(config, data, progress=False, **kwargs):
+    return search.TrialResult(
+        key=search.trial_key(config, data), config=config.flat(), status="finished", val_accuracy=config.train.lr
+    )
+
+
+def test_quasi_random_points_cover_the_space_differ_between_seeds_and_repeat_for_one_seed(monkeypatch):
+    monkeypatch.setattr(local_backend, "execute_trial", _fake)
+    run = lambda exp, seed, n: run_sweep(  # noqa: E731
+        QUASI, exp, "q", n, seed=seed, base=BASE, data=TINY, progress=False, algo="quasirandom"
+    )
+    first, other = run("qa", 0, 8), run("qb", 1, 8)
+    points = [(t.config["lr"], t.config["num_conv_blocks"], t.config["norm_type"]) for t in first.trials]
+    assert not {p[0] for p in points} & {t.config["lr"] for t in other.trials}  # another seed, other points
+    assert {p[2] for p in points} == {"none", "batch"} and {p[1] for p in points} == {1, 2, 3}
+    logs = sorted(math.log10(p[0]) for p in points)  # low-discrepancy on the log scale: one per eighth of it
+    assert all(-4 + 2 * i / 8 <= value < -4 + 2 * (i + 1) / 8 for i, value in enumerate(logs)), logs
+    partial = run("qc", 0, 3)
+    resumed = run("qc", 0, 8)
+    assert [t.config for t in partial.trials] == [t.config for t in first.trials[:3]]
+    assert [t.config for t in resumed.trials] == [t.config for t in first.trials]
+
+
+def test_a_quasi_random_sweep_killed_hard_resumes_to_the_same_points(tmp_path):
+    """``kill -9`` in the middle of a real sweep (a subprocess), then the same call: the same points as a
+    sweep that was never interrupted."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from lib.paths import PROJECT_ROOT
+
+    args = ["sweep", "--experiment", "killed", "--name", "q", "--algo", "quasirandom", "--max-evals", "5"]
+    args += [
+        "--dataset",
+        "digits",
+        "--set",
+        "epochs=1",
+        "--set",
+        "conv_out_channels=4",
+        "--space",
+        str(tmp_path / "s.yaml"),
+    ]
+    (tmp_path / "s.yaml").write_text("lr: {loguniform: [1e-4, 1e-2]}\nnorm_type: [none, batch]\n")
+    env = os.environ | {"PYTHONPATH": str(PROJECT_ROOT)}
+    process = subprocess.Popen([sys.executable, "-m", "lib", *args], env=env, cwd=PROJECT_ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        files = list(state_dir().glob("killed__q__*.pkl"))
+        if files and len(pickle.loads(files[0].read_bytes()).trials) >= 2:
+            break
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    done = len(_saved_trials("killed", "q").trials)
+    assert 2 <= done < 5, f"the kill came too late to test a resume ({done} trials saved)"
+    space = {"lr": {"loguniform": [1e-4, 1e-2]}, "norm_type": ["none", "batch"]}
+    base = {"epochs": 1, "conv_out_channels": 4}
+    kwargs = {"base": base, "data": TINY, "progress": False, "algo": "quasirandom"}
+    resumed = run_sweep(space, "killed", "q", 5, **kwargs)
+    straight = run_sweep(space, "straight", "q", 5, **kwargs)
+    assert [t.config for t in resumed.trials] == [t.config for t in straight.trials]
+    assert [t.cached for t in resumed.trials] == [True] * done + [False] * (5 - done)  # saved points not retrained
+
+
+def test_tpe_start_up_points_are_settable_and_checked():
+    with pytest.raises(StudyError, match="n_startup=0"):
+        run_sweep(SPACE, "startup", "s", 2, base=BASE, data=DATA, progress=False, n_startup=0)
+    assert tracking.find_experiment_id("startup") is None
+
+
+def test_the_budget_rule_warns_for_too_few_trials_and_the_default_space_fits_its_default_trials():
+    assert "batch_size" not in search.DEFAULT_SPACE  # a throughput knob: at equal epochs it changes the steps
+    assert search.budget_warning(search.DEFAULT_SPACE, search.DEFAULT_MAX_EVALS) is None
+    warning = search.budget_warning(search.DEFAULT_SPACE, 16)
+    assert warning and "16 trials for 4 searched dimensions" in warning and ">= 30" in warning
+    assert search.budget_warning({"lr": {"loguniform": [1e-4, 1e-2]}, "pool_kernel_size": [2]}, 3) is None
+    assert search.searched_dimensions(SPACE) == ["lr", "dropout_p", "num_conv_blocks", "norm_type"]
+
+
+def test_integer_fields_come_from_the_config():
+    decoded = search._decode({"conv_out_channels": 16.0, "epochs": 3.0, "lr": 0.5, "early_stopping_patience": 2.0})
+    assert decoded == {"conv_out_channels": 16, "epochs": 3, "lr": 0.5, "early_stopping_patience": 2}
+    assert isinstance(decoded["epochs"], int)

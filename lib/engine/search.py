@@ -478,6 +478,21 @@ def _end_parent(parent: str, results: list[TrialResult]) -> None:
     tracking.end_run(parent, tracking.FINISHED)
 
 
+def _checked_space(
+    space: dict[str, Any] | None, max_evals: int, algo: str, seed: int, n_startup: int | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The plain-data space and its hyperopt form, everything checked; the budget rule's warning printed."""
+    _check_budget(max_evals, algo, seed, n_startup)
+    spec = DEFAULT_SPACE if space is None else space
+    hyperopt_space = build_space(spec)
+    if algo == "quasirandom":
+        check_quasirandom(spec)
+    warning = budget_warning(spec, max_evals)
+    if warning:
+        print(warning, file=sys.stderr)
+    return spec, hyperopt_space
+
+
 def run_sweep(
     space: dict[str, Any] | None,
     experiment: str,
@@ -506,14 +521,7 @@ def run_sweep(
     """
     backend = backend_for(engine)  # the Ray install hint before anything is logged
     asha = _check_early_stopping(early_stopping, engine)
-    _check_budget(max_evals, algo, seed, n_startup)
-    spec = DEFAULT_SPACE if space is None else space
-    hyperopt_space = build_space(spec)
-    if algo == "quasirandom":
-        check_quasirandom(spec)
-    warning = budget_warning(spec, max_evals)
-    if warning:
-        print(warning, file=sys.stderr)
+    spec, hyperopt_space = _checked_space(space, max_evals, algo, seed, n_startup)
     base_config = base if isinstance(base, TrialConfig) else TrialConfig.from_flat(base or {})
     if "seed" not in spec:
         hyperopt_space["seed"] = base_config.seed
