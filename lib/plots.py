@@ -581,7 +581,7 @@ def validation_curves(
     ``histories``: columns run_id, epoch, val_accuracy. A curve still rising at the end asks for more
     epochs; one that peaks early and falls is overfitting: choose the checkpoint by a declared rule.
     """
-    fig, ax = plt.subplots(figsize=(9, 4.8))
+    fig, ax = plt.subplots(figsize=(9, 5.2))
     for run_id, curve in histories.groupby("run_id", sort=False):
         if run_id in top_ids:
             continue
@@ -602,7 +602,7 @@ def validation_curves(
     low = np.nanpercentile(histories["val_accuracy"] * 100, 5) if len(histories) else 0
     ax.set_ylim(bottom=max(0.0, low - 5))
     ax.legend(
-        fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="rank: last-epoch score", title_fontsize=7
+        fontsize=8, loc="upper left", bbox_to_anchor=(0.0, -0.2), title="rank: last-epoch score", title_fontsize=8
     )
     fig.tight_layout()
     return fig
