@@ -1,5 +1,6 @@
 """Statistics and hypothesis verdicts on synthetic results with known answers."""
 
+import json
 import math
 
 import numpy as np
@@ -201,20 +202,33 @@ def test_zero_width_intervals_decide_nothing():
 def test_combined_test_interval_adds_test_sampling_error():
     accuracies = [0.93, 0.94, 0.95, 0.94]  # mean 0.94, sd 0.0081650
     result = combined_test_interval(accuracies, n_test=10_000)
-    v_seed = 0.0081649658**2 / 4  # 1.6667e-5
-    v_test = 0.94 * 0.06 / 10_000  # 5.64e-6
-    half = scipy_stats.t.ppf(0.975, 3) * math.sqrt(v_seed + v_test)  # 3.1824 x 0.0047230
+    v_seed = 0.0081649658**2 / 4  # 1.6667e-5, 3 df
+    v_test = 0.94 * 0.06 / 10_000  # 5.64e-6, 9,999 df
+    df = (v_seed + v_test) ** 2 / (v_seed**2 / 3 + v_test**2 / 9_999)  # Welch-Satterthwaite: 5.4 here
+    # the seed term dominates here: Welch-Satterthwaite's t(5.4) interval (+-1.19 pp) would be narrower than
+    # the seeds' own t(3) interval (+-1.30 pp), so the seed-only interval is the floor
+    half = max(scipy_stats.t.ppf(0.975, df) * math.sqrt(v_seed + v_test), scipy_stats.t.ppf(0.975, 3) * math.sqrt(v_seed))
     assert result["mean"] == pytest.approx(0.94)
-    assert result["df"] == 3
+    assert result["df"] == pytest.approx(df) and 5 < result["df"] < 6
     assert (result["low"], result["high"]) == pytest.approx((0.94 - half, 0.94 + half))
-    assert result["half_width"] == pytest.approx(0.01503, abs=1e-5)
-    assert result["half_width"] > result["seed_only_half_width"] > 0
-    # identical seeds: the interval does not collapse, the test-set term (sd 0.242 pp) is left,
-    # still with the seeds' 3 degrees of freedom; one seed: a normal interval, +-0.47 pp as in the issue
+    assert result["half_width"] >= result["seed_only_half_width"] > 0
+    # identical seeds: the interval does not collapse, the test-set term (sd 0.242 pp) is left with
+    # its own degrees of freedom; one seed: the same, +-0.47 pp as in the issue
     flat = combined_test_interval([0.9376] * 4, n_test=10_000)
-    assert flat["half_width"] == pytest.approx(scipy_stats.t.ppf(0.975, 3) * math.sqrt(0.9376 * 0.0624 / 10_000))
+    assert flat["half_width"] == pytest.approx(scipy_stats.t.ppf(0.975, 9_999) * math.sqrt(0.9376 * 0.0624 / 10_000))
     single = combined_test_interval([0.9376], n_test=10_000)
     assert single["half_width"] == pytest.approx(0.0047, abs=1e-4)
+
+
+def test_combined_test_interval_is_z_in_effect_when_the_test_term_dominates():
+    """Issue 22, defect 4: the four committed readings' seeds (93.68-93.83%) carry ~5% of the variance; the
+    old code used t with k - 1 = 3 df (half-width 0.79 pp), Welch-Satterthwaite gives ~1,000+ df (0.48 pp)."""
+    result = combined_test_interval([0.9368, 0.9368, 0.9358, 0.9383], n_test=10_000)
+    assert result["df"] > 500
+    z_half = scipy_stats.norm.ppf(0.975) * math.sqrt(result["seed_sd_of_mean"] ** 2 + result["test_sampling_sd"] ** 2)
+    assert result["half_width"] == pytest.approx(z_half, rel=2e-3)
+    old_half = scipy_stats.t.ppf(0.975, 3) * math.sqrt(result["seed_sd_of_mean"] ** 2 + result["test_sampling_sd"] ** 2)
+    assert result["half_width"] < 0.65 * old_half
 
 
 def test_verdict_rows_state_budget_family_and_adjusted_decision():
@@ -231,7 +245,8 @@ def test_verdict_rows_state_budget_family_and_adjusted_decision():
                 }
             )
     table = analysis.adjust(analysis.h1(_grid(rows), DataSpec(train_subset=8000)))
-    assert set(table["budget"]) == {"8,000 img × 10 ep"}
+    assert set(table["budget"]) == {"8,000 training images × 10 epochs | validated on all 5,000 images"}
+    assert set(table["uncertainty"]) == {"seeds"}
     assert set(table["family"]) == {"headline"} and (table["n_seeds"] == 5).all()
     assert table["decision"].tolist() == ["supported", "supported"]
     shown = analysis.display(table)
@@ -263,7 +278,7 @@ def test_candidates_are_declared_and_deduplicated():
             },
         ]
     )
-    arms["identity"] = arms["config"].map(analysis._identity)
+    arms["identity"] = arms["config"].map(analysis.identity)
     listed = analysis.candidates({"norm_type": "none", "lr": 3e-3, "seed": 7, "epochs": 4}, arms)
     assert [c["candidate"] for c in listed] == ["sweep best", "default", "best controlled arm"]
     assert listed[2]["config"]["dropout_placement"] == "head"  # the best arm equals the default, so the next one
@@ -278,7 +293,9 @@ def test_compare_candidates_picks_the_highest_mean():
     ]
     summary, effects, winner = analysis.compare_candidates(pd.DataFrame(rows), DataSpec())
     assert winner == "default" and len(effects) == 2
-    assert set(effects["family"]) == {"final choice"} and set(effects["budget"]) == {"55,000 img × 6 ep"}
+    assert set(effects["family"]) == {"final choice"} and set(effects["budget"]) == {
+        "55,000 training images × 6 epochs | validated on all 5,000 images"
+    }
 
 
 def test_best_so_far_and_search_comparison():
@@ -350,13 +367,15 @@ def test_grid_verdicts_decide_each_claim_over_its_whole_family():
     h1_alone = analysis.adjust(analysis.h1(_synthetic_grids()["H1"])).set_index("claim")
     together = headline.set_index("claim").loc[h1_alone.index]
     assert (together["p_holm"] <= h1_alone["p_holm"] + 1e-12).all()
-    small = together.loc["norm=none: dropout 0.2-0.4 beats none"]
-    assert small["decision"] == "contradicted"
-    assert h1_alone.loc["norm=none: dropout 0.2-0.4 beats none", "decision"] == "inconclusive"
+    small = together.loc["norm=none: dropout 0.25 beats none"]  # the claim names the value run
+    assert small["decision"] == "contradicted" and small["adjusted_over"] == "whole family (8 claims)"
+    assert h1_alone.loc["norm=none: dropout 0.25 beats none", "decision"] == "inconclusive"
+    assert set(h1_alone["adjusted_over"]) == {"partial: 4 of 8 claims"}
+    assert "partial: 4 of 8 claims" in analysis.summary_markdown(h1_alone.reset_index())
 
 
 def test_budget_changes_say_which_rows_differ_only_in_budget():
-    def rows(claims, budget):
+    def rows(claims, budget, sign):
         return pd.DataFrame(
             [
                 {
@@ -367,6 +386,7 @@ def test_budget_changes_say_which_rows_differ_only_in_budget():
                     "ci_low": e - 1,
                     "ci_high": e + 1,
                     "decision": d,
+                    "seed_diffs": json.dumps({str(seed): e + sign * 0.05 * (seed - 2) for seed in range(5)}),
                 }
                 for h, c, e, d in claims
             ]
@@ -374,18 +394,20 @@ def test_budget_changes_say_which_rows_differ_only_in_budget():
 
     grid = rows(
         [
-            ("H1a", "norm=batch: dropout 0.2-0.4 beats none", -2.2, "contradicted"),
-            ("H1a", "norm=none: dropout 0.2-0.4 beats none", -0.3, "contradicted"),
+            ("H1a", "norm=batch: dropout 0.25 beats none", -2.2, "contradicted"),
+            ("H1a", "norm=none: dropout 0.25 beats none", -0.3, "contradicted"),
         ],
         "8,000 img × 10 ep",
+        +1,
     )
     full = rows(
         [
-            ("H1a", "norm=batch, head + recalibration: dropout 0.2-0.4 beats none", 0.0, "inconclusive"),
-            ("H1a", "norm=batch, block + recalibration: dropout 0.2-0.4 beats none", -2.0, "contradicted"),
-            ("H1a", "norm=none, block: dropout 0.2-0.4 beats none", 0.1, "inconclusive"),
+            ("H1a", "norm=batch, head + recalibration: dropout 0.25 beats none", 0.0, "inconclusive"),
+            ("H1a", "norm=batch, block + recalibration: dropout 0.25 beats none", -2.0, "contradicted"),
+            ("H1a", "norm=none, block: dropout 0.25 beats none", 0.1, "inconclusive"),
         ],
         "55,000 img × 10 ep",
+        -1,
     )
     changes = analysis.budget_changes(grid, full).set_index("variant")
     assert changes["same_arm"].to_dict() == {
@@ -395,6 +417,25 @@ def test_budget_changes_say_which_rows_differ_only_in_budget():
     }
     assert changes["changed"].to_dict() == {"head + recalibration": True, "block + recalibration": False, "block": True}
     assert changes.loc["block", "decision_grid"] == "contradicted"
+    # the interaction (full - grid, paired by seed): per seed 0.4 - 0.1 (seed - 2), a t-interval over 5 seeds
+    half = scipy_stats.t.ppf(0.975, 4) * np.std([0.4 - 0.1 * (s - 2) for s in range(5)], ddof=1) / math.sqrt(5)
+    assert changes.loc["block", "interaction"] == pytest.approx(0.4)
+    assert changes.loc["block", "interaction_ci_low"] == pytest.approx(0.4 - half)
+    assert changes.loc["block", "interaction_decision"] == "shown"
     lines = analysis.budget_change_lines(changes.reset_index())
-    assert "2 of 3" in lines[0] and "(only the budget differs): 1 of 1" in lines[0]
-    assert lines[1].startswith("- H1a norm=none, block (same arm): contradicted at 8,000 img × 10 ep (-0.30 pp)")
+    assert "2 of 3" in lines[0] and "(only the budget differs): 1 of 1" in lines[0] and "1 of 1 same-arm" in lines[0]
+    assert lines[1].startswith(
+        "- H1a norm=none, block (same arm): contradicted at 8,000 img × 10 ep (-0.30 pp) → not shown at "
+        "55,000 img × 10 ep (+0.10 pp); interaction +0.40 pp"
+    )
+    assert "inconclusive" not in "\n".join(lines) and "no effect" not in "\n".join(lines)
+
+
+def test_budget_interaction_without_shared_seeds_is_welch():
+    """Different seeds at the two budgets: the per-seed differences are independent, Welch's interval."""
+    large = json.dumps({"10": 1.0, "11": 1.2, "12": 0.8})
+    small = json.dumps({"0": 0.1, "1": -0.1, "2": 0.0, "3": 0.05})
+    effect = analysis.interaction(large, small)
+    welch = scipy_stats.ttest_ind([1.0, 1.2, 0.8], [0.1, -0.1, 0.0, 0.05], equal_var=False)
+    assert effect.mean == pytest.approx(1.0 - 0.0125)
+    assert effect.p_value() == pytest.approx(welch.pvalue, rel=1e-6)
