@@ -66,6 +66,7 @@ from lib.study.inputs import (
     MissingRunsError,
     budget_text,
     grid_inputs,
+    join_budgets,
     train_images,
     trial_runs,
     trial_runs_or_empty,
@@ -93,8 +94,8 @@ def budget(images: int | None, epochs: object) -> str:
     values = sorted({int(e) for e in pd.Series(list(epochs) if not isinstance(epochs, int) else [epochs])})
     if not images or not values:
         return ""
-    frame = pd.DataFrame({"data_train_subset": [images] * len(values), "epochs": values})
-    return report.budget_label(frame).removeprefix("budget per trial: ")
+    frames = [pd.DataFrame({"data_train_subset": [images], "epochs": [e]}) for e in values]
+    return join_budgets([report.budget_label(frame) for frame in frames])
 
 
 __all__ = [
@@ -137,6 +138,7 @@ __all__ = [
     "h3",
     "identity",
     "interaction",
+    "join_budgets",
     "lr_grid_step",
     "overfitting",
     "recommendation",

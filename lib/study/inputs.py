@@ -104,9 +104,20 @@ def budget_text(frame: pd.DataFrame, data: DataSpec | None = None, epochs: objec
     if epochs is None and "epochs" in frame:
         epochs = sorted({int(e) for e in frame["epochs"].dropna()})
     if data is not None and epochs is not None and (not isinstance(epochs, list) or epochs):
-        text = report.budget_of(data, int(epochs) if not isinstance(epochs, list) else epochs)
+        text = join_budgets(
+            [report.budget_of(data, int(e)) for e in (epochs if isinstance(epochs, list) else [epochs])]
+        )
     elif ("data_train_subset" in frame or "train_images" in frame) and "epochs" in frame and len(frame):
         text = report.budget_label(frame)
     else:
         return ""
     return text.removeprefix("budget per trial: ")
+
+
+def join_budgets(labels: list[str]) -> str:
+    """Several one-budget lines of ``report.budget_label`` as one: ``A × 10 epochs; A × 2 epochs | validated ...``
+    (the same validation set; no trial counts, which a synthetic row per budget would invent)."""
+    parts = [label.removeprefix("budget per trial: ").split(" | ", 1) for label in labels]
+    head = "; ".join(dict.fromkeys(p[0] for p in parts))
+    tails = list(dict.fromkeys(p[1] for p in parts if len(p) > 1))
+    return head + (" | " + " / ".join(tails) if tails else "")
