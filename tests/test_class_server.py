@@ -226,7 +226,8 @@ def test_each_student_gets_the_notebooks_experiments_under_their_own_name(server
     """The notebooks name what they write and read with ``profiles.experiment_name``: on a server with
     logins every student gets ``<login>-02_norm_dropout`` of their own, so nobody meets another's 403."""
     script = (
-        "from lib import profiles, tracking\n"
+        "from lib import tracking\n"
+        "from lib.study import profiles\n"
         "name = profiles.experiment_name('02_norm_dropout')\n"
         "run = tracking.start_run(tracking.experiment_id(name), {'lr': 0.001}, {'kind': 'analysis'}, run_name='t')\n"
         "tracking.end_run(run)\n"
