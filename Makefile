@@ -14,13 +14,14 @@ LAB_PORT ?= 8888
 STORE := sqlite:///$(CURDIR)/mlruns/mlflow.db
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test setup data ui server class-server test-server lab bench bench-numerics clean lint
+.PHONY: run test setup data ui server class-server test-server lab bench bench-numerics clean lint lock lock-upgrade
 
 setup: $(STAMPS)/venv $(STAMPS)/data
 
-$(STAMPS)/venv: requirements.txt pyproject.toml
+# Installs the locked versions (constraints.txt); `make lock` rewrites the lock from a venv that passed.
+$(STAMPS)/venv: requirements.txt constraints.txt pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q -r requirements.txt -c constraints.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	$(PY) -m ipykernel install --sys-prefix --name hypertune --display-name "Python (hypertune)" >/dev/null
 	@mkdir -p $(STAMPS) && touch $@
@@ -55,6 +56,16 @@ $(STAMPS)/postgres:
 	   && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	   (apt-get install -y -qq postgresql || (apt-get update -qq && apt-get install -y -qq postgresql)); fi
 	@mkdir -p $(STAMPS) && touch $@
+
+# The lock (README, "Updating the lock"): `make lock-upgrade` installs the newest versions the lower bounds
+# allow into .venv; run `make test`; if it passes, `make lock` writes them to constraints.txt; commit both.
+lock-upgrade: $(STAMPS)/venv
+	$(PY) -m pip install -q --upgrade -r requirements.txt
+
+lock: $(STAMPS)/venv
+	@{ sed -n '/^#/p' constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v '^hypertune=='; } > constraints.txt.new
+	@mv constraints.txt.new constraints.txt
+	@echo "constraints.txt: $$(grep -vc '^#' constraints.txt) packages locked from $(VENV)"
 
 data: $(STAMPS)/venv
 	@rm -f $(STAMPS)/data

@@ -23,21 +23,38 @@ verdict. Holm is uniformly more powerful than Bonferroni and needs no independen
 measurement that is coarser than the seed noise, such as a learning-rate range on a grid) give a
 standard deviation of 0, a zero-width interval and p = 0: certainty that the data do not have. The
 guard: the standard deviation is never taken below a declared resolution floor (``min_sd``: for a
-quantity measured on a grid of step h, each value carries a rounding error of variance h²/12, so a
-difference of two carries at least h²/6); with no floor, an interval of zero width is reported as
-``nan`` and its claim is ``inconclusive`` (flagged ``degenerate``), never decided.
+quantity measured on a grid of step h, each grid point carries a rounding error of variance h²/12; a
+width is the difference of two such points (h²/6), and a paired effect of two widths the difference of
+two widths, so at least 4 x h²/12 = h²/3: the floor is h/√3); with no floor, an interval of zero width
+is reported as ``nan`` and its claim is ``inconclusive`` (flagged ``degenerate``), never decided.
+
+**Censored values.** A quantity that does not exist for some seed (no usable learning rate at all: a
+range "below zero width") is not given an invented value. :func:`sign_test` decides such a paired
+comparison from the signs alone (a censored value ranks below every observed one), exactly
+(binomial), and :func:`median_ci` gives the distribution-free interval of the median difference.
+
+**Two sources of uncertainty.** A paired t-interval over seeds is conditional on the one validation
+set. :func:`two_source_effect` resamples seeds *and* validation images together (a paired bootstrap
+over per-run, per-image correctness), so the interval also covers image sampling; every
+:class:`Effect` says which it used (``uncertainty``: ``seeds`` or ``seeds+images``).
+
+**Interactions.** "The effect changed with the budget" is a claim about a difference of two effects;
+:func:`difference_of_effects` tests it (paired by seed when both share seeds, Welch otherwise) instead
+of comparing which of the two is significant.
 
 **The test result** (:func:`combined_test_interval`) combines two independent sources of error: the seed
 noise of the mean over the final seeds (s²/k) and the sampling error of a finite test set
 (p(1-p)/n_test; the final models are scored on the same images, so this term does not shrink with
-k). The t quantile keeps the seeds' k - 1 degrees of freedom, so the combined interval is never
-narrower than the seed-only one.
+k). The two variances are estimated with different degrees of freedom (k - 1 for the seeds, n_test - 1
+for the binomial term), so the quantile uses the Welch-Satterthwaite degrees of freedom of their sum:
+when the test-set term dominates (it usually does, at ~95% of the variance for four seeds), they
+run into the hundreds and the quantile is in effect the normal one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -103,7 +120,14 @@ def summarize(frame: pd.DataFrame, by: str | list[str], value: str = "val_accura
 
 @dataclass(frozen=True)
 class Effect:
-    """A paired effect ``treatment - control`` across seeds, with its 95% CIs."""
+    """A paired effect ``treatment - control`` across seeds, with its 95% CIs.
+
+    ``method`` says how its p-value is computed: ``t`` (one-sample t-test of the per-seed differences),
+    ``bootstrap`` (the share of bootstrap ``draws`` beyond the margin, two-sided) or ``sign`` (exact sign
+    test of the per-seed ``diffs``, for censored values). ``uncertainty``: the sources its interval
+    covers, ``seeds`` or ``seeds+images``. ``diffs``: ``(seed, difference)`` pairs, kept so that a
+    difference of two effects can be tested (:func:`difference_of_effects`).
+    """
 
     name: str
     mean: float
@@ -114,16 +138,29 @@ class Effect:
     n: int
     sd: float = float("nan")  # standard deviation used for the interval (after the min_sd floor)
     degenerate: bool = False  # the per-seed values had no spread (and no floor was given)
+    method: str = "t"
+    uncertainty: str = "seeds"
+    diffs: tuple[tuple[object, float], ...] = ()
+    draws: tuple[float, ...] = field(default=(), repr=False)
+    df: float = float("nan")  # degrees of freedom of the t-test when not n - 1 (Welch)
 
     def p_value(self, margin: float = 0.0) -> float:
-        """Two-sided one-sample t-test p-value of the per-seed differences against ``margin``.
+        """Two-sided p-value of the effect against ``margin`` by the effect's ``method``.
 
-        ``nan`` when the interval is undefined (fewer than two seeds, or a degenerate interval).
+        ``nan`` when the test is undefined (fewer than two seeds, or a degenerate interval).
         """
+        if self.method == "bootstrap":
+            draws = np.asarray(self.draws, dtype=float)
+            if draws.size == 0:
+                return float("nan")
+            tail = min(np.mean(draws <= margin), np.mean(draws >= margin))
+            return float(min(1.0, 2 * max(tail, 1 / (draws.size + 1))))
+        if self.method == "sign":
+            return sign_test([value - margin for _, value in self.diffs])
         if self.n < 2 or self.degenerate or not self.sd > 0:
             return float("nan")
         t = (self.mean - margin) / (self.sd / np.sqrt(self.n))
-        return float(2 * scipy_stats.t.sf(abs(t), self.n - 1))
+        return float(2 * scipy_stats.t.sf(abs(t), self.df if self.df == self.df else self.n - 1))
 
     def as_dict(self) -> dict[str, float | str | int]:
         return {
@@ -134,6 +171,7 @@ class Effect:
             "boot_low": self.boot_low,
             "boot_high": self.boot_high,
             "n_seeds": self.n,
+            "uncertainty": self.uncertainty,
         }
 
 
@@ -150,7 +188,62 @@ def paired_effect(treatment: pd.Series, control: pd.Series, name: str = "effect"
     raw_sd = float(diffs.std(ddof=1)) if diffs.size >= 2 else float("nan")
     sd = max(raw_sd, min_sd) if diffs.size >= 2 else float("nan")
     degenerate = bool(diffs.size >= 2 and sd == 0)
-    return Effect(name, mean, low, high, boot_low, boot_high, int(diffs.size), sd, degenerate)
+    pairs = tuple((seed, float(value)) for seed, value in diffs.items())
+    return Effect(name, mean, low, high, boot_low, boot_high, int(diffs.size), sd, degenerate, diffs=pairs)
+
+
+def two_source_effect(
+    treatment: np.ndarray,
+    control: np.ndarray,
+    name: str = "effect",
+    *,
+    seeds: Sequence[object] | None = None,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> Effect:
+    """Paired effect on accuracy with an interval over seeds *and* validation images (a paired bootstrap).
+
+    ``treatment`` and ``control``: per-run, per-image correctness (0/1 or booleans), shape
+    ``(seeds, images)``; row i of both is the same seed, column j the same validation image. Each
+    bootstrap draw resamples the seeds (with replacement, the same ones for both arms) and the images
+    (with replacement, the same ones for all runs), and takes the mean of the per-seed accuracy
+    differences; the interval is the draws' percentile interval, the p-value their two-sided share
+    beyond the margin (``method="bootstrap"``, ``uncertainty="seeds+images"``). Seeded: the same
+    inputs give the same interval.
+    """
+    t, c = np.asarray(treatment, dtype=float), np.asarray(control, dtype=float)
+    if t.ndim != 2 or t.shape != c.shape or t.size == 0:
+        raise ValueError(f"treatment and control must be (seeds, images) arrays of one shape; got {t.shape}, {c.shape}")
+    k, n = t.shape
+    per_image = t - c  # per seed and image: +1, 0 or -1
+    rng = np.random.default_rng(seed)
+    draws = []
+    for start in range(0, n_resamples, 250):
+        chunk = min(250, n_resamples - start)
+        picks = rng.integers(0, n, size=(chunk, n)) + n * np.arange(chunk)[:, None]
+        counts = np.bincount(picks.ravel(), minlength=chunk * n).reshape(chunk, n)
+        by_seed = per_image @ counts.T / n  # (seeds, chunk): each seed's difference on the resampled images
+        chosen = rng.integers(0, k, size=(chunk, k))
+        draws.append(by_seed[chosen, np.arange(chunk)[:, None]].mean(axis=1))
+    values = np.concatenate(draws)
+    low, high = (float(q) for q in np.quantile(values, [0.5 - confidence / 2, 0.5 + confidence / 2]))
+    labels = list(seeds) if seeds is not None else list(range(k))
+    diffs = tuple((label, float(d)) for label, d in zip(labels, per_image.mean(axis=1), strict=True))
+    return Effect(
+        name,
+        float(per_image.mean()),
+        low,
+        high,
+        low,
+        high,
+        k,
+        float(values.std(ddof=1)),
+        method="bootstrap",
+        uncertainty="seeds+images" if k >= 2 else "images",
+        diffs=diffs,
+        draws=tuple(values.tolist()),
+    )
 
 
 def per_seed(frame: pd.DataFrame, value: str = "val_accuracy", **where: object) -> pd.Series:
@@ -216,28 +309,26 @@ def decide(
 def combined_test_interval(accuracies: Sequence[float], n_test: int, confidence: float = 0.95) -> dict[str, float]:
     """Mean test accuracy with an interval for seed noise *and* test-set sampling error.
 
-    Variance of the reported number: s²/k (seed noise of the mean over k final seeds) plus
-    p(1-p)/n_test (binomial sampling error of one finite test set, shared by all k models because
-    they are scored on the same images, so it does not shrink with k). The t quantile keeps the
-    seed term's k - 1 degrees of freedom (conservative: Welch-Satterthwaite would give more, and an
-    interval narrower than the seed-only one); identical seeds leave the test term, never a zero width.
+    Variance of the reported number: s²/k (seed noise of the mean over k final seeds, k - 1 degrees
+    of freedom) plus p(1-p)/n_test (binomial sampling error of one finite test set, shared by all k
+    models because they are scored on the same images, so it does not shrink with k; n_test - 1
+    degrees of freedom). The quantile is Student's t with the Welch-Satterthwaite degrees of freedom
+    of that sum, so it is z in effect when the binomial term dominates, and near t with k - 1 df when
+    the seeds do (never narrower than the seed-only t-interval). Identical seeds leave the test term,
+    never a zero width; one seed: the test term alone.
     """
     array = np.asarray([v for v in accuracies if v == v], dtype=float)
     k = array.size
-    if k == 0 or n_test < 1:
-        raise ValueError(f"need at least one accuracy and n_test >= 1; got {k} values, n_test={n_test}")
+    if k == 0 or n_test < 2:
+        raise ValueError(f"need at least one accuracy and n_test >= 2; got {k} values, n_test={n_test}")
     mean = float(array.mean())
-    v_seed = float(array.var(ddof=1)) / k if k >= 2 else float("nan")
+    v_seed = float(array.var(ddof=1)) / k if k >= 2 else 0.0
     v_test = mean * (1 - mean) / n_test
-    if k < 2:  # no seed noise estimate: the test-set term alone, with a normal quantile (a lower bound)
-        v_seed, df = 0.0, float("inf")
-    else:
-        df = float(k - 1)
-    quantile = float(
-        scipy_stats.norm.ppf(0.5 + confidence / 2) if np.isinf(df) else scipy_stats.t.ppf(0.5 + confidence / 2, df)
-    )
-    half = quantile * float(np.sqrt(v_seed + v_test))
-    seed_half = float(scipy_stats.t.ppf(0.5 + confidence / 2, k - 1) * np.sqrt(v_seed)) if k >= 2 else float("nan")
+    df = welch_satterthwaite([(v_seed, k - 1), (v_test, n_test - 1)])
+    seed_half = _t_quantile(confidence, k - 1) * float(np.sqrt(v_seed)) if k >= 2 else float("nan")
+    # Welch-Satterthwaite is an approximation: where the seed term dominates and k is tiny, it can come
+    # out narrower than the seeds' own t-interval; the interval is never allowed to be
+    half = max(_t_quantile(confidence, df) * float(np.sqrt(v_seed + v_test)), np.nan_to_num(seed_half))
     return {
         "mean": mean,
         "low": mean - half,
@@ -250,6 +341,104 @@ def combined_test_interval(accuracies: Sequence[float], n_test: int, confidence:
         "n_seeds": k,
         "n_test": n_test,
     }
+
+
+def welch_satterthwaite(terms: Sequence[tuple[float, float]]) -> float:
+    """Degrees of freedom of a sum of independent variance estimates ``[(variance, df), ...]``.
+
+    ``(sum v)² / sum(v² / df)``; terms with ``df < 1`` or zero variance carry no weight (``inf`` when
+    nothing is estimated, i.e. the normal quantile).
+    """
+    used = [(v, d) for v, d in terms if d >= 1 and v > 0]
+    if not used:
+        return float("inf")
+    return float(sum(v for v, _ in used) ** 2 / sum(v * v / d for v, d in used))
+
+
+def _t_quantile(confidence: float, df: float) -> float:
+    level = 0.5 + confidence / 2
+    return float(scipy_stats.norm.ppf(level) if np.isinf(df) else scipy_stats.t.ppf(level, df))
+
+
+def sign_test(differences: Sequence[float]) -> float:
+    """Exact two-sided sign test p-value of paired differences against 0 (ties dropped; ``±inf`` allowed).
+
+    For comparisons where a value may be censored (does not exist): only the sign of each difference
+    is used. ``nan`` without any untied difference.
+    """
+    values = np.asarray([d for d in differences if d == d], dtype=float)
+    above, below = int((values > 0).sum()), int((values < 0).sum())
+    if above + below == 0:
+        return float("nan")
+    return float(scipy_stats.binomtest(above, above + below, 0.5).pvalue)
+
+
+def median_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """Median and its distribution-free (order-statistic, binomial) interval; ``±inf`` values allowed.
+
+    The interval ``[x(j), x(n+1-j)]`` with the largest j whose coverage ``1 - 2 P(Bin(n, 1/2) < j)`` is at
+    least ``confidence``; ``nan`` bounds when n is too small for any (n < 6 at 95%).
+    """
+    array = np.sort(np.asarray([v for v in values if v == v], dtype=float))
+    n = array.size
+    if n == 0:
+        return float("nan"), float("nan"), float("nan")
+    median = float(np.median(array)) if np.isfinite(array).all() else float(array[(n - 1) // 2 : n // 2 + 1].mean())
+    for j in range(n // 2, 0, -1):
+        if 1 - 2 * scipy_stats.binom.cdf(j - 1, n, 0.5) >= confidence:
+            return median, float(array[j - 1]), float(array[n - j])
+    return median, float("nan"), float("nan")
+
+
+def censored_effect(treatment: pd.Series, control: pd.Series, name: str = "effect") -> Effect:
+    """Paired effect of values that may be censored below every observed value (``nan`` = censored).
+
+    A censored value ranks below every observed one: a pair with one censored side has difference
+    ``±inf``, two censored sides a tie (0). The effect is the median difference, its interval the
+    order-statistic one (:func:`median_ci`), its p-value the exact sign test (``method="sign"``).
+    """
+    seeds = treatment.index.union(control.index)
+    t, c = treatment.reindex(seeds), control.reindex(seeds)
+    diffs = pd.Series(
+        [_censored_difference(a, b) for a, b in zip(t, c, strict=True)], index=seeds, dtype=float
+    ).dropna()
+    median, low, high = median_ci(diffs.tolist())
+    pairs = tuple((seed, float(value)) for seed, value in diffs.items())
+    return Effect(name, median, low, high, low, high, int(diffs.size), method="sign", diffs=pairs)
+
+
+def _censored_difference(a: float, b: float) -> float:
+    if a != a and b != b:
+        return 0.0
+    if a != a:
+        return float("-inf")
+    if b != b:
+        return float("inf")
+    return float(a - b)
+
+
+def difference_of_effects(first: Effect, second: Effect, name: str = "interaction") -> Effect:
+    """``first - second`` for two paired effects (e.g. a dropout effect at two budgets): an interaction.
+
+    Both effects carry their per-seed ``diffs``. Where they share every seed, the difference of
+    differences is paired by seed (a one-sample t-interval of ``d1 - d2``); otherwise the two sets of
+    per-seed differences are independent and Welch's interval is used. Either way the claim "the
+    effect changed" is decided by this interval, never by comparing which effect is significant.
+    """
+    a, b = pd.Series(dict(first.diffs), dtype=float), pd.Series(dict(second.diffs), dtype=float)
+    if len(a) and set(a.index) == set(b.index):
+        return paired_effect(a, b, name)
+    if len(a) < 2 or len(b) < 2:
+        nan = float("nan")
+        return Effect(name, float(a.mean() - b.mean()), nan, nan, nan, nan, min(len(a), len(b)))
+    va, vb = float(a.var(ddof=1)) / len(a), float(b.var(ddof=1)) / len(b)
+    df = welch_satterthwaite([(va, len(a) - 1), (vb, len(b) - 1)])
+    mean, se = float(a.mean() - b.mean()), float(np.sqrt(va + vb))
+    if se == 0:
+        return Effect(name, mean, float("nan"), float("nan"), float("nan"), float("nan"), 0, 0.0, True)
+    half = _t_quantile(0.95, df) * se
+    n = len(a) + len(b)  # Effect.p_value's t-test: sd / sqrt(n) = se, with the Welch-Satterthwaite df
+    return Effect(name, mean, mean - half, mean + half, mean - half, mean + half, n, se * np.sqrt(n), df=df)
 
 
 def usable_lr_run(frame: pd.DataFrame, tolerance: float, reference: float) -> tuple[float, float, float]:

@@ -21,8 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from lib.class_server import server as class_server
-from lib.class_server.server import _request, load_passwords, postgres_available
+from lib.class_server.accounts import http_request, load_passwords, read_roster
+from lib.class_server.database import postgres_available
+from lib.class_server.layout import Layout
+from lib.class_server.processes import free_port
 
 pytestmark = pytest.mark.skipif(
     not postgres_available(), reason="PostgreSQL is not installed (Debian: apt-get install postgresql)"
@@ -35,7 +37,7 @@ STARTED: list[int] = []  # pids of the supervisors this module started
 
 
 def _free_port() -> int:
-    return class_server.free_port()
+    return free_port()
 
 
 class Server:
@@ -75,7 +77,7 @@ class Server:
         self.process = None
 
     def password(self, user: str) -> str:
-        return load_passwords(class_server.Layout(self.data))[user]
+        return load_passwords(Layout(self.data))[user]
 
     def env(self, user: str) -> dict[str, str]:
         return dict(
@@ -89,7 +91,7 @@ class Server:
 
     def call(self, path: str, user: str | None, body: dict | None = None, method: str = "POST"):
         auth = (user, self.password(user)) if user else None
-        return _request(f"{self.url}/api/2.0/mlflow/{path}", method, body, auth)
+        return http_request(f"{self.url}/api/2.0/mlflow/{path}", method, body, auth)
 
 
 def _runs(server: Server, experiment: str) -> list[dict]:
@@ -146,22 +148,22 @@ def test_roster_is_validated(tmp_path):
     roster = tmp_path / "r.txt"
     roster.write_text("ok_user\nbad user\n")
     with pytest.raises(ValueError, match=r"r.txt:2: username 'bad user'"):
-        class_server.read_roster(roster)
+        read_roster(roster)
     roster.write_text("eve,short\n")
     with pytest.raises(ValueError, match="shorter than 12"):
-        class_server.read_roster(roster)
+        read_roster(roster)
     roster.write_text("admin\n")
     with pytest.raises(ValueError, match="reserved"):
-        class_server.read_roster(roster)
+        read_roster(roster)
 
 
 def test_logins_and_permissions(server):
-    layout = class_server.Layout(server.data)
+    layout = Layout(server.data)
     assert oct(layout.passwords.stat().st_mode & 0o777) == "0o600"
     assert server.password("dave") == "dave-password-1234"  # the roster's own password is used
     search = {"max_results": 1}
     assert server.call("experiments/search", None, search)[0] == 401  # no credentials
-    status, _ = _request(
+    status, _ = http_request(
         f"{server.url}/api/2.0/mlflow/experiments/search", "POST", search, ("alice", "wrong-password-1")
     )
     assert status == 401  # wrong password
@@ -224,7 +226,8 @@ def test_each_student_gets_the_notebooks_experiments_under_their_own_name(server
     """The notebooks name what they write and read with ``profiles.experiment_name``: on a server with
     logins every student gets ``<login>-02_norm_dropout`` of their own, so nobody meets another's 403."""
     script = (
-        "from lib import profiles, tracking\n"
+        "from lib import tracking\n"
+        "from lib.study import profiles\n"
         "name = profiles.experiment_name('02_norm_dropout')\n"
         "run = tracking.start_run(tracking.experiment_id(name), {'lr': 0.001}, {'kind': 'analysis'}, run_name='t')\n"
         "tracking.end_run(run)\n"
@@ -422,7 +425,7 @@ def test_backup_dumps_both_databases(server):
 
 def test_passwords_stay_secret(server):
     """No password in a command line (ps), the server's logs, or any param or tag of any run."""
-    passwords = [v for v in load_passwords(class_server.Layout(server.data)).values() if len(v) >= 12]
+    passwords = [v for v in load_passwords(Layout(server.data)).values() if len(v) >= 12]
     assert len(passwords) >= len(STUDENTS) + 2
     table = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     texts = {"ps": table} | {p.name: p.read_text(errors="replace") for p in (server.data / "logs").glob("*.log")}
@@ -435,7 +438,7 @@ def test_passwords_stay_secret(server):
             texts[f"run {run['info']['run_id']}"] = "\n".join(values)
     assert {"ps", "mlflow.log", "postgres.log"} <= set(texts)
     leaks = [(where, "password of " + name) for where, body in texts.items() for name, pw in
-             load_passwords(class_server.Layout(server.data)).items() if len(pw) >= 12 and pw in body]  # fmt: skip
+             load_passwords(Layout(server.data)).items() if len(pw) >= 12 and pw in body]  # fmt: skip
     assert not leaks, leaks
 
 

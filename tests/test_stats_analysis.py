@@ -1,5 +1,6 @@
 """Statistics and hypothesis verdicts on synthetic results with known answers."""
 
+import json
 import math
 
 import numpy as np
@@ -16,6 +17,7 @@ from lib.stats import (
     mean_ci,
     paired_effect,
     summarize,
+    two_source_effect,
     usable_lr_decades,
     verdict,
 )
@@ -201,20 +203,35 @@ def test_zero_width_intervals_decide_nothing():
 def test_combined_test_interval_adds_test_sampling_error():
     accuracies = [0.93, 0.94, 0.95, 0.94]  # mean 0.94, sd 0.0081650
     result = combined_test_interval(accuracies, n_test=10_000)
-    v_seed = 0.0081649658**2 / 4  # 1.6667e-5
-    v_test = 0.94 * 0.06 / 10_000  # 5.64e-6
-    half = scipy_stats.t.ppf(0.975, 3) * math.sqrt(v_seed + v_test)  # 3.1824 x 0.0047230
+    v_seed = 0.0081649658**2 / 4  # 1.6667e-5, 3 df
+    v_test = 0.94 * 0.06 / 10_000  # 5.64e-6, 9,999 df
+    df = (v_seed + v_test) ** 2 / (v_seed**2 / 3 + v_test**2 / 9_999)  # Welch-Satterthwaite: 5.4 here
+    # the seed term dominates here: Welch-Satterthwaite's t(5.4) interval (+-1.19 pp) would be narrower than
+    # the seeds' own t(3) interval (+-1.30 pp), so the seed-only interval is the floor
+    half = max(
+        scipy_stats.t.ppf(0.975, df) * math.sqrt(v_seed + v_test), scipy_stats.t.ppf(0.975, 3) * math.sqrt(v_seed)
+    )
     assert result["mean"] == pytest.approx(0.94)
-    assert result["df"] == 3
+    assert result["df"] == pytest.approx(df) and 5 < result["df"] < 6
     assert (result["low"], result["high"]) == pytest.approx((0.94 - half, 0.94 + half))
-    assert result["half_width"] == pytest.approx(0.01503, abs=1e-5)
-    assert result["half_width"] > result["seed_only_half_width"] > 0
-    # identical seeds: the interval does not collapse, the test-set term (sd 0.242 pp) is left,
-    # still with the seeds' 3 degrees of freedom; one seed: a normal interval, +-0.47 pp as in the issue
+    assert result["half_width"] >= result["seed_only_half_width"] > 0
+    # identical seeds: the interval does not collapse, the test-set term (sd 0.242 pp) is left with
+    # its own degrees of freedom; one seed: the same, +-0.47 pp as in the issue
     flat = combined_test_interval([0.9376] * 4, n_test=10_000)
-    assert flat["half_width"] == pytest.approx(scipy_stats.t.ppf(0.975, 3) * math.sqrt(0.9376 * 0.0624 / 10_000))
+    assert flat["half_width"] == pytest.approx(scipy_stats.t.ppf(0.975, 9_999) * math.sqrt(0.9376 * 0.0624 / 10_000))
     single = combined_test_interval([0.9376], n_test=10_000)
     assert single["half_width"] == pytest.approx(0.0047, abs=1e-4)
+
+
+def test_combined_test_interval_is_z_in_effect_when_the_test_term_dominates():
+    """Issue 22, defect 4: the four committed readings' seeds (93.68-93.83%) carry ~5% of the variance; the
+    old code used t with k - 1 = 3 df (half-width 0.79 pp), Welch-Satterthwaite gives ~1,000+ df (0.48 pp)."""
+    result = combined_test_interval([0.9368, 0.9368, 0.9358, 0.9383], n_test=10_000)
+    assert result["df"] > 500
+    z_half = scipy_stats.norm.ppf(0.975) * math.sqrt(result["seed_sd_of_mean"] ** 2 + result["test_sampling_sd"] ** 2)
+    assert result["half_width"] == pytest.approx(z_half, rel=2e-3)
+    old_half = scipy_stats.t.ppf(0.975, 3) * math.sqrt(result["seed_sd_of_mean"] ** 2 + result["test_sampling_sd"] ** 2)
+    assert result["half_width"] < 0.65 * old_half
 
 
 def test_verdict_rows_state_budget_family_and_adjusted_decision():
@@ -231,7 +248,8 @@ def test_verdict_rows_state_budget_family_and_adjusted_decision():
                 }
             )
     table = analysis.adjust(analysis.h1(_grid(rows), DataSpec(train_subset=8000)))
-    assert set(table["budget"]) == {"8,000 img × 10 ep"}
+    assert set(table["budget"]) == {"8,000 training images × 10 epochs | validated on all 5,000 images"}
+    assert set(table["uncertainty"]) == {"seeds"}
     assert set(table["family"]) == {"headline"} and (table["n_seeds"] == 5).all()
     assert table["decision"].tolist() == ["supported", "supported"]
     shown = analysis.display(table)
@@ -263,7 +281,7 @@ def test_candidates_are_declared_and_deduplicated():
             },
         ]
     )
-    arms["identity"] = arms["config"].map(analysis._identity)
+    arms["identity"] = arms["config"].map(analysis.identity)
     listed = analysis.candidates({"norm_type": "none", "lr": 3e-3, "seed": 7, "epochs": 4}, arms)
     assert [c["candidate"] for c in listed] == ["sweep best", "default", "best controlled arm"]
     assert listed[2]["config"]["dropout_placement"] == "head"  # the best arm equals the default, so the next one
@@ -278,7 +296,9 @@ def test_compare_candidates_picks_the_highest_mean():
     ]
     summary, effects, winner = analysis.compare_candidates(pd.DataFrame(rows), DataSpec())
     assert winner == "default" and len(effects) == 2
-    assert set(effects["family"]) == {"final choice"} and set(effects["budget"]) == {"55,000 img × 6 ep"}
+    assert set(effects["family"]) == {"final choice"} and set(effects["budget"]) == {
+        "55,000 training images × 6 epochs | validated on all 5,000 images"
+    }
 
 
 def test_best_so_far_and_search_comparison():
@@ -350,13 +370,15 @@ def test_grid_verdicts_decide_each_claim_over_its_whole_family():
     h1_alone = analysis.adjust(analysis.h1(_synthetic_grids()["H1"])).set_index("claim")
     together = headline.set_index("claim").loc[h1_alone.index]
     assert (together["p_holm"] <= h1_alone["p_holm"] + 1e-12).all()
-    small = together.loc["norm=none: dropout 0.2-0.4 beats none"]
-    assert small["decision"] == "contradicted"
-    assert h1_alone.loc["norm=none: dropout 0.2-0.4 beats none", "decision"] == "inconclusive"
+    small = together.loc["norm=none: dropout 0.25 beats none"]  # the claim names the value run
+    assert small["decision"] == "contradicted" and small["adjusted_over"] == "whole family (8 claims)"
+    assert h1_alone.loc["norm=none: dropout 0.25 beats none", "decision"] == "inconclusive"
+    assert set(h1_alone["adjusted_over"]) == {"partial: 4 of 8 claims"}
+    assert "partial: 4 of 8 claims" in analysis.summary_markdown(h1_alone.reset_index())
 
 
 def test_budget_changes_say_which_rows_differ_only_in_budget():
-    def rows(claims, budget):
+    def rows(claims, budget, sign):
         return pd.DataFrame(
             [
                 {
@@ -367,6 +389,7 @@ def test_budget_changes_say_which_rows_differ_only_in_budget():
                     "ci_low": e - 1,
                     "ci_high": e + 1,
                     "decision": d,
+                    "seed_diffs": json.dumps({str(seed): e + sign * 0.05 * (seed - 2) for seed in range(5)}),
                 }
                 for h, c, e, d in claims
             ]
@@ -374,18 +397,20 @@ def test_budget_changes_say_which_rows_differ_only_in_budget():
 
     grid = rows(
         [
-            ("H1a", "norm=batch: dropout 0.2-0.4 beats none", -2.2, "contradicted"),
-            ("H1a", "norm=none: dropout 0.2-0.4 beats none", -0.3, "contradicted"),
+            ("H1a", "norm=batch: dropout 0.25 beats none", -2.2, "contradicted"),
+            ("H1a", "norm=none: dropout 0.25 beats none", -0.3, "contradicted"),
         ],
         "8,000 img × 10 ep",
+        +1,
     )
     full = rows(
         [
-            ("H1a", "norm=batch, head + recalibration: dropout 0.2-0.4 beats none", 0.0, "inconclusive"),
-            ("H1a", "norm=batch, block + recalibration: dropout 0.2-0.4 beats none", -2.0, "contradicted"),
-            ("H1a", "norm=none, block: dropout 0.2-0.4 beats none", 0.1, "inconclusive"),
+            ("H1a", "norm=batch, head + recalibration: dropout 0.25 beats none", 0.0, "inconclusive"),
+            ("H1a", "norm=batch, block + recalibration: dropout 0.25 beats none", -2.0, "contradicted"),
+            ("H1a", "norm=none, block: dropout 0.25 beats none", 0.1, "inconclusive"),
         ],
         "55,000 img × 10 ep",
+        -1,
     )
     changes = analysis.budget_changes(grid, full).set_index("variant")
     assert changes["same_arm"].to_dict() == {
@@ -395,6 +420,265 @@ def test_budget_changes_say_which_rows_differ_only_in_budget():
     }
     assert changes["changed"].to_dict() == {"head + recalibration": True, "block + recalibration": False, "block": True}
     assert changes.loc["block", "decision_grid"] == "contradicted"
+    # the interaction (full - grid, paired by seed): per seed 0.4 - 0.1 (seed - 2), a t-interval over 5 seeds
+    half = scipy_stats.t.ppf(0.975, 4) * np.std([0.4 - 0.1 * (s - 2) for s in range(5)], ddof=1) / math.sqrt(5)
+    assert changes.loc["block", "interaction"] == pytest.approx(0.4)
+    assert changes.loc["block", "interaction_ci_low"] == pytest.approx(0.4 - half)
+    assert changes.loc["block", "interaction_decision"] == "shown"
     lines = analysis.budget_change_lines(changes.reset_index())
-    assert "2 of 3" in lines[0] and "(only the budget differs): 1 of 1" in lines[0]
-    assert lines[1].startswith("- H1a norm=none, block (same arm): contradicted at 8,000 img × 10 ep (-0.30 pp)")
+    assert "2 of 3" in lines[0] and "(only the budget differs): 1 of 1" in lines[0] and "1 of 1 same-arm" in lines[0]
+    assert lines[1].startswith(
+        "- H1a norm=none, block (same arm): contradicted at 8,000 img × 10 ep (-0.30 pp) → not shown at "
+        "55,000 img × 10 ep (+0.10 pp); interaction +0.40 pp"
+    )
+    assert "inconclusive" not in "\n".join(lines) and "no effect" not in "\n".join(lines)
+
+
+def test_budget_interaction_without_shared_seeds_is_welch():
+    """Different seeds at the two budgets: the per-seed differences are independent, Welch's interval."""
+    large = json.dumps({"10": 1.0, "11": 1.2, "12": 0.8})
+    small = json.dumps({"0": 0.1, "1": -0.1, "2": 0.0, "3": 0.05})
+    effect = analysis.interaction(large, small)
+    welch = scipy_stats.ttest_ind([1.0, 1.2, 0.8], [0.1, -0.1, 0.0, 0.05], equal_var=False)
+    assert effect.mean == pytest.approx(1.0 - 0.0125)
+    assert effect.p_value() == pytest.approx(welch.pvalue, rel=1e-6)
+
+
+# --- study v3 (issue 22): the statistics defects, each with a known answer ---------------------------
+
+
+def _histories(curves: dict[tuple[str, float], list[float]], seeds=range(5), noise=0.0) -> pd.DataFrame:
+    """Per-epoch histories as epoch_histories returns them: one run per (arm, dropout_p) and seed."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for (arm, p), val_losses in curves.items():
+        for seed in seeds:
+            for epoch, val in enumerate(val_losses, start=1):
+                rows.append(
+                    {
+                        "epoch": epoch,
+                        "train_loss": 0.2,
+                        "val_loss": val + rng.normal(0, noise),
+                        "arm": arm,
+                        "seed": seed,
+                        "norm_type": arm.split("/")[0],
+                        "dropout_p": p,
+                        "dropout_placement": "block",
+                        "lr": 1e-3,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_overfitting_keeps_the_two_dropout_values_of_an_arm_apart():
+    """Defect 1: the arm 'none/block' holds p=0.25 and p=0.6; grouping by (arm, seed) interleaved two runs
+    (the old code's best epoch of a 'run' was the 0.6 curve's last epoch mixed with the 0.25 curve's)."""
+    falling = [1.0, 0.8, 0.6, 0.5, 0.45, 0.42]  # p=0.25: best at the last epoch
+    rising = [0.9, 0.7, 0.65, 0.7, 0.8, 0.9]  # p=0.6: best at epoch 3, then worse
+    summary, _ = analysis.overfitting(_histories({("none/block", 0.25): falling, ("none/block", 0.6): rising}))
+    assert len(summary) == 2 and (summary["n"] == 5).all()
+    by_p = summary.set_index("dropout_p")
+    assert by_p.loc[0.25, "best_epoch_mean"] == 6 and by_p.loc[0.6, "best_epoch_mean"] == 3
+    assert by_p.loc[0.25, "rise"] == pytest.approx(0.0) and by_p.loc[0.6, "rise"] == pytest.approx(0.25)
+    assert by_p.loc[0.6, "late_change"] == pytest.approx(0.9 - 0.65)  # epoch 6 vs the declared epoch 3
+
+
+def test_overfitting_is_not_decided_against_an_impossible_null():
+    """Defect 2: 'last - minimum' is >= 0 by construction, so a model still improving read as overfitting.
+    Validation loss still falling (plus noise around its plateau): the paired late change is negative."""
+    improving = [1.0, 0.7, 0.55, 0.5, 0.48, 0.47, 0.465, 0.462, 0.46, 0.458]
+    histories = _histories({("none/no dropout", 0.0): improving}, noise=0.004)
+    summary, claims = analysis.overfitting(histories, epochs=10)
+    assert summary.loc[0, "rise"] > 0  # the old statistic: positive although nothing overfits
+    claim = claims.iloc[0]
+    assert "epoch 10" in claim["claim"] and "epoch 5" in claim["claim"]
+    assert claim["effect"] < 0 and claim["verdict"] == "contradicted"
+    overfits = _histories(
+        {("batch/no dropout", 0.0): [1.0, 0.6, 0.4, 0.35, 0.36, 0.4, 0.45, 0.5, 0.55, 0.6]}, noise=0.01
+    )
+    assert analysis.overfitting(overfits, epochs=10)[1].iloc[0]["verdict"] == "supported"
+
+
+def _lr_rows(batch: list[float], none: list[float], seeds=range(5), jitter=None):
+    rows = []
+    for seed in seeds:
+        for norm, accs in (("batch", batch), ("none", none)):
+            for lr, acc in zip([10 ** (-4 + 0.5 * i) for i in range(5)], accs, strict=True):  # step 0.5 decades
+                extra = jitter(seed, norm, lr) if jitter else 0.0
+                rows.append({"seed": seed, "norm_type": norm, "lr": lr, "val_accuracy": acc + extra})
+    return _grid(rows)
+
+
+def test_h2a_resolution_floor_is_step_over_sqrt_3():
+    """Defect 7: a difference of two widths, each the difference of two rounded grid points, carries 4 h²/12
+    = h²/3 of rounding variance; the old floor was h/sqrt(6)."""
+    frame = _lr_rows([0.80, 0.89, 0.90, 0.89, 0.60], [0.70, 0.80, 0.90, 0.70, 0.50])  # identical per seed
+    _, row = analysis.h2_lr_range(frame)
+    step = 0.5
+    expected_half = scipy_stats.t.ppf(0.975, 4) * (step / math.sqrt(3)) / math.sqrt(5)
+    assert row.loc[0, "effect"] == pytest.approx(2 * step)
+    assert row.loc[0, "ci_high"] - row.loc[0, "effect"] == pytest.approx(expected_half)
+    assert row.loc[0, "test"] == "t"
+
+
+def test_h2a_without_a_usable_rate_is_censored_and_decided_by_a_sign_test():
+    """Defect 7: no usable rate at all is not '-1 decade' in a t-test; the seed is censored and the claim
+    is decided by the exact sign test (with 5 seeds all on one side: p = 2/32, never below 0.05)."""
+
+    def jitter(seed, norm, lr):  # seeds 0-2 without norm: every rate more than 2 points below the best mean
+        return -0.1 if norm == "none" and seed < 3 else 0.0
+
+    frame = _lr_rows([0.80, 0.89, 0.90, 0.89, 0.60], [0.70, 0.80, 0.90, 0.80, 0.50], jitter=jitter)
+    widths, row = analysis.h2_lr_range(frame)
+    none = widths[widths["norm_type"] == "none"].set_index("seed")["usable_decades"]
+    assert none.loc[[0, 1, 2]].isna().all() and not (widths["usable_decades"] < 0).any()
+    assert row.loc[0, "test"] == "sign" and "sign test" in row.loc[0, "note"]
+    assert row.loc[0, "p_value"] == pytest.approx(scipy_stats.binomtest(5, 5).pvalue)  # 0.0625
+    assert row.loc[0, "verdict"] == "inconclusive"
+
+
+def test_sign_test_and_median_interval():
+    assert stats_sign([1, 2, 3, -1, 0]) == pytest.approx(scipy_stats.binomtest(3, 4).pvalue)
+    assert stats_median_ci([float("-inf"), 1, 2, 3, 4, 5])[1:] == (float("-inf"), 5.0)  # n = 6: coverage 96.9%
+    assert math.isnan(stats_median_ci([1, 2, 3, 4, 5])[1])  # n = 5 cannot reach 95%
+
+
+def stats_sign(values):
+    from lib.stats import sign_test
+
+    return sign_test(values)
+
+
+def stats_median_ci(values):
+    from lib.stats import median_ci
+
+    return median_ci(values)
+
+
+def test_two_source_interval_covers_image_sampling():
+    """Defect 5: seeds identical, so a seed-only interval has zero width; the image term is what is left,
+    and its bootstrap SE matches the analytic paired SE sd(d_i)/sqrt(n) of the per-image differences."""
+    rng = np.random.default_rng(3)
+    n = 4000
+    control = rng.random(n) < 0.9
+    treatment = control.copy()
+    flip = rng.choice(n, 300, replace=False)  # 200 images fixed, 100 broken: +2.5 pp
+    treatment[flip[:200]], treatment[flip[200:]] = True, False
+    t, c = np.tile(treatment, (5, 1)), np.tile(control, (5, 1))
+    effect = two_source_effect(t, c, "t - c", n_resamples=2000, seed=0)
+    d = treatment.astype(float) - control.astype(float)
+    se = d.std(ddof=1) / math.sqrt(n)
+    assert effect.mean == pytest.approx(d.mean())
+    assert effect.sd == pytest.approx(se, rel=0.1)
+    assert (effect.ci_low, effect.ci_high) == pytest.approx((d.mean() - 1.96 * se, d.mean() + 1.96 * se), abs=0.002)
+    assert effect.uncertainty == "seeds+images" and effect.method == "bootstrap"
+    assert two_source_effect(t, c, seed=0).ci_low == effect.ci_low  # seeded
+    assert paired_effect(pd.Series(t.mean(axis=1)), pd.Series(c.mean(axis=1))).degenerate  # seeds alone: none
+
+
+def test_two_source_interval_covers_seed_noise():
+    """Every image counts the same, seeds differ: the interval is the seeds' (bootstrap SE ~ sd/sqrt(k))."""
+    rng = np.random.default_rng(4)
+    k, n = 40, 500
+    control = np.zeros((k, n))
+    per_seed_gain = rng.normal(0.05, 0.02, k)
+    treatment = (rng.random((k, n)) < per_seed_gain[:, None]).astype(float)  # diff ~ per-seed gain
+    effect = two_source_effect(treatment, control, seed=1)
+    seed_means = treatment.mean(axis=1)
+    assert effect.sd == pytest.approx(seed_means.std(ddof=1) / math.sqrt(k), rel=0.2)
+    with pytest.raises(ValueError, match="same shape|one shape"):
+        two_source_effect(treatment, control[:, :10])
+
+
+def test_verdict_rows_say_which_uncertainty_they_used():
+    rng = np.random.default_rng(5)
+    base = rng.random(1000) < 0.88
+    rows = []
+    for seed in range(4):
+        for p in (0.0, 0.25):
+            correct = base.copy()
+            if p:
+                correct[rng.choice(1000, 30, replace=False)] = True
+            rows.append({"seed": seed, "norm_type": "none", "dropout_p": p, "val_correct": correct})
+    frame = _grid(rows)
+    frame["val_accuracy"] = frame["val_correct"].map(np.mean)
+    with_images = analysis.h1(frame)
+    assert with_images.loc[0, "uncertainty"] == "seeds+images" and with_images.loc[0, "test"] == "bootstrap"
+    assert analysis.h1(frame.drop(columns="val_correct")).loc[0, "uncertainty"] == "seeds"
+
+
+def test_claims_name_the_values_that_were_run():
+    rows = [
+        {"seed": s, "norm_type": "none", "dropout_p": p, "val_accuracy": acc + 0.001 * s * p}
+        for s in range(3)
+        for p, acc in [(0.0, 0.85), (0.25, 0.87), (0.6, 0.80)]
+    ]
+    claims = analysis.h1(_grid(rows))["claim"].tolist()
+    assert claims == ["norm=none: dropout 0.25 beats none", "norm=none: dropout 0.6 hurts vs 0.25"]
+
+
+def test_generated_text_never_reads_an_inconclusive_row_as_no_effect():
+    """Low: 'inconclusive' reads 'not shown' in every generated sentence; nothing says 'no effect'."""
+    table = pd.DataFrame(
+        [
+            {"hypothesis": "H1a", "claim": "norm=batch, head: dropout 0.25 beats none", "budget": "b", "n_seeds": 5,
+             "effect": -0.01, "ci_low": -0.3, "ci_high": 0.28, "unit": "pp", "verdict": "inconclusive",
+             "family": "budget", "p_value": 0.9, "margin": 0.0, "direction": "greater"},
+            {"hypothesis": "final", "claim": "'sweep best' beats 'default' on validation", "budget": "b",
+             "n_seeds": 3, "effect": 0.44, "ci_low": -0.2, "ci_high": 1.1, "unit": "pp", "verdict": "inconclusive",
+             "family": "final choice", "p_value": 0.12, "margin": 0.0, "direction": "greater"},
+        ]
+    )  # fmt: skip
+    adjusted = analysis.adjust(table)
+    texts = [analysis.summary_markdown(adjusted)]
+    texts.append(analysis.recommendation("sweep best", adjusted[adjusted["hypothesis"] == "final"])[1])
+    curves = analysis.best_so_far(
+        pd.DataFrame({"algo": ["tpe", "random"] * 3, "sweep_seed": [0, 0, 1, 1, 2, 2], "trial": [0] * 6,
+                      "val_accuracy": [0.80, 0.81, 0.82, 0.80, 0.79, 0.80]})
+    )  # fmt: skip
+    texts.append(analysis.summary_markdown(analysis.adjust(analysis.search_comparison(curves, "b"))))
+    text = "\n".join(texts).lower()
+    assert "not shown" in text
+    for phrase in ("no effect", "inconclusive", "did not raise", "do not beat", "does not beat", "not in the"):
+        assert phrase not in text, phrase
+
+
+def test_trial_runs_map_the_report_error_to_a_missing_input(monkeypatch):
+    from lib import report
+
+    def missing(names):
+        raise report.ReportError("unknown experiment 'x'")
+
+    monkeypatch.setattr(report, "trial_runs", missing)
+    with pytest.raises(analysis.MissingRunsError, match="run the notebook that produces it"):
+        analysis.trial_runs("02_norm_dropout", "H1", "full")
+
+
+def test_the_ledger_lists_the_committed_readings_and_takes_new_seeds_only(tmp_path):
+    from lib.paths import PROJECT_ROOT
+    from lib.study import ledger
+
+    committed = ledger.readings(PROJECT_ROOT / "figures" / "test_readings.csv")
+    assert committed["accuracy"].round(4).tolist() == [0.9369, 0.9376, 0.9375, 0.9359]
+    assert set(committed["seeds"]) == {"100/101/102/103"} and committed["commit"].str.len().eq(40).all()
+    for _, reading in committed.iterrows():  # the mean is the mean of the per-seed readings
+        assert np.mean([float(a) for a in reading["per_seed_accuracy"].split("/")]) == pytest.approx(
+            reading["accuracy"], abs=6e-5
+        )
+    path = tmp_path / "test_readings.csv"
+    path.write_text((PROJECT_ROOT / "figures" / "test_readings.csv").read_text())
+    common = {"commit": "abc", "candidate": "c", "config": "x", "epochs": 10, "train_images": 60_000, "n_test": 10_000}
+    with pytest.raises(ValueError, match=r"seeds \[101\] already read the test set"):
+        ledger.append_reading(seeds=[101, 200], accuracies=[0.94, 0.94], path=path, **common)
+    row = ledger.append_reading(seeds=[200, 201], accuracies=[0.941, 0.939], path=path, **common)
+    assert len(ledger.readings(path)) == 5 and row["accuracy"] == pytest.approx(0.94)
+    assert row["ci_low"] < 0.94 < row["ci_high"]
+
+
+def test_one_budget_wording_for_several_epochs_and_for_the_notebooks_facade():
+    """Issue 20: the study's budget text is report.budget_label's words, also for a grid of two budgets."""
+    data = DataSpec(train_subset=8000)
+    text = analysis.budget_text(pd.DataFrame({"epochs": [2, 10]}), data)
+    assert text == "8,000 training images × 2 epochs; 8,000 training images × 10 epochs | validated on all 5,000 images"
+    assert analysis.budget(8000, 10) == "8,000 training images × 10 epochs | validated on all 5,000 images"
+    assert analysis.budget_text(pd.DataFrame({"seed": [0]})) == ""  # a bare frame says nothing it does not know

@@ -1,7 +1,7 @@
-"""Entry point for ``python -m lib.class_server`` (see :mod:`lib.class_server.server`)."""
+"""Entry point for ``python -m lib.class_server`` (see :mod:`lib.class_server.cli`)."""
 
 import sys
 
-from lib.class_server.server import main
+from lib.class_server.cli import main
 
 sys.exit(main())

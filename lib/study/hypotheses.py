@@ -1,0 +1,328 @@
+"""The study's hypotheses as verdict rows: H1 (dropout), H2 (BatchNorm), H3 (conv blocks), the variance shift.
+
+Each function takes a DataFrame with one row per trial (a grid's results frame or MLflow runs: the
+hyperparameters, ``seed``, ``val_accuracy`` ...) and returns verdict rows (``verdicts.row``). The rules
+are fixed here, in code, before the runs are read; claims name the values that were run. H2a's rule
+(each norm type's *own* best mean) and its history are told in ``docs/design.md``.
+
+What this is not: the family-wise decision (``verdicts.adjust``), the final model (``final``) or 05's
+budget and search comparisons (``comparisons``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from lib.data import DataSpec
+from lib.stats import Effect, censored_effect, mean_ci, paired_effect, usable_lr_run, verdict
+from lib.study.inputs import budget_text, finished
+from lib.study.verdicts import adjust, effect_between, verdict_row
+
+MODERATE_DROPOUT = (0.2, 0.4)
+HIGH_DROPOUT_ABOVE = 0.5
+LR_TOLERANCE = 0.02  # "usable": within 2 accuracy points of the norm type's best mean in the LR grid
+LITTLE_GAIN = 0.005  # "more blocks give little": less than half an accuracy point
+
+
+def grid_verdicts(inputs: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Every claim of the ``headline`` and ``variance shift`` families, each decided over its whole family.
+
+    The one place these decisions are made: 04 shows them, 05 sets its full-budget H1 next to them.
+    (Adjusting a part of a family, as 02 does, counts the missing claims as not rejected and can only
+    be more cautious.)
+    """
+    _, h2a = h2_lr_range(inputs["H2"])
+    h2b = h2b_from_runs(inputs["H1"], inputs["H2b"], inputs["H2"])
+    _, shift_effects = variance_shift(inputs["shift"])
+    return adjust(pd.concat([h1(inputs["H1"]), h2a, h2b, h3(inputs["H3"]), shift_effects], ignore_index=True))
+
+
+# --- H1: dropout ------------------------------------------------------------------------------
+
+
+def _values(frame: pd.DataFrame) -> str:
+    """The dropout values a set of trials ran, as a claim names them: ``0.25`` or ``0.2/0.3``."""
+    return "/".join(f"{p:g}" for p in sorted(frame["dropout_p"].unique()))
+
+
+def _h1_groups(done: pd.DataFrame, by_placement: bool) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
+    """(label, no-dropout trials, dropout trials) per norm type (and per placement when asked)."""
+    groups = []
+    for norm in sorted(done["norm_type"].unique()):
+        arm = done[done["norm_type"] == norm]
+        none, dropped = arm[arm["dropout_p"] == 0], arm[arm["dropout_p"] > 0]
+        placements = sorted(dropped["dropout_placement"].unique()) if by_placement and len(dropped) else [None]
+        for placement in placements:
+            chosen = dropped if placement is None else dropped[dropped["dropout_placement"] == placement]
+            recal = "recalibrate_bn" in chosen and norm == "batch" and chosen["recalibrate_bn"].astype(bool).all()
+            if by_placement and recal:
+                label = f"norm={norm}, {placement} + recalibration"
+            else:
+                label = f"norm={norm}" + (f", {placement}" if placement else "")
+            groups.append((label, none, chosen))
+    return groups
+
+
+def h1(
+    frame: pd.DataFrame, data: DataSpec | None = None, family: str = "headline", by_placement: bool = False
+) -> pd.DataFrame:
+    """H1 per norm type: moderate dropout (0.2-0.4) beats none (H1a); dropout above 0.5 hurts vs moderate (H1b).
+
+    ``by_placement=True`` (05) gives each (norm type, dropout placement) its own pair of claims; the
+    ``dropout_p = 0`` arm of a norm type is the shared control (placement cannot matter without dropout).
+    The claims name the dropout values that were run.
+    """
+    done = finished(frame)
+    text = budget_text(done, data)
+    rows = []
+    for label, none, chosen in _h1_groups(done, by_placement):
+        moderate = chosen[chosen["dropout_p"].between(*MODERATE_DROPOUT)]
+        high = chosen[chosen["dropout_p"] > HIGH_DROPOUT_ABOVE]
+        if moderate.empty or none.empty:
+            continue
+        gain = effect_between(moderate, none, f"moderate - none ({label})")
+        claim = f"{label}: dropout {_values(moderate)} beats none"
+        rows.append(verdict_row("H1a", claim, gain, "CI > 0", verdict(gain), budget_text=text, family=family))
+        if not high.empty:
+            loss = effect_between(high, moderate, f"high - moderate ({label})")
+            claim = f"{label}: dropout {_values(high)} hurts vs {_values(moderate)}"
+            rows.append(
+                verdict_row(
+                    "H1b",
+                    claim,
+                    loss,
+                    "CI < 0",
+                    verdict(loss, direction="less"),
+                    budget_text=text,
+                    family=family,
+                    direction="less",
+                )
+            )
+    return pd.DataFrame(rows)
+
+
+# --- H2: BatchNorm ----------------------------------------------------------------------------
+
+
+def lr_grid_step(frame: pd.DataFrame) -> float:
+    """The learning-rate grid's step in decades (the median gap between neighbouring grid points)."""
+    lrs = np.sort(frame["lr"].dropna().unique())
+    return float(np.median(np.diff(np.log10(lrs)))) if len(lrs) > 1 else 0.0
+
+
+def usable_widths(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per seed and norm type: the usable learning-rate range (``nan`` width: no usable rate at all).
+
+    A learning rate is usable for a norm type when a seed's accuracy there is within
+    :data:`LR_TOLERANCE` of that norm type's *own* best mean accuracy over the grid (failed trials
+    count as 0): the range measures how forgiving the choice of learning rate is, apart from how
+    high the best accuracy is (H2b).
+    """
+    filled = frame.fillna({"val_accuracy": 0.0})
+    best_mean = filled.groupby(["norm_type", "lr"])["val_accuracy"].mean().groupby(level=0).max()
+    edges = (filled["lr"].min(), filled["lr"].max())
+    rows = []
+    for (seed, norm), group in filled.groupby(["seed", "norm_type"]):
+        width, low, high = usable_lr_run(group, LR_TOLERANCE, best_mean[norm])
+        rows.append(
+            {
+                "seed": seed,
+                "norm_type": norm,
+                "reference": best_mean[norm],
+                "usable_decades": width,
+                "usable_low": low,
+                "usable_high": high,
+                "touches_edge": bool(low == edges[0] or high == edges[1]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def h2_lr_range(frame: pd.DataFrame, data: DataSpec | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """H2a: usable learning-rate range (decades) per seed and norm (:func:`usable_widths`), batch - none.
+
+    Widths are multiples of the grid step h: the zero-width guard floors the standard deviation of
+    the per-seed differences of two widths at h/sqrt(3) (``lib.stats``). A seed with no usable rate
+    for a norm type has no width (censored below 0 decades): when any seed is censored, the claim is
+    decided by the exact sign test over all seeds and the effect is the median difference
+    (``test = sign``); no invented width enters a t-test. A range that touches the grid's edge is only
+    a lower bound; the row's note says so.
+    """
+    widths = usable_widths(frame)
+    by_seed = widths.pivot(index="seed", columns="norm_type", values="usable_decades")
+    step = lr_grid_step(frame)
+    name = "usable LR decades, batch - none"
+    censored = {norm: int(by_seed[norm].isna().sum()) for norm in ("batch", "none")}
+    if any(censored.values()):
+        effect = censored_effect(by_seed["batch"], by_seed["none"], name)
+        notes = ["no usable rate for " + ", ".join(f"{norm} in {n} seeds" for norm, n in censored.items() if n)]
+        notes.append("decided by the exact sign test over seeds (censored ranks lowest); effect = median difference")
+    else:
+        effect = paired_effect(by_seed["batch"], by_seed["none"], name, min_sd=step / math.sqrt(3))
+        notes = []
+    edges = (frame["lr"].min(), frame["lr"].max())
+    open_ended = sorted(widths.loc[widths["touches_edge"], "norm_type"].unique())
+    notes.append(
+        f"range reaches the grid edge for {', '.join(open_ended)}: that width is a lower bound"
+        if open_ended
+        else f"both ranges bounded inside the grid ({edges[0]:.2g} to {edges[1]:.2g}, step {step:.2f} decades)"
+    )
+    result = verdict_row(
+        "H2a",
+        "BatchNorm widens the usable learning-rate range",
+        effect,
+        "CI > 0 (decades)" if effect.method == "t" else "sign test > 0 (decades)",
+        _h2a_verdict(effect),
+        budget_text=budget_text(frame, data),
+        unit="decades",
+        note="; ".join(notes),
+    )
+    return widths, pd.DataFrame([result])
+
+
+def _h2a_verdict(effect: Effect) -> str:
+    """The raw verdict: the interval rule, or for a sign test its raw p-value and the effect's side."""
+    if effect.method != "sign":
+        return verdict(effect)
+    p = effect.p_value()
+    if not p < 0.05:
+        return "inconclusive"
+    return "supported" if effect.mean > 0 else "contradicted"
+
+
+def best_lrs(frame: pd.DataFrame) -> dict[str, float]:
+    """Each norm type's own best learning rate on the H2a grid (highest mean; failed trials count as 0)."""
+    means = frame.fillna({"val_accuracy": 0.0}).groupby(["norm_type", "lr"])["val_accuracy"].mean()
+    return {norm: float(group.idxmax()[1]) for norm, group in means.groupby(level=0)}
+
+
+def h2_best(frame: pd.DataFrame, arm_columns: list[str] | None = None, data: DataSpec | None = None) -> pd.DataFrame:
+    """H2b: BatchNorm vs no normalization, each at its own best arm (by mean), paired by seed.
+
+    In v2 ``frame`` is the confirmation grid: each norm type at its own best learning rate from
+    H2a's grid (:func:`best_lrs`), trained at H1's budget, so each norm has one arm and choosing it
+    did not use these trials.
+    """
+    arm_columns = arm_columns or ["lr"]
+    done = finished(frame)
+    best, labels = {}, {}
+    for norm in ("batch", "none"):
+        arms = done[done["norm_type"] == norm].groupby(arm_columns)["val_accuracy"].mean()
+        best_arm = arms.idxmax()
+        best_arm = best_arm if isinstance(best_arm, tuple) else (best_arm,)
+        where = dict(zip(arm_columns, best_arm, strict=True))
+        labels[norm] = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in where.items())
+        mask = (done["norm_type"] == norm) & np.logical_and.reduce([done[k] == v for k, v in where.items()])
+        best[norm] = done[mask]
+    effect = effect_between(best["batch"], best["none"], "best batch arm - best none arm")
+    claim = f"BatchNorm raises the best accuracy (batch at {labels['batch']} vs none at {labels['none']})"
+    return pd.DataFrame(
+        [verdict_row("H2b", claim, effect, "CI > 0", verdict(effect), budget_text=budget_text(done, data))]
+    )
+
+
+def h2b_from_runs(h1_runs: pd.DataFrame, h2b_runs: pd.DataFrame, lr_runs: pd.DataFrame) -> pd.DataFrame:
+    """H2b recomputed from MLflow runs (04): each norm type at its own best rate of the H2a grid.
+
+    A confirmation trial that was a cache hit of H1's grid (or of the H2a grid, when both train
+    equally long) is logged under that grid's tag, so all three are read.
+    """
+    own_best = best_lrs(lr_runs)
+    frame = pd.concat([h1_runs, lr_runs] + ([h2b_runs] if len(h2b_runs) else []), ignore_index=True)
+    frame = frame.drop_duplicates("tag.trial_key")
+    epochs = h1_runs["epochs"].max()  # the confirmation grid trains at H1's budget
+    mask = (frame["dropout_p"] == 0) & (frame["epochs"] == epochs)
+    mask &= frame.apply(lambda r: bool(np.isclose(r["lr"], own_best.get(r["norm_type"], np.nan))), axis=1)
+    return h2_best(frame[mask], ["lr"])
+
+
+# --- H3: conv blocks --------------------------------------------------------------------------
+
+
+def h3(frame: pd.DataFrame, data: DataSpec | None = None) -> pd.DataFrame:
+    """H3: 1-2 blocks beat 0; 3+ blocks add less than half a point over the best of 1-2."""
+    done = finished(frame)
+    text = budget_text(done, data)
+    blocks = done["num_conv_blocks"]
+    gain = effect_between(done[blocks.isin([1, 2])], done[blocks == 0], "1-2 blocks - 0 blocks")
+    rows = [verdict_row("H3a", "1-2 conv blocks beat 0", gain, "CI > 0", verdict(gain), budget_text=text)]
+    deep = done[blocks >= 3]
+    if not deep.empty:
+        means = done[blocks.isin([1, 2])].groupby("num_conv_blocks")["val_accuracy"].mean()
+        best_shallow = int(means.idxmax())
+        more = effect_between(deep, done[blocks == best_shallow], f"3+ blocks - {best_shallow} blocks")
+        rows.append(
+            verdict_row(
+                "H3b",
+                f"3+ blocks give little (< +{LITTLE_GAIN * 100:.1f} pp) or hurt vs {best_shallow}",
+                more,
+                f"CI < +{LITTLE_GAIN * 100:.1f} pp",
+                verdict(more, LITTLE_GAIN, "less"),
+                budget_text=text,
+                margin=LITTLE_GAIN,
+                direction="less",
+            )
+        )
+    return pd.DataFrame(rows)
+
+
+# --- 02b: dropout x BatchNorm -----------------------------------------------------------------
+
+
+def variance_shift(frame: pd.DataFrame, data: DataSpec | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Recalibration effect (after - before, same weights) and placement effects vs ``block``.
+
+    Returns (arm summary rows for the figure, effect rows with verdicts; family ``variance shift``).
+    """
+    done = finished(frame)
+    done = done[done["dropout_p"] > 0].copy()
+    text = budget_text(done, data)
+    arms, effects = _recalibration_effects(done, text)
+    for (norm, p), group in done.groupby(["norm_type", "dropout_p"]):
+        block = group[group["dropout_placement"] == "block"]
+        for placement in sorted(set(group["dropout_placement"]) - {"block"}):
+            placed = group[group["dropout_placement"] == placement]
+            effect = effect_between(placed, block, f"{placement} - block ({norm}, p={p:g})")
+            claim = f"{norm}, p={p:g}: dropout placement '{placement}' beats 'block'"
+            effects.append(
+                verdict_row(
+                    "placement", claim, effect, "CI > 0", verdict(effect), budget_text=text, family="variance shift"
+                )
+            )
+    summary = pd.DataFrame(
+        [
+            {
+                "arm": a["arm"],
+                "n": len(a["values"]),
+                **dict(zip(["mean", "ci_low", "ci_high"], mean_ci(a["values"].tolist()), strict=True)),
+            }
+            for a in arms
+        ]
+    )
+    return summary, pd.DataFrame(effects)
+
+
+def _recalibration_effects(done: pd.DataFrame, text: str) -> tuple[list[dict], list[dict]]:
+    """Per dropout arm: its accuracy values (BatchNorm arms before and after recalibration), and the
+    recalibration effect rows (after - before on the same weights: over seeds, the images are shared)."""
+    before = "val_accuracy_before_recalibration"
+    has_recal = done["recalibrate_bn"].astype(bool) & done[before].notna() if before in done else None
+    arms, effects = [], []
+    for (norm, placement, p), group in done.groupby(["norm_type", "dropout_placement", "dropout_p"]):
+        label = f"{norm}/{placement}/p={p:g}"
+        if norm == "batch" and has_recal is not None and has_recal[group.index].all():
+            after, plain = group.set_index("seed")["val_accuracy"], group.set_index("seed")[before]
+            arms += [{"arm": f"{label}/plain", "values": plain}, {"arm": f"{label}/recal", "values": after}]
+            effect = paired_effect(after, plain, f"recalibration ({label})")
+            claim = f"recalibrating BN helps: {label}"
+            effects.append(
+                verdict_row(
+                    "shift", claim, effect, "CI > 0", verdict(effect), budget_text=text, family="variance shift"
+                )
+            )
+        else:
+            arms.append({"arm": label, "values": group.set_index("seed")["val_accuracy"]})
+    return arms, effects

@@ -1,0 +1,104 @@
+"""The test-set ledger: every reading of the test set this repository has committed, one row each.
+
+``figures/test_readings.csv`` lists them (date, commit, notebook, candidate, config, budget, seeds,
+per-seed accuracies, mean and interval). :func:`append_reading` adds the next one; :func:`readings`
+reads the ledger, so a notebook or the README can say how many readings there were.
+
+What this is not: the test-set evaluation itself (the final trials compute it) or a place that decides
+anything: a reading is recorded whatever it says.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from lib.paths import figures_dir
+from lib.stats import combined_test_interval
+
+COLUMNS = [
+    "date",
+    "commit",
+    "notebook",
+    "candidate",
+    "config",
+    "epochs",
+    "train_images",
+    "seeds",
+    "per_seed_accuracy",
+    "accuracy",
+    "ci_low",
+    "ci_high",
+    "interval",
+    "note",
+]
+
+
+def ledger_path() -> Path:
+    return figures_dir() / "test_readings.csv"
+
+
+def readings(path: Path | None = None) -> pd.DataFrame:
+    """The ledger as a frame (no rows when there is no ledger yet)."""
+    path = path or ledger_path()
+    return pd.read_csv(path) if path.exists() else pd.DataFrame(columns=COLUMNS)
+
+
+def append_reading(
+    *,
+    commit: str,
+    candidate: str,
+    config: str,
+    epochs: int,
+    train_images: int,
+    seeds: Sequence[int],
+    accuracies: Sequence[float],
+    n_test: int,
+    notebook: str = "04_analysis",
+    note: str = "",
+    path: Path | None = None,
+    date: dt.date | None = None,
+) -> dict[str, object]:
+    """Append one test-set reading (its mean and the seeds + test-sampling interval) and return the row.
+
+    Raises ``ValueError`` naming the field when ``seeds`` and ``accuracies`` differ in length or a
+    seed already read the test set in an earlier reading (a new reading needs seeds never used before).
+    """
+    if len(seeds) != len(accuracies) or not seeds:
+        raise ValueError(
+            f"seeds and accuracies must be equally long and not empty; got {len(seeds)} and {len(accuracies)}"
+        )
+    path = path or ledger_path()
+    seen = readings(path)
+    used = {int(s) for text in seen["seeds"].astype(str) for s in text.split("/") if s.strip().isdigit()}
+    if reused := sorted(used & {int(s) for s in seeds}):
+        raise ValueError(f"seeds {reused} already read the test set (see {path}): use seeds never used before")
+    interval = combined_test_interval(accuracies, n_test)
+    row = {
+        "date": (date or dt.date.today()).isoformat(),
+        "commit": commit,
+        "notebook": notebook,
+        "candidate": candidate,
+        "config": config,
+        "epochs": int(epochs),
+        "train_images": int(train_images),
+        "seeds": "/".join(str(int(s)) for s in seeds),
+        "per_seed_accuracy": "/".join(f"{a:.4f}" for a in accuracies),
+        "accuracy": round(interval["mean"], 6),
+        "ci_low": round(interval["low"], 6),
+        "ci_high": round(interval["high"], 6),
+        "interval": "seeds + test sampling (Welch-Satterthwaite df)",
+        "note": note,
+    }
+    fresh = not path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS, lineterminator="\n")
+        if fresh:
+            writer.writeheader()
+        writer.writerow(row)
+    return row

@@ -1,0 +1,210 @@
+"""Verdict rows, their declared families and the family-wise decision (Holm), and the words they are read in.
+
+Every verdict row carries: the claim, its **budget** (training images x epochs), the number of paired
+seeds, the **uncertainty** its interval covers (``seeds``, or ``seeds+images`` when per-image
+correctness was available), the effect, its raw 95% interval and raw verdict, the two-sided p-value
+and (after :func:`adjust`) the **adjusted decision** of its declared family (Holm, 5% family-wise, see
+``lib.stats``) with ``adjusted_over`` saying whether the whole family or a part of it was adjusted.
+
+Words: an inconclusive decision reads **not shown** (never "no effect": an interval that covers zero
+does not show the effect is absent); :func:`decision_words` is the one mapping.
+
+What this is not: the hypotheses (``hypotheses``), the final model (``final``) or notebook 05's
+comparisons (``comparisons``); this module decides rows that those build.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from lib.stats import Effect, decide, holm, paired_effect, per_seed, two_source_effect
+
+ALPHA = 0.05  # family-wise error rate of every family
+
+FAMILIES = {
+    "headline": "H1a/H1b per norm type, H2a, H2b, H3a, H3b (02, 03): the week-2 summary's claims",
+    "variance shift": "recalibration and dropout-placement claims (02b)",
+    "budget": "H1 at full budget and the overfitting checks (05)",
+    "search": "TPE vs random search at equal trials and budget (05)",
+    "final choice": "the winner among the declared candidates vs each other candidate (04)",
+    "budget x dropout": "the interaction: does H1's dropout effect differ between the grid and full budget (04, 05)",
+}
+
+# The headline family's declared size: H1a and H1b for each of the two norm types, H2a, H2b, H3a, H3b.
+FAMILY_SIZES = {"headline": 8}
+
+DISPLAY_COLUMNS = [
+    "hypothesis",
+    "claim",
+    "budget",
+    "n_seeds",
+    "uncertainty",
+    "effect",
+    "ci_low",
+    "ci_high",
+    "unit",
+    "verdict",
+    "p_value",
+    "p_holm",
+    "decision",
+    "adjusted_over",
+]
+
+WORDS = {"supported": "supported", "contradicted": "contradicted", "inconclusive": "not shown"}
+
+
+def decision_words(decision: object) -> str:
+    """How a decision reads in generated text: ``inconclusive`` is *not shown*, never "no effect"."""
+    return WORDS.get(str(decision), "not adjusted")
+
+
+def effect_between(
+    treatment: pd.DataFrame, control: pd.DataFrame, name: str, value: str = "val_accuracy", min_sd: float = 0.0
+) -> Effect:
+    """The paired effect of two sets of trials: over seeds *and* images when both carry ``val_correct``.
+
+    ``val_correct``: each run's per-image correctness on the validation set (an array per row). With
+    it for every row (and the same seeds on both sides), :func:`lib.stats.two_source_effect`; otherwise
+    the per-seed paired t-interval (:func:`lib.stats.paired_effect`, ``uncertainty="seeds"``).
+    """
+    arrays = _per_seed_arrays(treatment), _per_seed_arrays(control)
+    if value == "val_accuracy" and all(a is not None for a in arrays):
+        seeds = sorted(set(arrays[0]) & set(arrays[1]))
+        if len(seeds) >= 2:
+            stack = [np.stack([side[s] for s in seeds]) for side in arrays]
+            return two_source_effect(stack[0], stack[1], name, seeds=seeds)
+    return paired_effect(per_seed(treatment, value), per_seed(control, value), name, min_sd=min_sd)
+
+
+def _per_seed_arrays(frame: pd.DataFrame) -> dict[object, np.ndarray] | None:
+    """Per seed, the mean per-image correctness of the frame's runs; ``None`` unless every run has one."""
+    if "val_correct" not in frame or frame.empty:
+        return None
+    arrays = [np.asarray(a, dtype=float) if a is not None and np.ndim(a) == 1 else None for a in frame["val_correct"]]
+    if any(a is None for a in arrays) or len({a.size for a in arrays}) != 1:
+        return None
+    by_seed: dict[object, list[np.ndarray]] = {}
+    for seed, array in zip(frame["seed"], arrays, strict=True):
+        by_seed.setdefault(seed, []).append(array)
+    return {seed: np.mean(parts, axis=0) for seed, parts in by_seed.items()}
+
+
+def verdict_row(
+    hypothesis: str,
+    claim: str,
+    effect: Effect,
+    rule: str,
+    outcome: str,
+    *,
+    budget_text: str = "",
+    family: str = "headline",
+    margin: float = 0.0,
+    direction: str = "greater",
+    unit: str = "pp",
+    note: str = "",
+) -> dict[str, object]:
+    """One verdict row from an effect (``unit="pp"`` scales accuracy differences by 100)."""
+    scale = 100.0 if unit == "pp" else 1.0
+    result = {
+        "hypothesis": hypothesis,
+        "claim": claim,
+        "budget": budget_text,
+        "n_seeds": effect.n,
+        "uncertainty": effect.uncertainty,
+        "test": effect.method,
+        "effect": effect.mean * scale,
+        "ci_low": effect.ci_low * scale,
+        "ci_high": effect.ci_high * scale,
+        "unit": unit,
+        "rule": rule,
+        "verdict": outcome,
+        "p_value": effect.p_value(margin),
+        "margin": margin * scale,
+        "direction": direction,
+        "family": family,
+        "degenerate": effect.degenerate,
+        "note": note,
+        "seed_diffs": json.dumps({str(seed): value * scale for seed, value in effect.diffs}),
+    }
+    # the v1 column names, kept for readers of verdicts*.csv
+    suffix = "pp" if unit == "pp" else "decades"
+    result |= {
+        f"effect_{suffix}": result["effect"],
+        f"ci_low_{suffix}": result["ci_low"],
+        f"ci_high_{suffix}": result["ci_high"],
+    }
+    return result
+
+
+def adjust(table: pd.DataFrame, alpha: float = ALPHA, family_sizes: dict[str, int] | None = None) -> pd.DataFrame:
+    """Add ``p_holm``, ``decision`` and ``adjusted_over``: Holm's adjustment within each declared family.
+
+    ``family_sizes``: the declared number of claims of a family (default :data:`FAMILY_SIZES`). When a
+    notebook holds only part of a family (02 and 03 each hold part of ``headline``), the missing
+    claims count as not rejected (p = 1): the decision is then never bolder than the one over the
+    whole family, which 04 computes, and ``adjusted_over`` says ``partial: 4 of 8 claims``.
+    """
+    sizes = FAMILY_SIZES | (family_sizes or {})
+    table = table.copy()
+    if table.empty:
+        return table.assign(p_holm=pd.Series(dtype=float), decision=pd.Series(dtype=str))
+    table["p_holm"] = np.nan
+    table["decision"] = "inconclusive"
+    table["adjusted_over"] = ""
+    for family, rows in table.groupby("family", sort=False):
+        p = rows["p_value"].to_numpy(dtype=float)
+        declared = max(sizes.get(family, len(p)), len(p))
+        adjusted, _ = holm(np.concatenate([p, np.ones(declared - len(p))]), alpha)
+        adjusted = adjusted[: len(p)]
+        table.loc[rows.index, "p_holm"] = adjusted
+        table.loc[rows.index, "adjusted_over"] = (
+            f"whole family ({declared} claims)" if declared == len(p) else f"partial: {len(p)} of {declared} claims"
+        )
+        table.loc[rows.index, "decision"] = [
+            decide(e, p, m, d, alpha)
+            for e, p, m, d in zip(rows["effect"], adjusted, rows["margin"], rows["direction"], strict=True)
+        ]
+    return table
+
+
+def display(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """The columns a verdict table shows: claim, budget, seeds, uncertainty, effect, raw CI, verdicts."""
+    columns = [c for c in DISPLAY_COLUMNS if c in table]
+    return table[columns].round(digits)
+
+
+def fmt(value: float, unit: str) -> str:
+    """``+0.30 pp``; ``n/a`` for a missing value."""
+    if value != value:
+        return "n/a"
+    return f"{value:+.2f} {unit}"
+
+
+def summary_markdown(table: pd.DataFrame) -> str:
+    """One bullet per verdict row, written from the numbers (for the notebooks' discussion cells).
+
+    It says no more than the row: the effect, its interval, what the interval covers, the raw verdict
+    and the adjusted decision in :func:`decision_words` (inconclusive: *not shown*), and over how much
+    of its family the decision was adjusted.
+    """
+    lines = []
+    for _, r in table.iterrows():
+        interval = (
+            f"95% CI {fmt(r['ci_low'], r['unit'])} to {fmt(r['ci_high'], r['unit'])}"
+            if r["ci_low"] == r["ci_low"]
+            else "no interval (degenerate or too few seeds)"
+        )
+        over = r.get("uncertainty", "seeds")
+        part = r.get("adjusted_over")
+        scope = f"Holm within '{r['family']}'" + (f", {part}" if isinstance(part, str) and part else "")
+        decision = decision_words(r["decision"]) if "decision" in r.index else "not adjusted"
+        note = r.get("note")
+        lines.append(
+            f"- **{r['hypothesis']}** {r['claim']} ({r['budget']}, {r['n_seeds']} seeds; interval over {over}): "
+            f"{fmt(r['effect'], r['unit'])} ({interval}); raw: *{decision_words(r['verdict'])}*, "
+            f"{scope}: **{decision}**" + (f" — {note}" if isinstance(note, str) and note else "")
+        )
+    return "\n".join(lines)
