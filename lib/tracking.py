@@ -523,6 +523,7 @@ class AnalysisRun:
             self.completed = True
             self._forget()
         end_run(self.run_id, FINISHED)
+        _exit_hook_first()
 
     def __enter__(self) -> str:
         """``with analysis as run_id:`` is ``with analysis.step() as run_id:``."""
@@ -606,6 +607,14 @@ def _abandon_open_analyses() -> None:
     for analysis in list(_open_analyses):
         with suppress(Exception):  # the store is gone at exit: the next execution closes the run instead
             analysis.abandon("the kernel ended before the notebook's last logging step")
+
+
+def _exit_hook_first() -> None:
+    """Make :func:`_abandon_open_analyses` the first exit handler to run (handlers run last-in first-out):
+    MLflow registers its own as it goes (telemetry among them, which can wait seconds for the network),
+    and a kernel that does not exit within its shutdown time is killed before later handlers run."""
+    atexit.unregister(_abandon_open_analyses)
+    atexit.register(_abandon_open_analyses)
 
 
 atexit.register(_abandon_open_analyses)
