@@ -20,6 +20,7 @@ What this is not: the notebooks' content or the command line (``lib.cli``).
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -379,10 +380,18 @@ def _kernel_manager_class() -> type:
     return ReapedKernelManager
 
 
+def _quiet_kernel_death(record: logging.LogRecord) -> bool:
+    """nbclient's "Kernel died while waiting for execute reply." line: the runner says it in its own line."""
+    return not str(record.msg).startswith("Kernel died")
+
+
 def _register_progress_engine() -> None:
     """papermill engine ``hypertune-progress``: nbclient's, printing a line as each code cell ends and
     starting no cell once ``stop_event`` is set (Ctrl-C between two cells)."""
     from papermill.engines import NBClientEngine, papermill_engines
+
+    if _quiet_kernel_death not in logging.getLogger("papermill").filters:
+        logging.getLogger("papermill").addFilter(_quiet_kernel_death)
 
     class ProgressEngine(NBClientEngine):
         @classmethod
