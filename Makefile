@@ -1,5 +1,6 @@
 # hypertune: two commands on a fresh machine.
-#   make run   set everything up, then execute the full study (notebooks 01-04 with papermill)
+#   make run   set everything up, then execute the full study (notebooks 01-04 with papermill, in place);
+#              PROFILE=quick (a try-out) writes to runs/quick/ instead, PROFILE=deep runs 05 in place
 #   make test  set everything up, then lint, unit tests and the notebooks under nbval (smoke profile)
 # Set-up is idempotent: a second call does no work (stamps in .stamps/).
 
@@ -71,6 +72,7 @@ data: $(STAMPS)/venv
 	@rm -f $(STAMPS)/data
 	@$(MAKE) --no-print-directory $(STAMPS)/data
 
+# full (and deep for 05) refresh notebooks/ and figures/; any other profile writes to runs/<profile>/ (ignored).
 run: setup
 	$(PY) -m lib study --profile $(PROFILE)
 

@@ -13,13 +13,14 @@ What this is not: the cache or the run life cycle of a study (``lib.engine.recor
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
 import os
 import socket
 import subprocess
 from collections.abc import Iterable
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -468,3 +469,173 @@ def find_experiment_id(name: str) -> str | None:
 
 def set_experiment_tag(exp_id: str, key: str, value: str) -> None:
     client().set_experiment_tag(exp_id, key, value)
+
+
+# --- The analysis run of a notebook: opened and closed inside each logging step, never left RUNNING.
+# A notebook's figures, tables and summary metrics go to one "analysis run" per execution. No run spans
+# cells: every logging call (one step) sets the run RUNNING, logs, and closes it again (FINISHED; KILLED
+# on Ctrl-C; FAILED on an error), so a notebook stopped anywhere between steps leaves nothing open. The
+# last step tags it complete. A new execution of the same notebook and profile first closes the stale
+# runs of its own (KILLED, reason in the ``stop_reason`` tag): one left RUNNING by a process killed inside
+# a step, and one a stopped execution never completed. A kernel that ends normally (JupyterLab closing
+# it, papermill after a failing cell) marks its incomplete runs the same way on its way out.
+
+ANALYSIS_COMPLETE = "analysis_complete"  # tag: "true" once the last step has logged, "false" before
+STOP_REASON = "stop_reason"  # tag: why an analysis run was closed as KILLED or FAILED
+_open_analyses: list[AnalysisRun] = []  # this process's executions not yet complete (closed at exit)
+
+
+def owner_gone(run: StoredRun) -> bool:
+    """Whether the process that wrote ``run`` (its ``host`` and ``pid`` tags) no longer runs, or is this one."""
+    pid = run.tags.get("pid", "")
+    if run.tags.get("host") != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class AnalysisRun:
+    """One execution's analysis run of ``notebook`` in ``profile``: figures, tables and summary metrics.
+
+    Create it once, in the notebook's set-up cell (``tracking.analysis_run(...)``); nothing is written
+    until the first step, except that stale runs of the same notebook and profile are closed. Each of
+    :meth:`log_artifact`, :meth:`log_table`, :meth:`log_metrics` and :meth:`complete` is one step; a
+    ``with analysis:`` block (yielding the run id) is one step for anything else that logs to the run.
+    ``last=True`` on the final step marks the run complete. Not a trial run (``lib.engine.records``).
+    """
+
+    def __init__(self, experiment: str, notebook: str, profile: str, params: dict[str, Any] | None = None) -> None:
+        self.experiment, self.notebook, self.profile = experiment, notebook, profile
+        self.params = dict(params or {})
+        self.exp_id = experiment_id(experiment)
+        self.run_id: str | None = None
+        self.completed = False
+        self._steps: list[Any] = []
+        self.closed = close_stale_analyses(self.exp_id, notebook, profile)
+        _open_analyses.append(self)
+
+    def __repr__(self) -> str:
+        where = f"{self.experiment!r}, notebook={self.notebook!r}, profile={self.profile!r}"
+        return f"AnalysisRun({where}, run_id={self.run_id!r})"
+
+    @contextmanager
+    def step(self, last: bool = False):
+        """One logging step: the run is RUNNING inside the block and closed when it ends (see the class)."""
+        if self.run_id is None:
+            tags = {"kind": "analysis", "notebook": self.notebook, "profile": self.profile, ANALYSIS_COMPLETE: "false"}
+            self.run_id = start_run(self.exp_id, self.params, tags, run_name=f"analysis-{self.notebook}-{self.profile}")
+        else:
+            set_status(self.run_id, RUNNING)
+        try:
+            yield self.run_id
+        except BaseException as exc:
+            interrupted = isinstance(exc, KeyboardInterrupt | SystemExit)
+            reason = "interrupted in a logging step" if interrupted else f"{type(exc).__name__}: {exc}"[:500]
+            set_tags(self.run_id, {STOP_REASON: reason})
+            end_run(self.run_id, KILLED if interrupted else FAILED)
+            raise
+        if last:
+            set_tags(self.run_id, {ANALYSIS_COMPLETE: "true"})
+            self.completed = True
+            self._forget()
+        end_run(self.run_id, FINISHED)
+        _exit_hook_first()
+
+    def __enter__(self) -> str:
+        """``with analysis as run_id:`` is ``with analysis.step() as run_id:``."""
+        step = self.step()
+        self._steps.append(step)
+        return step.__enter__()
+
+    def __exit__(self, *exc: Any) -> bool | None:
+        return self._steps.pop().__exit__(*exc)
+
+    def log_artifact(self, path: str | Path, last: bool = False) -> Path:
+        """Log one file (a figure from ``plots.save_figure``, a table) as one step; returns its path."""
+        with self.step(last) as run_id:
+            log_artifact(run_id, path)
+        return Path(path)
+
+    def log_table(self, frame: pd.DataFrame, name: str, last: bool = False) -> Path:
+        """Write ``frame`` as ``<figures>/<name>.csv`` and log it as one step; returns the file's path."""
+        from lib.paths import figures_dir
+
+        path = figures_dir() / f"{name}.csv"
+        frame.to_csv(path, index=False)
+        return self.log_artifact(path, last)
+
+    def log_metrics(self, metrics: dict[str, float], last: bool = False) -> None:
+        """Log summary metrics as one step; a value the run already holds is not logged again."""
+        with self.step(last) as run_id:
+            held = get_run(run_id).metrics
+            log_metrics(run_id, {k: v for k, v in metrics.items() if held.get(k) != float(v)})
+
+    def complete(self) -> None:
+        """The notebook's last step when it logs nothing more: the run is marked complete."""
+        with self.step(last=True):
+            pass
+
+    def abandon(self, reason: str) -> None:
+        """Close an execution that will not complete (KILLED, ``reason`` in a tag); a run that never logged,
+        is complete, or was closed by a failed step stays as it is."""
+        self._forget()
+        if self.run_id is not None and not self.completed and get_run(self.run_id).status == FINISHED:
+            set_tags(self.run_id, {STOP_REASON: reason})
+            end_run(self.run_id, KILLED)
+
+    def _forget(self) -> None:
+        if self in _open_analyses:
+            _open_analyses.remove(self)
+
+
+def analysis_run(experiment: str, notebook: str, profile: str, params: dict[str, Any] | None = None) -> AnalysisRun:
+    """A new execution's :class:`AnalysisRun` (stale runs of the same notebook and profile are closed first)."""
+    return AnalysisRun(experiment, notebook, profile, params)
+
+
+def close_stale_analyses(exp_id: str, notebook: str, profile: str) -> list[str]:
+    """Close the analysis runs of ``notebook`` + ``profile`` that no live process will finish; their ids.
+
+    KILLED with a ``stop_reason``: a RUNNING one whose process is gone (killed inside a step), and an
+    incomplete one (a stopped execution, or an earlier execution in this same process). A run another
+    live process on this host is writing is left alone, and so is every complete run.
+    """
+    closed = []
+    for run in find_runs(exp_id):
+        tags = run.tags
+        own = tags.get("kind") == "analysis" and tags.get("notebook") == notebook and tags.get("profile") == profile
+        if not own or not owner_gone(run):
+            continue
+        if run.status == RUNNING:
+            reason = "its process ended inside a logging step (killed, or its kernel died)"
+        elif run.status == FINISHED and tags.get(ANALYSIS_COMPLETE) == "false":
+            reason = "the notebook stopped before its last logging step"
+        else:
+            continue
+        set_tags(run.run_id, {STOP_REASON: f"{reason}; closed when the notebook ran again"})
+        end_run(run.run_id, KILLED)
+        closed.append(run.run_id)
+    return closed
+
+
+def _abandon_open_analyses() -> None:
+    """At exit (a kernel shut down before its notebook's last step): close this process's incomplete runs."""
+    for analysis in list(_open_analyses):
+        with suppress(Exception):  # the store is gone at exit: the next execution closes the run instead
+            analysis.abandon("the kernel ended before the notebook's last logging step")
+
+
+def _exit_hook_first() -> None:
+    """Make :func:`_abandon_open_analyses` the first exit handler to run (handlers run last-in first-out):
+    MLflow registers its own as it goes (telemetry among them, which can wait seconds for the network),
+    and a kernel that does not exit within its shutdown time is killed before later handlers run."""
+    atexit.unregister(_abandon_open_analyses)
+    atexit.register(_abandon_open_analyses)
+
+
+atexit.register(_abandon_open_analyses)

@@ -675,10 +675,9 @@ def test_the_ledger_lists_the_committed_readings_and_takes_new_seeds_only(tmp_pa
     assert row["ci_low"] < 0.94 < row["ci_high"]
 
 
-def test_one_budget_wording_for_several_epochs_and_for_the_notebooks_facade():
+def test_one_budget_wording_for_several_epochs():
     """Issue 20: the study's budget text is report.budget_label's words, also for a grid of two budgets."""
     data = DataSpec(train_subset=8000)
     text = analysis.budget_text(pd.DataFrame({"epochs": [2, 10]}), data)
     assert text == "8,000 training images × 2 epochs; 8,000 training images × 10 epochs | validated on all 5,000 images"
-    assert analysis.budget(8000, 10) == "8,000 training images × 10 epochs | validated on all 5,000 images"
     assert analysis.budget_text(pd.DataFrame({"seed": [0]})) == ""  # a bare frame says nothing it does not know

@@ -115,7 +115,7 @@ def run(args: argparse.Namespace, debug: bool = False) -> int:
     if args.command == "study":
         from lib.study.runner import run_study
 
-        return run_study(args.profile, args.notebooks, args.output_dir)
+        return run_study(args.profile, args.notebooks, args.output_dir, debug)
     if args.command == "report":
         return _report(args)
     if args.command == "links":

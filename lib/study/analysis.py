@@ -18,9 +18,6 @@ import those modules directly.
 
 from __future__ import annotations
 
-import pandas as pd
-
-from lib import report
 from lib.engine.trial import code_version
 from lib.study.comparisons import (
     OVERFIT_REFERENCE,
@@ -87,17 +84,6 @@ from lib.study.verdicts import (
 _identity = identity  # the name the v2 notebooks and tests used
 
 
-def budget(images: int | None, epochs: object) -> str:
-    """Compatibility for notebooks written before the one budget wording: ``report.budget_label``'s line
-    for ``images`` training images and ``epochs`` (validation images as for Fashion-MNIST's default
-    split). Prefer ``report.budget_of(data, epochs)``, which knows the data set."""
-    values = sorted({int(e) for e in pd.Series(list(epochs) if not isinstance(epochs, int) else [epochs])})
-    if not images or not values:
-        return ""
-    frames = [pd.DataFrame({"data_train_subset": [images], "epochs": [e]}) for e in values]
-    return join_budgets([report.budget_label(frame) for frame in frames])
-
-
 __all__ = [
     "ALPHA",
     "DEFAULT_CONFIG",
@@ -115,7 +101,6 @@ __all__ = [
     "best_bn_placement",
     "best_lrs",
     "best_so_far",
-    "budget",
     "budget_change_lines",
     "budget_changes",
     "budget_text",
