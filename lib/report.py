@@ -219,7 +219,7 @@ def controlled(grid: pd.DataFrame, factor: str) -> pd.DataFrame:
     others = [v for v in varied(grid) if v != factor]
     if not others:
         return grid if grid[factor].astype(str).nunique() > 1 else grid.iloc[0:0]
-    cell = grid[others].astype(str).agg("|".join, axis=1)
+    cell = grid[others].map(str).agg("|".join, axis=1)  # map(str): astype(str) keeps NaN in pandas 3
     levels = grid.groupby(cell)[factor].agg(lambda s: frozenset(s.astype(str)))
     levels = levels[levels.map(len) >= 2]
     if levels.empty:

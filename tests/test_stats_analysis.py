@@ -483,6 +483,17 @@ def test_overfitting_keeps_the_two_dropout_values_of_an_arm_apart():
     assert by_p.loc[0.6, "late_change"] == pytest.approx(0.9 - 0.65)  # epoch 6 vs the declared epoch 3
 
 
+def test_overfitting_reads_runs_whose_configurations_hold_missing_values():
+    """A hyperparameter missing on some runs (NaN, as MLflow frames give it) still keys a run: pandas 3's
+    ``astype(str)`` keeps NaN, which broke the run key in notebook 05."""
+    histories = _histories(
+        {("none/block", 0.25): [1.0, 0.8, 0.7], ("none/block", 0.6): [1.0, 0.9, 0.95]}, seeds=range(3)
+    )
+    histories["weight_decay"] = np.where(histories["dropout_p"] == 0.25, np.nan, 1e-4)
+    summary, _ = analysis.overfitting(histories)
+    assert len(summary) == 2 and (summary["n"] == 3).all()
+
+
 def test_overfitting_is_not_decided_against_an_impossible_null():
     """Defect 2: 'last - minimum' is >= 0 by construction, so a model still improving read as overfitting.
     Validation loss still falling (plus noise around its plateau): the paired late change is negative."""

@@ -51,7 +51,7 @@ def _config_columns(histories: pd.DataFrame, with_seed: bool = True) -> list[str
 
 def _keys(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
     """One text key per row for ``columns`` (configurations may hold tuples or missing values)."""
-    return frame[columns].astype(str).agg("|".join, axis=1)
+    return frame[columns].map(str).agg("|".join, axis=1)  # map(str): astype(str) keeps NaN in pandas 3
 
 
 def run_curves(histories: pd.DataFrame, reference_epoch: int) -> pd.DataFrame:
