@@ -223,6 +223,15 @@ def _statistics(pixels: np.ndarray, scale: float) -> tuple[float, float]:
     return float(floats.mean()), float(floats.std(ddof=1))
 
 
+def _normalised(pixels: np.ndarray, scale: float, mean: float, std: float) -> torch.Tensor:
+    """``(pixels / scale - mean) / std`` as float32. For uint8 images through a 256-entry table built
+    by the same float32 operations, so one pass gives bit-identical values (about 2x faster)."""
+    if pixels.dtype == np.uint8:
+        table = (torch.from_numpy(np.arange(256, dtype=np.uint8).astype(np.float32) / scale) - mean) / std
+        return torch.from_numpy(np.take(table.numpy(), pixels))
+    return ((torch.from_numpy(pixels.astype(np.float32) / scale) - mean) / std).contiguous()
+
+
 def make_splits(
     images: np.ndarray | torch.Tensor,
     labels: np.ndarray | torch.Tensor,
@@ -253,8 +262,7 @@ def make_splits(
     mean, std = _statistics(images_np[train_idx], scale)
 
     def to_data(idx: np.ndarray) -> ArrayData:
-        pixels = torch.from_numpy(images_np[idx].astype(np.float32) / scale)
-        return ArrayData(((pixels - mean) / std).contiguous(), torch.from_numpy(labels_np[idx]))
+        return ArrayData(_normalised(images_np[idx], scale, mean, std), torch.from_numpy(labels_np[idx]))
 
     split_id = hashlib.sha256(
         f"{source_id}|{len(labels_np)}|{val_size}|{seed}|{train_subset}|{val_subset}".encode()
