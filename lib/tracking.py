@@ -377,6 +377,7 @@ def read_artifact(run_id: str, name: str) -> bytes:
     """The bytes of artifact ``name`` (a path inside the run's artifacts) of run ``run_id``."""
     import tempfile
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bar per small read
     with tempfile.TemporaryDirectory(prefix="hypertune-artifact-") as folder:
         return Path(client().download_artifacts(run_id, name, folder)).read_bytes()
 
