@@ -15,7 +15,7 @@ LAB_PORT ?= 8888
 STORE := sqlite:///$(CURDIR)/mlruns/mlflow.db
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test setup data ui server class-server test-server lab bench bench-numerics clean lint lock lock-upgrade
+.PHONY: run test setup data ui server class-server test-server lab bench bench-numerics bench-dropout-numerics gpu-check clean lint lock lock-upgrade
 
 setup: $(STAMPS)/venv $(STAMPS)/data
 
@@ -130,13 +130,21 @@ lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --port=$(LAB_PORT) --no-browser \
 	  $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-# The speed table of the README (a few minutes), and the controlled accuracy comparison that lets
-# FastDropout be the default (about 15 minutes; writes benchmarks/results/dropout_numerics.md).
+# The speed table of docs/performance.md in both precisions (about 8 minutes), the controlled accuracy
+# comparison that decides whether bf16 may be the default (about 25 minutes on 2 idle cores; writes
+# benchmarks/results/precision_numerics.md), the one that admitted FastDropout (about 15 minutes;
+# benchmarks/results/dropout_numerics.md), and the GPU check for a machine with a CUDA GPU.
 bench: setup
 	$(PY) benchmarks/speed.py
 
 bench-numerics: setup
+	$(PY) benchmarks/precision_numerics.py --seeds 4
+
+bench-dropout-numerics: setup
 	$(PY) benchmarks/dropout_numerics.py --seeds 4
+
+gpu-check: setup
+	bash benchmarks/gpu_check.sh
 
 clean:
 	rm -rf $(STAMPS) .pytest_cache .ruff_cache lib/__pycache__ tests/__pycache__ benchmarks/__pycache__ *.egg-info

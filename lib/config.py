@@ -25,6 +25,11 @@ DropoutImpl = Literal["fast", "torch"]
 Activation = Literal["relu", "gelu", "silu"]
 OptimizerName = Literal["adam", "adamw", "sgd"]
 SchedulerName = Literal["none", "cosine", "plateau"]
+Precision = Literal["fp32", "bf16"]
+
+# The training precision a config gets when it does not say. Flipping it to "bf16" is a one-line
+# change, allowed only by the controlled comparison's declared rule (benchmarks/precision_numerics.py).
+DEFAULT_PRECISION: Precision = "fp32"
 
 
 class ConfigError(ValueError):
@@ -105,7 +110,17 @@ class ModelConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    """The training recipe: optimizer, schedule, budget and the BatchNorm recalibration option."""
+    """The training recipe: optimizer, schedule, budget, precision, augmentation, BN recalibration.
+
+    ``scheduler="cosine"`` decays the rate per batch over the whole run (all ``epochs``), so a longer
+    run is a longer cosine. ``precision="bf16"`` trains and evaluates under ``torch.autocast`` with
+    bfloat16 (BatchNorm statistics, the loss and the weights stay fp32, as autocast keeps them).
+    ``label_smoothing`` applies to the training loss only; validation loss is plain cross-entropy.
+    Augmentation (training batches only, seeded from the trial seed, see :mod:`lib.data`):
+    ``augment_crop_padding`` pads by that many pixels and crops back at a random offset (0: off),
+    ``augment_flip`` mirrors half the images left-right, ``augment_erase_p`` erases one random
+    rectangle (2-33% of the image, aspect 0.3-3.3) of each image with that probability.
+    """
 
     optimizer: OptimizerName = "adamw"
     lr: float = Field(1e-3, gt=0.0, le=10.0)
@@ -118,6 +133,11 @@ class TrainConfig(_Strict):
     recalibrate_bn: bool = False
     recalibrate_batches: int = Field(40, ge=1)
     channels_last: bool = True
+    precision: Precision = DEFAULT_PRECISION
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    augment_crop_padding: int = Field(0, ge=0, le=16)
+    augment_flip: bool = False
+    augment_erase_p: float = Field(0.0, ge=0.0, le=1.0)
 
 
 MODEL_FIELDS = frozenset(ModelConfig.model_fields)

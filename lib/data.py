@@ -11,15 +11,19 @@ What this module does:
   normalises with statistics of the training part only;
 - holds tensors in memory and batches by index (no per-item Python, no PIL).
 
-What it is not: a downloader or file checker (that is :mod:`lib.datasets`) or an augmentation
-pipeline. Any ``(N, C, H, W)`` tensor data set can still be used through :func:`make_splits`;
-shapes and class counts are read from the data.
+- augments training batches (:class:`Augmentation`: random crop with padding, horizontal flip,
+  random erasing), vectorised on the in-memory batch tensor and seeded, never validation or test data.
+
+What it is not: a downloader or file checker (that is :mod:`lib.datasets`) or a per-item transform
+pipeline (no PIL, no torchvision transforms). Any ``(N, C, H, W)`` tensor data set can still be used
+through :func:`make_splits`; shapes and class counts are read from the data.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -92,6 +96,68 @@ class ArrayData:
 
 
 @dataclass(frozen=True)
+class Augmentation:
+    """Random training-batch augmentation, applied to the whole ``(N, C, H, W)`` batch at once.
+
+    - ``crop_padding`` > 0: pad each image by that many pixels with the value of a black pixel
+      (``pad_value``: ``-mean / std`` in normalised units) and crop back at a random offset;
+    - ``flip``: mirror each image left-right with probability 1/2 (fused with the crop into one gather);
+    - ``erase_p`` > 0: with that probability, set one random rectangle of 2-33% of the image
+      (aspect ratio log-uniform in 0.3-3.3) to 0, the data set's mean (random erasing, Zhong et al. 2020).
+
+    Every draw comes from ``generator``, so a seeded generator repeats the same batches exactly.
+    """
+
+    crop_padding: int = 0
+    flip: bool = False
+    erase_p: float = 0.0
+    pad_value: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.crop_padding > 0 or self.flip or self.erase_p > 0
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if self.crop_padding > 0 or self.flip:
+            x = self._crop_and_flip(x, generator)
+        if self.erase_p > 0:
+            x = self._erase(x, generator)
+        return x
+
+    def _crop_and_flip(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        n, _, height, width = x.shape
+        pad = self.crop_padding
+        if pad:
+            x = torch.nn.functional.pad(x, (pad, pad, pad, pad), value=self.pad_value)
+        dy = torch.randint(0, 2 * pad + 1, (n, 1), generator=generator)
+        dx = torch.randint(0, 2 * pad + 1, (n, 1), generator=generator)
+        cols = torch.arange(width).expand(n, width)
+        if self.flip:
+            mirrored = torch.rand(n, 1, generator=generator) < 0.5
+            cols = torch.where(mirrored, width - 1 - cols, cols)
+        rows = dy + torch.arange(height)
+        cols = dx + cols
+        picked = x[torch.arange(n)[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # (N, H, W, C)
+        return picked.permute(0, 3, 1, 2)  # (N, C, H, W), laid out channels_last
+
+    def _erase(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        n, _, height, width = x.shape
+        area = height * width * (0.02 + 0.31 * torch.rand(n, generator=generator))
+        aspect = torch.exp(math.log(0.3) + (math.log(3.3) - math.log(0.3)) * torch.rand(n, generator=generator))
+        h = (area * aspect).sqrt().round().clamp(1, height).long()
+        w = (area / aspect).sqrt().round().clamp(1, width).long()
+        top = (torch.rand(n, generator=generator) * (height - h + 1)).long()
+        left = (torch.rand(n, generator=generator) * (width - w + 1)).long()
+        chosen = torch.rand(n, generator=generator) < self.erase_p
+        rows = torch.arange(height)[None, :]
+        cols = torch.arange(width)[None, :]
+        inside_rows = (rows >= top[:, None]) & (rows < (top + h)[:, None])
+        inside_cols = (cols >= left[:, None]) & (cols < (left + w)[:, None])
+        mask = inside_rows[:, :, None] & inside_cols[:, None, :] & chosen[:, None, None]
+        return x.masked_fill(mask[:, None], 0.0)
+
+
+@dataclass(frozen=True)
 class DataSplits:
     """The tuning data: a training part and a stratified validation part of the training set.
 
@@ -157,6 +223,15 @@ def _statistics(pixels: np.ndarray, scale: float) -> tuple[float, float]:
     return float(floats.mean()), float(floats.std(ddof=1))
 
 
+def _normalised(pixels: np.ndarray, scale: float, mean: float, std: float) -> torch.Tensor:
+    """``(pixels / scale - mean) / std`` as float32. For uint8 images through a 256-entry table built
+    by the same float32 operations, so one pass gives bit-identical values (about 2x faster)."""
+    if pixels.dtype == np.uint8:
+        table = (torch.from_numpy(np.arange(256, dtype=np.uint8).astype(np.float32) / scale) - mean) / std
+        return torch.from_numpy(np.take(table.numpy(), pixels))
+    return ((torch.from_numpy(pixels.astype(np.float32) / scale) - mean) / std).contiguous()
+
+
 def make_splits(
     images: np.ndarray | torch.Tensor,
     labels: np.ndarray | torch.Tensor,
@@ -187,8 +262,7 @@ def make_splits(
     mean, std = _statistics(images_np[train_idx], scale)
 
     def to_data(idx: np.ndarray) -> ArrayData:
-        pixels = torch.from_numpy(images_np[idx].astype(np.float32) / scale)
-        return ArrayData(((pixels - mean) / std).contiguous(), torch.from_numpy(labels_np[idx]))
+        return ArrayData(_normalised(images_np[idx], scale, mean, std), torch.from_numpy(labels_np[idx]))
 
     split_id = hashlib.sha256(
         f"{source_id}|{len(labels_np)}|{val_size}|{seed}|{train_subset}|{val_subset}".encode()

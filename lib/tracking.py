@@ -374,6 +374,15 @@ def log_artifact(run_id: str, path: str | Path) -> None:
     client().log_artifact(run_id, str(path))
 
 
+def read_artifact(run_id: str, name: str) -> bytes:
+    """The bytes of artifact ``name`` (a path inside the run's artifacts) of run ``run_id``."""
+    import tempfile
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bar per small read
+    with tempfile.TemporaryDirectory(prefix="hypertune-artifact-") as folder:
+        return Path(client().download_artifacts(run_id, name, folder)).read_bytes()
+
+
 def search(experiment_names: str | Iterable[str], filter_string: str = "") -> list:
     """All runs (as MLflow ``Run`` objects) of the named experiments that exist."""
     names = [experiment_names] if isinstance(experiment_names, str) else list(experiment_names)

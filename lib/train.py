@@ -1,25 +1,35 @@
 """The training loop, evaluation and BatchNorm recalibration.
 
-``fit`` is one flat loop you can read top to bottom: seed, build the optimizer and scheduler,
-then for every epoch train on shuffled index batches, evaluate on the validation data and record
-an :class:`EpochStats`. A run that explodes stops with status ``"diverged"`` (the rule is above
-:data:`EXPLODED_LOSS_FACTOR`); optional early stopping on validation loss restores the best weights.
-A CPU run repeats exactly for the same seed and thread count. The trainer knows nothing about how
-the model is built or logged.
+:func:`fit` is one loop you can read on one screen, like pytorch/examples' mnist ``train()``: seed,
+build the optimizer and scheduler, then for every epoch :func:`train_one_epoch` (seeded shuffled,
+optionally augmented batches), :func:`validate`, record an :class:`EpochStats`, and apply the stop
+rules (:func:`diverged`, :class:`EarlyStopping`). A run that explodes stops with status
+``"diverged"`` (the rule is above :data:`EXPLODED_LOSS_FACTOR`); optional early stopping on
+validation loss restores the best weights. ``precision="bf16"`` runs forward passes (training and
+evaluation) under ``torch.autocast`` with bfloat16; the loss, the weights, the optimizer state and
+BatchNorm's running statistics stay fp32. A CPU run repeats exactly for the same seed and thread count.
+
+**Checkpoint rule** (:meth:`FitResult.best_epoch_metrics`): the *last* epoch's model is what a
+trial returns and scores (``val_accuracy``); the *best* epoch is the one with the highest validation
+accuracy (the earliest on ties), reported beside it as ``best_epoch``, ``best_val_accuracy`` and
+``best_val_loss`` (the validation loss at that epoch), so a claim can declare which score it uses.
+
+What this is not: how the model is built (:mod:`lib.model`) or logged (:mod:`lib.engine.records`).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
 from lib.config import TrainConfig
-from lib.data import ArrayData
+from lib.data import ArrayData, Augmentation
 
 # When a run counts as diverged (status "diverged", recorded FAILED with failure_kind=diverged):
 # - a training batch's loss is NaN or infinite (training stops at once), or the validation loss is; or
@@ -58,18 +68,30 @@ class FitResult:
     failure_reason: str = ""
     train_seconds: float = 0.0
     images_seen: int = 0
-    best_epoch: int | None = None
+    restored_epoch: int | None = None  # early stopping put back this epoch's weights
     recalibration: dict[str, float] = field(default_factory=dict)
+    final: Evaluation | None = None  # the returned model's validation score (after recalibration)
 
     @property
     def images_per_second(self) -> float:
         return self.images_seen / self.train_seconds if self.train_seconds else 0.0
 
+    def best_epoch_metrics(self) -> dict[str, float]:
+        """The checkpoint rule's best epoch: highest validation accuracy, earliest on ties ({} without one)."""
+        scored = [row for row in self.history if math.isfinite(row.val_accuracy)]
+        if not scored:
+            return {}
+        best = max(scored, key=lambda row: (row.val_accuracy, -row.epoch))
+        return {"best_epoch": best.epoch, "best_val_accuracy": best.val_accuracy, "best_val_loss": best.val_loss}
+
 
 @dataclass(frozen=True)
 class Evaluation:
+    """Mean loss and accuracy; ``correct`` says per image (in data order) whether it was right."""
+
     loss: float
     accuracy: float
+    correct: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
 
 def seed_everything(seed: int) -> None:
@@ -104,6 +126,11 @@ def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> to
     return x.contiguous(memory_format=torch.channels_last) if channels_last and x.ndim == 4 else x
 
 
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    """The forward pass's precision: bfloat16 autocast for ``"bf16"`` (CPU or CUDA), a no-op for ``"fp32"``."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"`` picks CUDA when a GPU is present, else the CPU."""
     if str(device) == "auto":
@@ -118,22 +145,29 @@ def evaluate(
     batch_size: int = EVAL_BATCH_SIZE,
     device: str | torch.device = "auto",
     channels_last: bool = True,
+    precision: str = "fp32",
 ) -> Evaluation:
-    """Mean cross-entropy and accuracy of ``model`` on ``data`` (evaluation mode, no grad)."""
+    """Mean cross-entropy, accuracy and per-image correctness of ``model`` on ``data`` (eval mode, no grad)."""
     device = resolve_device(device)
     was_training = model.training
     model.eval()
-    total_loss, correct = 0.0, 0
+    total_loss, hits = 0.0, []
     for x, y in data.batches(batch_size):
-        logits = model(_to_device(x, device, channels_last))
+        with autocast(device, precision):
+            logits = model(_to_device(x, device, channels_last))
         y = y.to(device)
-        total_loss += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
-        correct += int((logits.argmax(1) == y).sum())
+        total_loss += float(nn.functional.cross_entropy(logits.float(), y, reduction="sum"))
+        hits.append((logits.argmax(1) == y).cpu())
     model.train(was_training)
-    return Evaluation(loss=total_loss / len(data), accuracy=correct / len(data))
+    correct = torch.cat(hits) if hits else torch.zeros(0, dtype=torch.bool)
+    return Evaluation(loss=total_loss / len(data), accuracy=int(correct.sum()) / len(data), correct=correct)
 
 
 _BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d)
+
+
+def _bn_layers(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, _BN_TYPES)]
 
 
 @torch.no_grad()
@@ -145,6 +179,7 @@ def recalibrate_bn(
     seed: int = 0,
     device: str | torch.device = "auto",
     channels_last: bool = True,
+    precision: str = "fp32",
 ) -> int:
     """Re-estimate every BatchNorm layer's running statistics with dropout switched off.
 
@@ -153,7 +188,7 @@ def recalibrate_bn(
     statistics match the activations the network sees at evaluation time. No gradient, no weight
     change. Returns the number of BatchNorm layers recalibrated (0: a no-op).
     """
-    bn_layers = [m for m in model.modules() if isinstance(m, _BN_TYPES)]
+    bn_layers = _bn_layers(model)
     if not bn_layers:
         return 0
     device = resolve_device(device)
@@ -168,7 +203,8 @@ def recalibrate_bn(
     for index, (x, _) in enumerate(data.batches(batch_size, shuffle=True, generator=generator)):
         if index >= n_batches:
             break
-        model(_to_device(x, device, channels_last))
+        with autocast(device, precision):
+            model(_to_device(x, device, channels_last))
     for bn, momentum in zip(bn_layers, saved_momentum, strict=True):
         bn.momentum = momentum
     model.train(was_training)
@@ -193,8 +229,6 @@ def fit(
     With ``val_data=None`` (the final retrain on train+validation) validation metrics are NaN and
     early stopping is off. ``on_epoch`` is called after every epoch (e.g. to log live to MLflow).
     """
-    from tqdm.auto import tqdm
-
     device = resolve_device(device)
     seed_everything(seed)
     model.to(device)
@@ -203,87 +237,197 @@ def fit(
     optimizer = make_optimizer(model, config)
     steps_per_epoch = math.ceil(len(train_data) / config.batch_size)
     scheduler = make_scheduler(optimizer, config, steps_per_epoch)
-    shuffle_generator = torch.Generator().manual_seed(seed)
+    feed = TrainingFeed(train_data, config, seed)
+    stopper = EarlyStopping(config.early_stopping_patience if val_data is not None else None)
     result = FitResult()
-    best_loss, best_state, epochs_without_gain = math.inf, None, 0
-    n_outputs = 2
-    bar = tqdm(
-        total=config.epochs * steps_per_epoch,
-        disable=not progress,
-        unit="batch",
-        desc="train",
-        leave=False,
-        mininterval=1.0,
-    )
+    bar = _progress_bar(config.epochs * steps_per_epoch, progress)
     for epoch in range(1, config.epochs + 1):
-        model.train()
-        epoch_lr = optimizer.param_groups[0]["lr"]
-        started = time.perf_counter()
-        loss_sum, seen = 0.0, 0
-        for x, y in train_data.batches(config.batch_size, shuffle=True, generator=shuffle_generator):
-            if len(y) < 2:  # a lone last sample breaks BatchNorm's batch statistics; skip it
-                continue
-            x, y = _to_device(x, device, config.channels_last), y.to(device)
-            logits = model(x)
-            n_outputs = logits.shape[-1]
-            loss = nn.functional.cross_entropy(logits, y)
-            if not torch.isfinite(loss):
-                result.status = "diverged"
-                result.failure_reason = f"loss became {float(loss.detach())} in epoch {epoch}"
-                break
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if config.scheduler == "cosine":
-                scheduler.step()
-            loss_sum += float(loss.detach()) * len(y)
-            seen += len(y)
-            bar.update()
-        seconds = time.perf_counter() - started
-        result.train_seconds += seconds
-        result.images_seen += seen
-        if result.status == "diverged":
+        lr = optimizer.param_groups[0]["lr"]
+        done = train_one_epoch(model, feed, optimizer, scheduler, config, device, bar)
+        result.train_seconds += done.seconds
+        result.images_seen += done.seen
+        if done.failure:
+            result.status, result.failure_reason = "diverged", f"{done.failure} in epoch {epoch}"
             break
-        val = evaluate(model, val_data, device=device, channels_last=config.channels_last) if val_data else None
-        stats = EpochStats(
-            epoch,
-            loss_sum / max(seen, 1),
-            val.loss if val else math.nan,
-            val.accuracy if val else math.nan,
-            epoch_lr,
-            seconds,
-        )
+        val = validate(model, train_data, val_data, config, seed, device)
+        stats = EpochStats(epoch, done.mean_loss, val.loss, val.accuracy, lr, done.seconds)
         result.history.append(stats)
+        result.final = val
         if on_epoch:
             on_epoch(stats)
         bar.set_postfix(val_acc=f"{stats.val_accuracy:.4f}", refresh=False)
-        if val is not None and not math.isfinite(val.loss):
-            result.status, result.failure_reason = "diverged", f"validation loss is {val.loss} in epoch {epoch}"
+        failure = diverged(stats, done.n_outputs, val_data is not None)
+        if failure:
+            result.status, result.failure_reason = "diverged", failure
             break
-        exploded = _exploded(stats, n_outputs)
-        if exploded:
-            result.status, result.failure_reason = "diverged", exploded
-            break
-        if config.scheduler == "plateau" and val is not None:
+        if config.scheduler == "plateau" and val_data is not None:
             scheduler.step(val.loss)
-        if config.early_stopping_patience and val is not None:
-            if val.loss < best_loss:
-                best_loss, epochs_without_gain, result.best_epoch = val.loss, 0, epoch
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                epochs_without_gain += 1
-                if epochs_without_gain >= config.early_stopping_patience:
-                    break
+        if stopper.should_stop(epoch, val, model):
+            break
     bar.close()
-    if best_state is not None and result.status == "finished":
-        model.load_state_dict(best_state)
-    if config.recalibrate_bn and result.status == "finished":
-        result.recalibration = _recalibrate_and_compare(model, train_data, val_data, config, seed, device)
+    if result.status == "finished":
+        _finish(model, result, stopper, train_data, val_data, config, seed, device)
     return result
 
 
-def _exploded(stats: EpochStats, n_classes: int) -> str:
-    """Why an epoch counts as exploded (see :data:`EXPLODED_LOSS_FACTOR`), or ``""``."""
+class TrainingFeed:
+    """The training batches of every epoch: a seeded shuffle, then the config's augmentation.
+
+    Shuffling and augmentation draw from two generators seeded from the trial seed, so the same seed
+    gives the same batches (and switching augmentation on does not change the order of the batches).
+    """
+
+    def __init__(self, data: ArrayData, config: TrainConfig, seed: int) -> None:
+        self.data, self.batch_size = data, config.batch_size
+        self.shuffle = torch.Generator().manual_seed(seed)
+        self.random = torch.Generator().manual_seed(_augmentation_seed(seed))
+        self.augmentation = Augmentation(
+            crop_padding=config.augment_crop_padding,
+            flip=config.augment_flip,
+            erase_p=config.augment_erase_p,
+            pad_value=float(data.images.min()) if config.augment_crop_padding and len(data) else 0.0,
+        )
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for x, y in self.data.batches(self.batch_size, shuffle=True, generator=self.shuffle):
+            if len(y) < 2:  # a lone last sample breaks BatchNorm's batch statistics; skip it
+                continue
+            yield (self.augmentation(x, self.random) if self.augmentation.active else x), y
+
+
+def _augmentation_seed(seed: int) -> int:
+    return (seed + 1) * 0x9E3779B97F4A7C15 % 2**63  # a stream apart from the shuffle's (seed) and the weights'
+
+
+@dataclass(frozen=True)
+class EpochOutcome:
+    """What one pass over the training batches produced (``failure``: why it stopped, or "")."""
+
+    mean_loss: float
+    seen: int
+    seconds: float
+    n_outputs: int
+    failure: str = ""
+
+
+def train_one_epoch(
+    model: nn.Module,
+    feed: TrainingFeed,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    config: TrainConfig,
+    device: torch.device,
+    bar: Any,
+) -> EpochOutcome:
+    """One pass over ``feed``: forward (in the config's precision), loss in fp32, backward, step."""
+    model.train()
+    started = time.perf_counter()
+    loss_sum, seen, n_outputs = 0.0, 0, 2
+    for x, y in feed:
+        x, y = _to_device(x, device, config.channels_last), y.to(device)
+        with autocast(device, config.precision):
+            logits = model(x)
+        n_outputs = logits.shape[-1]
+        loss = nn.functional.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            return EpochOutcome(
+                loss_sum / max(seen, 1), seen, time.perf_counter() - started, n_outputs, f"loss became {value}"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if config.scheduler == "cosine":
+            scheduler.step()
+        loss_sum += value * len(y)
+        seen += len(y)
+        bar.update()
+    return EpochOutcome(loss_sum / max(seen, 1), seen, time.perf_counter() - started, n_outputs)
+
+
+def validate(
+    model: nn.Module,
+    train_data: ArrayData,
+    val_data: ArrayData | None,
+    config: TrainConfig,
+    seed: int,
+    device: torch.device,
+) -> Evaluation:
+    """The epoch's validation score, as the finished trial would be scored (NaN without validation data).
+
+    For a recalibrated arm (``recalibrate_bn``) BatchNorm is recalibrated first and its training-time
+    statistics put back afterwards, so the per-epoch curve measures the model the trial reports
+    (not the variance-shifted one); this costs ``recalibrate_batches`` forward batches per epoch.
+    """
+    if val_data is None:
+        return Evaluation(math.nan, math.nan)
+    if not (config.recalibrate_bn and _bn_layers(model)):
+        return evaluate(model, val_data, device=device, channels_last=config.channels_last, precision=config.precision)
+    saved = {name: buffer.clone() for name, buffer in model.named_buffers()}
+    _recalibrate(model, train_data, config, seed, device)
+    val = evaluate(model, val_data, device=device, channels_last=config.channels_last, precision=config.precision)
+    with torch.no_grad():
+        for name, buffer in model.named_buffers():
+            buffer.copy_(saved[name])
+    return val
+
+
+class EarlyStopping:
+    """Stop after ``patience`` epochs without a lower validation loss; remembers the best weights."""
+
+    def __init__(self, patience: int | None) -> None:
+        self.patience = patience
+        self.best_loss, self.best_epoch, self.waited = math.inf, 0, 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def should_stop(self, epoch: int, val: Evaluation, model: nn.Module) -> bool:
+        if not self.patience:
+            return False
+        if val.loss < self.best_loss:
+            self.best_loss, self.best_epoch, self.waited = val.loss, epoch, 0
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            return False
+        self.waited += 1
+        return self.waited >= self.patience
+
+
+def _finish(
+    model: nn.Module,
+    result: FitResult,
+    stopper: EarlyStopping,
+    train_data: ArrayData,
+    val_data: ArrayData | None,
+    config: TrainConfig,
+    seed: int,
+    device: torch.device,
+) -> None:
+    """Restore early stopping's best weights, recalibrate BatchNorm, and score the returned model."""
+    restored = stopper.best_state is not None and stopper.best_epoch != len(result.history)
+    if stopper.best_state is not None:
+        model.load_state_dict(stopper.best_state)
+        result.restored_epoch = stopper.best_epoch
+    if config.recalibrate_bn:
+        result.recalibration, after = _recalibrate_and_compare(model, train_data, val_data, config, seed, device)
+        result.final = after or result.final
+    elif restored and val_data is not None:
+        result.final = evaluate(
+            model, val_data, device=device, channels_last=config.channels_last, precision=config.precision
+        )
+
+
+def _progress_bar(total: int, progress: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not progress, unit="batch", desc="train", leave=False, mininterval=1.0)
+
+
+def diverged(stats: EpochStats, n_classes: int, validated: bool = True) -> str:
+    """Why an epoch counts as diverged (see :data:`EXPLODED_LOSS_FACTOR`), or ``""``.
+
+    ``validated=False`` (no validation data: its loss is NaN by design) checks the training loss only.
+    """
+    if validated and not math.isfinite(stats.val_loss):
+        return f"validation loss is {stats.val_loss} in epoch {stats.epoch}"
     uniform = math.log(max(n_classes, 2))
     limit = EXPLODED_LOSS_FACTOR * uniform
     for name, value in (("training", stats.train_loss), ("validation", stats.val_loss)):
@@ -295,6 +439,18 @@ def _exploded(stats: EpochStats, n_classes: int) -> str:
     return ""
 
 
+def _recalibrate(model: nn.Module, data: ArrayData, config: TrainConfig, seed: int, device: torch.device) -> None:
+    recalibrate_bn(
+        model,
+        data,
+        config.recalibrate_batches,
+        seed=seed,
+        device=device,
+        channels_last=config.channels_last,
+        precision=config.precision,
+    )
+
+
 def _recalibrate_and_compare(
     model: nn.Module,
     train_data: ArrayData,
@@ -302,24 +458,22 @@ def _recalibrate_and_compare(
     config: TrainConfig,
     seed: int,
     device: torch.device,
-) -> dict[str, float]:
-    """Recalibrate BatchNorm after training and record validation accuracy and loss before and after.
-
-    The per-epoch history keeps the values before recalibration.
-    """
-    before = evaluate(model, val_data, device=device, channels_last=config.channels_last) if val_data else None
-    recalibrate_bn(
-        model, train_data, config.recalibrate_batches, seed=seed, device=device, channels_last=config.channels_last
-    )
-    after = evaluate(model, val_data, device=device, channels_last=config.channels_last) if val_data else None
+) -> tuple[dict[str, float], Evaluation | None]:
+    """Recalibrate BatchNorm after training; validation accuracy and loss before and after, and the
+    evaluation after (``None`` without validation data)."""
+    options = {"device": device, "channels_last": config.channels_last, "precision": config.precision}
+    before = evaluate(model, val_data, **options) if val_data else None
+    _recalibrate(model, train_data, config, seed, device)
+    after = evaluate(model, val_data, **options) if val_data else None
     if before is None or after is None:
-        return {}
-    return {
+        return {}, None
+    comparison = {
         "val_accuracy_before_recalibration": before.accuracy,
         "val_loss_before_recalibration": before.loss,
         "val_accuracy_after_recalibration": after.accuracy,
         "val_loss_after_recalibration": after.loss,
     }
+    return comparison, after
 
 
 @torch.no_grad()

@@ -133,3 +133,49 @@ def test_configs_are_frozen():
 def test_bad_seed_raises_config_error():
     with pytest.raises(ConfigError, match="seed"):
         TrialConfig.from_flat({"seed": -1})
+
+
+def test_precision_is_a_validated_field_in_the_cache_key():
+    from lib.config import DEFAULT_PRECISION
+    from lib.data import DataSpec
+    from lib.engine.trial import trial_key
+
+    assert TrainConfig().precision == DEFAULT_PRECISION == "fp32"
+    fp32, bf16 = TrialConfig.from_flat({"precision": "fp32"}), TrialConfig.from_flat({"precision": "bf16"})
+    assert fp32.fingerprint() != bf16.fingerprint()
+    assert trial_key(fp32, DataSpec(dataset="digits")) != trial_key(bf16, DataSpec(dataset="digits"))
+    assert fp32.flat()["precision"] == "fp32"  # logged as a param of every run
+    with pytest.raises(ConfigError, match="precision"):
+        TrialConfig.from_flat({"precision": "fp16"})
+
+
+@pytest.mark.parametrize(
+    ("flat", "field"),
+    [
+        ({"label_smoothing": 1.0}, "label_smoothing"),
+        ({"augment_crop_padding": -1}, "augment_crop_padding"),
+        ({"augment_erase_p": 1.5}, "augment_erase_p"),
+        ({"augment_flip": "sometimes"}, "augment_flip"),
+    ],
+)
+def test_final_model_levers_are_validated(flat, field):
+    with pytest.raises(ConfigError, match=field):
+        TrialConfig.from_flat(flat)
+
+
+def test_final_model_levers_default_to_todays_behaviour_and_enter_the_key():
+    train = TrainConfig()
+    assert (train.label_smoothing, train.augment_crop_padding, train.augment_flip, train.augment_erase_p) == (
+        0.0,
+        0,
+        False,
+        0.0,
+    )
+    base = TrialConfig().fingerprint()
+    for flat in (
+        {"label_smoothing": 0.1},
+        {"augment_crop_padding": 2},
+        {"augment_flip": True},
+        {"augment_erase_p": 0.25},
+    ):
+        assert TrialConfig.from_flat(flat).fingerprint() != base

@@ -313,3 +313,83 @@ def test_outputs_are_isolated_from_the_repo(isolated_outputs):
     assert paths.PROJECT_ROOT not in paths.figures_dir().parents
     # the data folder is deliberately left alone: the verified files are shared by every test
     assert paths.data_dir() == paths.PROJECT_ROOT / "data"
+
+
+# --- augmentation of training batches -----
+
+
+def _batch(n: int = 16, channels: int = 2, size: int = 8) -> torch.Tensor:
+    return torch.arange(n * channels * size * size, dtype=torch.float32).reshape(n, channels, size, size)
+
+
+def test_augmentation_repeats_for_a_seed_and_differs_for_another():
+    from lib.data import Augmentation
+
+    augment = Augmentation(crop_padding=2, flip=True, erase_p=0.5)
+    x = _batch()
+    first = augment(x, torch.Generator().manual_seed(0))
+    again = augment(x, torch.Generator().manual_seed(0))
+    other = augment(x, torch.Generator().manual_seed(1))
+    assert first.shape == x.shape
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+    assert not Augmentation().active and augment.active
+
+
+def test_flip_mirrors_each_image_or_leaves_it():
+    from lib.data import Augmentation
+
+    x = _batch(n=64)
+    out = Augmentation(flip=True)(x, torch.Generator().manual_seed(3))
+    mirrored = [torch.equal(o, xi.flip(-1)) for o, xi in zip(out, x, strict=True)]
+    kept = [torch.equal(o, xi) for o, xi in zip(out, x, strict=True)]
+    assert all(m != k for m, k in zip(mirrored, kept, strict=True))
+    assert 16 < sum(mirrored) < 48  # about half
+
+
+def test_crop_with_padding_is_a_shifted_window_of_the_padded_image():
+    from lib.data import Augmentation
+
+    pad, x = 2, _batch(n=32)
+    out = Augmentation(crop_padding=pad, pad_value=-1.0)(x, torch.Generator().manual_seed(4))
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad), value=-1.0)
+    shifts = set()
+    for image, source in zip(out, padded, strict=True):
+        windows = [
+            (dy, dx)
+            for dy in range(2 * pad + 1)
+            for dx in range(2 * pad + 1)
+            if torch.equal(image, source[:, dy : dy + 8, dx : dx + 8])
+        ]
+        assert len(windows) == 1
+        shifts.add(windows[0])
+    assert len(shifts) > 5  # offsets vary image by image
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_random_erasing_zeroes_one_rectangle_in_the_chosen_share_of_images():
+    from lib.data import Augmentation
+
+    x = _batch(n=400) + 1.0  # no zero anywhere before erasing
+    out = Augmentation(erase_p=0.5)(x, torch.Generator().manual_seed(5))
+    erased = (out == 0).all(dim=1)  # (N, H, W): every channel of a pixel erased together
+    touched = erased.flatten(1).any(1)
+    assert 150 < int(touched.sum()) < 250
+    for mask in erased[touched][:50]:
+        rows, cols = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
+        box = mask[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+        assert box.all() and int(mask.sum()) == box.numel()  # one solid rectangle
+        assert 0.01 <= box.numel() / 64 <= 0.45
+    assert torch.equal(out[~touched], x[~touched])
+
+
+def test_training_feed_augments_training_batches_only_and_keeps_the_order(small_splits):
+    from lib.config import TrainConfig
+    from lib.train import TrainingFeed
+
+    data = ArrayData(small_splits.train.images[:300], small_splits.train.labels[:300])
+    plain = list(TrainingFeed(data, TrainConfig(batch_size=100), seed=7))
+    augmented = list(TrainingFeed(data, TrainConfig(batch_size=100, augment_flip=True, augment_crop_padding=2), seed=7))
+    assert all(torch.equal(a[1], p[1]) for a, p in zip(augmented, plain, strict=True))  # same shuffle
+    assert not any(torch.equal(a[0], p[0]) for a, p in zip(augmented, plain, strict=True))
+    assert float(data.images.min()) in augmented[0][0]  # padding is a black pixel of the data

@@ -13,6 +13,9 @@ through this module, so a trial's record never depends on where it trained:
 - **progress** (:class:`Progress`): a bar while the trials run and a one-line summary
   (:func:`summary_line`) when it closes.
 - **results** (:func:`results_frame`): one row per trial with its config, status and metrics.
+- **per-image results** (:func:`val_correct`, :func:`per_image_correct`): which validation (or, for a
+  final run, test) images a finished trial got right, stored bit-packed as the run's artifact
+  ``per_image/<split>_correct.npz`` (625 bytes for 5,000 images), for paired tests over images.
 
 What this is not: where trials train (the back-ends) or which configs to try (``lib.engine``'s
 grids, ``lib.engine.search``'s TPE). MLflow itself is reached only through ``lib.tracking``.
@@ -21,13 +24,17 @@ grids, ``lib.engine.search``'s TPE). MLflow itself is reached only through ``lib
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import os
 import socket
+import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from lib import tracking
@@ -256,6 +263,8 @@ class Recorder:
             status = tracking.KILLED
         else:
             tracking.log_metrics(run_id, result.final_metrics())
+            if result.ok:
+                log_per_image(run_id, result.correct)
             if not result.ok:
                 reason = result.failure_reason[:4000]
                 tracking.set_tags(run_id, {"failure_kind": result.failure_kind, "failure_reason": reason})
@@ -296,6 +305,34 @@ class RecordingFeed:
 
     def abort(self, reason: str) -> None:
         self.recorder.abort(reason)
+
+
+PER_IMAGE_FOLDER = "per_image"
+
+
+def log_per_image(run_id: str, correct: dict[str, Any]) -> None:
+    """Store each split's per-image correctness (bool arrays) bit-packed as one small artifact per split."""
+    if not correct:
+        return
+    with tempfile.TemporaryDirectory(prefix="hypertune-per-image-") as folder:
+        for split, values in correct.items():
+            values = np.asarray(values, dtype=bool)
+            path = Path(folder) / PER_IMAGE_FOLDER / f"{split}_correct.npz"
+            path.parent.mkdir(exist_ok=True)
+            np.savez(path, packed=np.packbits(values), n=np.int64(len(values)))
+        tracking.log_artifact(run_id, Path(folder) / PER_IMAGE_FOLDER)
+
+
+def per_image_correct(run_id: str, split: str = "val") -> np.ndarray:
+    """Which images of ``split`` (``val``, or ``test`` for a final run) run ``run_id`` got right, in
+    the split's order (the same order for every run on one ``split_id``): a bool array."""
+    stored = np.load(io.BytesIO(tracking.read_artifact(run_id, f"{PER_IMAGE_FOLDER}/{split}_correct.npz")))
+    return np.unpackbits(stored["packed"], count=int(stored["n"])).astype(bool)
+
+
+def val_correct(run_id: str) -> np.ndarray:
+    """Per validation image (split order), whether the finished run ``run_id`` classified it right."""
+    return per_image_correct(run_id, "val")
 
 
 def results_frame(results: Sequence[TrialResult]) -> pd.DataFrame:

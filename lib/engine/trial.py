@@ -21,7 +21,7 @@ from lib.data import DataSpec, load_test_set
 from lib.paths import PROJECT_ROOT
 
 if TYPE_CHECKING:
-    from lib.train import EpochCallback
+    from lib.train import EpochCallback, FitResult
 
 # Source files whose content decides what a trial computes; their hash is the code version.
 _CODE_FILES = (
@@ -70,6 +70,7 @@ class TrialResult:
     failure_reason: str = ""
     metrics: dict[str, float] = field(default_factory=dict)  # extra final metrics
     history: list[dict[str, float]] = field(default_factory=list)
+    correct: dict[str, Any] = field(default_factory=dict)  # split -> bool array: which images it got right
     run_id: str = ""
     cached: bool = False
 
@@ -98,10 +99,14 @@ def execute_trial(
 ) -> TrialResult:
     """Build, train and evaluate one config. Never raises for a failing trial.
 
-    ``on_epoch`` is passed to :func:`lib.train.fit` (the Ray back-end reports epochs to its scheduler with it).
+    ``on_epoch`` is passed to :func:`lib.train.fit` (the Ray back-end reports epochs to its scheduler
+    with it). A finished trial's ``val_accuracy``/``val_loss`` score the returned model (last epoch,
+    after BatchNorm recalibration where configured, or early stopping's restored weights);
+    ``metrics`` add the checkpoint rule's best epoch (see :mod:`lib.train`), and ``correct`` holds
+    which validation (or, for a final run, test) images it got right.
     """
     from lib.model import build_model, count_parameters
-    from lib.train import evaluate, fit, seed_everything
+    from lib.train import fit, seed_everything
 
     key = trial_key(config, data)
     base = {"key": key, "config": config.flat()}
@@ -117,16 +122,7 @@ def execute_trial(
         started = time.perf_counter()
         train_data = splits.train_plus_val() if data.final else splits.train
         val_data = None if data.final else splits.val
-        result = fit(
-            model,
-            train_data,
-            val_data,
-            config.train,
-            seed=config.seed,
-            device=device,
-            progress=progress,
-            on_epoch=on_epoch,
-        )
+        result = fit(model, train_data, val_data, config.train, config.seed, device, progress, on_epoch)
         record = TrialResult(
             **base,
             status="finished" if result.status == "finished" else "failed",
@@ -135,29 +131,35 @@ def execute_trial(
             images_per_second=result.images_per_second,
             epochs_run=len(result.history),
             history=[row.as_dict() for row in result.history],
-            metrics=dict(result.recalibration),
+            metrics=dict(result.recalibration) | result.best_epoch_metrics(),
         )
         if result.status != "finished":
             record.failure_kind, record.failure_reason = "diverged", result.failure_reason
             return record
-        if data.final:
-            test = evaluate(model, load_test_set(splits), device=device, channels_last=config.train.channels_last)
-            record.metrics |= {"test_accuracy": test.accuracy, "test_loss": test.loss}
-        elif result.recalibration:
-            record.val_accuracy = result.recalibration["val_accuracy_after_recalibration"]
-            record.val_loss = result.recalibration["val_loss_after_recalibration"]
-        elif result.best_epoch and result.best_epoch != len(result.history):  # early stopping restored
-            val = evaluate(model, splits.val, device=device, channels_last=config.train.channels_last)
-            record.val_accuracy, record.val_loss = val.accuracy, val.loss
-        else:
-            record.val_accuracy, record.val_loss = result.history[-1].val_accuracy, result.history[-1].val_loss
-        if result.best_epoch:
-            record.metrics["best_epoch"] = result.best_epoch
+        _score(record, result, model, splits, data, config, device)
         record.metrics["wall_seconds"] = time.perf_counter() - started
         record.metrics["peak_rss_mib"] = peak_rss_mib()
         return record
     except Exception as exc:  # a study goes on; the reason is recorded
         return _error_result(base, exc)
+
+
+def _score(
+    record: TrialResult, result: FitResult, model: Any, splits: Any, data: DataSpec, config: TrialConfig, device: str
+) -> None:
+    """The finished trial's final scores: the test set for a final run, else the returned model's validation."""
+    from lib.train import evaluate
+
+    if result.restored_epoch:
+        record.metrics["restored_epoch"] = result.restored_epoch
+    if data.final:
+        options = {"device": device, "channels_last": config.train.channels_last, "precision": config.train.precision}
+        test = evaluate(model, load_test_set(splits), **options)
+        record.metrics |= {"test_accuracy": test.accuracy, "test_loss": test.loss}
+        record.correct["test"] = test.correct.numpy()
+    elif result.final is not None:
+        record.val_accuracy, record.val_loss = result.final.accuracy, result.final.loss
+        record.correct["val"] = result.final.correct.numpy()
 
 
 def peak_rss_mib() -> float:
