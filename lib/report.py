@@ -488,12 +488,10 @@ def _overview(runs: pd.DataFrame) -> list[str]:
         "and on the same validation data; a grid gives a mean and a 95% CI over seeds, a search gives points.",
         "",
     ]
-    if runs["tag.code_version"].nunique() > 1 if "tag.code_version" in runs else False:
-        lines += [
-            f"Note: these runs come from {runs['tag.code_version'].nunique()} versions of the training code; "
-            "configurations of different versions are listed separately.",
-            "",
-        ]
+    versions = runs["tag.code_version"].nunique() if "tag.code_version" in runs else 1
+    if versions > 1:
+        note = f"Note: these runs come from {versions} versions of the training code; "
+        lines += [note + "configurations of different versions are listed separately.", ""]
     return lines
 
 

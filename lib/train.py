@@ -238,6 +238,7 @@ def fit(
     steps_per_epoch = math.ceil(len(train_data) / config.batch_size)
     scheduler = make_scheduler(optimizer, config, steps_per_epoch)
     feed = TrainingFeed(train_data, config, seed)
+    run = FitData(train_data, val_data, config, seed, device)
     stopper = EarlyStopping(config.early_stopping_patience if val_data is not None else None)
     result = FitResult()
     bar = _progress_bar(config.epochs * steps_per_epoch, progress)
@@ -249,7 +250,7 @@ def fit(
         if done.failure:
             result.status, result.failure_reason = "diverged", f"{done.failure} in epoch {epoch}"
             break
-        val = validate(model, train_data, val_data, config, seed, device)
+        val = validate(model, run)
         stats = EpochStats(epoch, done.mean_loss, val.loss, val.accuracy, lr, done.seconds)
         result.history.append(stats)
         result.final = val
@@ -266,7 +267,7 @@ def fit(
             break
     bar.close()
     if result.status == "finished":
-        _finish(model, result, stopper, train_data, val_data, config, seed, device)
+        _finish(model, result, stopper, run)
     return result
 
 
@@ -345,27 +346,38 @@ def train_one_epoch(
     return EpochOutcome(loss_sum / max(seen, 1), seen, time.perf_counter() - started, n_outputs)
 
 
-def validate(
-    model: nn.Module,
-    train_data: ArrayData,
-    val_data: ArrayData | None,
-    config: TrainConfig,
-    seed: int,
-    device: torch.device,
-) -> Evaluation:
+@dataclass(frozen=True)
+class FitData:
+    """What every step of :func:`fit` reads besides the model: the data, the recipe, the seed, the device."""
+
+    train: ArrayData
+    val: ArrayData | None
+    config: TrainConfig
+    seed: int
+    device: torch.device
+
+    def evaluate(self, model: nn.Module) -> Evaluation:
+        """The model on the validation data, in the training precision (requires validation data)."""
+        config = self.config
+        return evaluate(
+            model, self.val, device=self.device, channels_last=config.channels_last, precision=config.precision
+        )
+
+
+def validate(model: nn.Module, run: FitData) -> Evaluation:
     """The epoch's validation score, as the finished trial would be scored (NaN without validation data).
 
     For a recalibrated arm (``recalibrate_bn``) BatchNorm is recalibrated first and its training-time
     statistics put back afterwards, so the per-epoch curve measures the model the trial reports
     (not the variance-shifted one); this costs ``recalibrate_batches`` forward batches per epoch.
     """
-    if val_data is None:
+    if run.val is None:
         return Evaluation(math.nan, math.nan)
-    if not (config.recalibrate_bn and _bn_layers(model)):
-        return evaluate(model, val_data, device=device, channels_last=config.channels_last, precision=config.precision)
+    if not (run.config.recalibrate_bn and _bn_layers(model)):
+        return run.evaluate(model)
     saved = {name: buffer.clone() for name, buffer in model.named_buffers()}
-    _recalibrate(model, train_data, config, seed, device)
-    val = evaluate(model, val_data, device=device, channels_last=config.channels_last, precision=config.precision)
+    _recalibrate(model, run.train, run.config, run.seed, run.device)
+    val = run.evaluate(model)
     with torch.no_grad():
         for name, buffer in model.named_buffers():
             buffer.copy_(saved[name])
@@ -391,28 +403,17 @@ class EarlyStopping:
         return self.waited >= self.patience
 
 
-def _finish(
-    model: nn.Module,
-    result: FitResult,
-    stopper: EarlyStopping,
-    train_data: ArrayData,
-    val_data: ArrayData | None,
-    config: TrainConfig,
-    seed: int,
-    device: torch.device,
-) -> None:
+def _finish(model: nn.Module, result: FitResult, stopper: EarlyStopping, run: FitData) -> None:
     """Restore early stopping's best weights, recalibrate BatchNorm, and score the returned model."""
     restored = stopper.best_state is not None and stopper.best_epoch != len(result.history)
     if stopper.best_state is not None:
         model.load_state_dict(stopper.best_state)
         result.restored_epoch = stopper.best_epoch
-    if config.recalibrate_bn:
-        result.recalibration, after = _recalibrate_and_compare(model, train_data, val_data, config, seed, device)
+    if run.config.recalibrate_bn:
+        result.recalibration, after = _recalibrate_and_compare(model, run)
         result.final = after or result.final
-    elif restored and val_data is not None:
-        result.final = evaluate(
-            model, val_data, device=device, channels_last=config.channels_last, precision=config.precision
-        )
+    elif restored and run.val is not None:
+        result.final = run.evaluate(model)
 
 
 def _progress_bar(total: int, progress: bool) -> Any:
@@ -451,20 +452,12 @@ def _recalibrate(model: nn.Module, data: ArrayData, config: TrainConfig, seed: i
     )
 
 
-def _recalibrate_and_compare(
-    model: nn.Module,
-    train_data: ArrayData,
-    val_data: ArrayData | None,
-    config: TrainConfig,
-    seed: int,
-    device: torch.device,
-) -> tuple[dict[str, float], Evaluation | None]:
+def _recalibrate_and_compare(model: nn.Module, run: FitData) -> tuple[dict[str, float], Evaluation | None]:
     """Recalibrate BatchNorm after training; validation accuracy and loss before and after, and the
     evaluation after (``None`` without validation data)."""
-    options = {"device": device, "channels_last": config.channels_last, "precision": config.precision}
-    before = evaluate(model, val_data, **options) if val_data else None
-    _recalibrate(model, train_data, config, seed, device)
-    after = evaluate(model, val_data, **options) if val_data else None
+    before = run.evaluate(model) if run.val else None
+    _recalibrate(model, run.train, run.config, run.seed, run.device)
+    after = run.evaluate(model) if run.val else None
     if before is None or after is None:
         return {}, None
     comparison = {

@@ -196,9 +196,9 @@ def test_the_class_server_uses_only_paths_and_tracking_of_the_course_library():
 
 
 def test_the_study_is_split_by_job_and_analysis_only_re_exports():
-    """lib.study.analysis is the notebooks' facade: imports and a compatibility wrapper, no study logic."""
+    """lib.study.analysis is the notebooks' facade: imports only, no study logic."""
     tree = _modules()["lib.study.analysis"]
     functions = [node.name for node in tree.body if isinstance(node, ast.FunctionDef)]
-    assert functions == ["budget"], f"lib.study.analysis defines {functions}: move them to the module of their job"
+    assert functions == [], f"lib.study.analysis defines {functions}: move them to the module of their job"
     for name in ("inputs", "verdicts", "hypotheses", "final", "comparisons", "figures", "ledger"):
         assert f"lib.study.{name}" in _modules()

@@ -128,9 +128,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         help="extra MLflow tag for every trial, e.g. --tag hypothesis=H1",
     )
     parser.add_argument(
-        "--question",
-        default=None,
-        help="the one question this study answers (stored as a tag; the report's study log shows it)",
+        "--question", help="the one question this study answers (a tag; the report's study log shows it)"
     )
     parser.add_argument(
         "--engine",

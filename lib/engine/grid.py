@@ -40,31 +40,42 @@ __all__ = ["ENGINES", "StudyError", "backend_for", "grid_configs", "results_fram
 ENGINES = ("local", "ray")
 
 
+def check_values(values: dict[str, Sequence[Any]], what: str, seed_hint: str) -> None:
+    """Every name a known hyperparameter with at least one value, and no ``seed`` among them (a one-line
+    :class:`StudyError` naming ``what`` otherwise). Shared by grids and by the roles of a tuned study."""
+    try:
+        check_known_fields(dict(values))
+    except ConfigError as exc:
+        raise StudyError(f"{what}: {exc}") from None
+    empty = [name for name, items in values.items() if len(list(items)) == 0]
+    if empty:
+        raise StudyError(f"{what} {empty} has no values; give at least one value each.")
+    if "seed" in values:
+        raise StudyError(seed_hint)
+
+
 def grid_configs(
     base: TrialConfig | dict[str, Any] | None, factors: dict[str, Sequence[Any]], seeds: Sequence[int]
 ) -> list[TrialConfig]:
     """The full cartesian product ``factors`` x ``seeds`` over ``base``, validated up front."""
     if not isinstance(factors, dict):
         raise StudyError(f"factors must be a dict of name -> list of values; got {type(factors).__name__}")
-    try:
-        check_known_fields(dict(factors))
-    except ConfigError as exc:
-        raise StudyError(f"grid factors: {exc}") from None
-    empty = [name for name, values in factors.items() if len(list(values)) == 0]
-    if empty:
-        raise StudyError(f"grid factor(s) {empty} have no values; give at least one value each.")
+    check_values(factors, "grid factor", "put seeds in the `seeds` argument, not in the factors")
     if len(list(seeds)) == 0:
         raise StudyError("seeds is empty; give at least one seed (three or more for confidence intervals).")
-    if "seed" in factors:
-        raise StudyError("put seeds in the `seeds` argument, not in the factors")
     base_config = base if isinstance(base, TrialConfig) else TrialConfig.from_flat(base or {})
     names = list(factors)
+    points = [dict(zip(names, values, strict=True)) for values in itertools.product(*(factors[n] for n in names))]
+    return point_configs(base_config, points, seeds)
+
+
+def point_configs(base: TrialConfig, points: list[dict[str, Any]], seeds: Sequence[int]) -> list[TrialConfig]:
+    """Every point with every seed over ``base``, validated (a one-line :class:`StudyError` names the point)."""
     configs = []
-    for values in itertools.product(*(list(factors[name]) for name in names)):
-        point = dict(zip(names, values, strict=True))
+    for point in points:
         for seed in seeds:
             try:
-                configs.append(TrialConfig.from_flat(point | {"seed": seed}, base_config))
+                configs.append(TrialConfig.from_flat(point | {"seed": seed}, base))
             except ConfigError as exc:
                 raise StudyError(f"grid point {point}: {exc}") from None
     return configs

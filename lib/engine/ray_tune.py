@@ -21,13 +21,10 @@ What this is not: the records, the cache or the TPE searcher (``lib.engine.searc
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
-import os
 import tempfile
-from collections.abc import Iterator
 from typing import Any
 
 from ray import tune
@@ -40,6 +37,7 @@ from lib.data import DataSpec
 from lib.engine import ray_backend
 from lib.engine.backend import STOPPED_EARLY, Feed, RunOptions, TrialRequest
 from lib.engine.trial import TrialResult, execute_trial
+from lib.environ import environment
 
 ASHA_REDUCTION_FACTOR = 2
 
@@ -183,11 +181,11 @@ def _tune(feed: Feed, cluster: ray_backend.Cluster, data: DataSpec, threads: int
     trainable = tune.with_resources(
         tune.with_parameters(_trainable, data=data, threads=threads), {"cpu": threads, "gpu": gpus}
     )
-    environment = {
+    settings = {
         "TUNE_DISABLE_SIGINT_HANDLER": "1",  # Ctrl-C raises here, so open runs are ended KILLED
         "RAY_AIR_NEW_OUTPUT": "0",  # no configuration table in the notebook; our progress bar is enough
     }
-    with _environment(environment), tempfile.TemporaryDirectory(prefix="hypertune-ray-") as storage:
+    with environment(settings), tempfile.TemporaryDirectory(prefix="hypertune-ray-") as storage:
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
@@ -201,17 +199,3 @@ def _tune(feed: Feed, cluster: ray_backend.Cluster, data: DataSpec, threads: int
             ),
         )
         tuner.fit()
-
-
-@contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value

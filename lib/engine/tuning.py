@@ -37,7 +37,7 @@ from typing import Any
 import pandas as pd
 
 from lib import tracking
-from lib.config import ConfigError, TrialConfig, check_known_fields
+from lib.config import ConfigError, TrialConfig
 from lib.data import DataSpec
 from lib.engine import grid
 from lib.engine.backend import StudyError
@@ -75,15 +75,7 @@ class Roles:
 
     def __post_init__(self) -> None:
         for what, values in (("scientific factor", self.scientific), ("nuisance range", self.nuisance)):
-            try:
-                check_known_fields(dict(values))
-            except ConfigError as exc:
-                raise StudyError(f"{what}: {exc}") from None
-            empty = [name for name, items in values.items() if len(list(items)) == 0]
-            if empty:
-                raise StudyError(f"{what} {empty} has no values; give at least one value each")
-            if "seed" in values:
-                raise StudyError("'seed' has no role: give seeds with --seeds / --tune-seeds")
+            grid.check_values(values, what, "'seed' has no role: give seeds with --seeds / --tune-seeds")
         if not self.scientific:
             raise StudyError("no scientific factor: give at least one --factor (what the claim is about)")
         if not self.nuisance:
@@ -224,24 +216,13 @@ def _nuisance_points(roles: Roles) -> list[dict[str, Any]]:
     return [dict(zip(names, values, strict=True)) for values in itertools.product(*roles.nuisance.values())]
 
 
-def _configs(base: TrialConfig, points: list[dict[str, Any]], seeds: Sequence[int]) -> list[TrialConfig]:
-    configs = []
-    for point in points:
-        for seed in seeds:
-            try:
-                configs.append(TrialConfig.from_flat(point | {"seed": seed}, base))
-            except ConfigError as exc:
-                raise StudyError(f"grid point {point}: {exc}") from None
-    return configs
-
-
 def plan(base: TrialConfig | dict[str, Any] | None, roles: Roles, tune_seeds, seeds) -> list[TrialConfig]:
     """Validate the whole design (every tuning point) before anything is written; the tuning configs."""
     check_seeds(tune_seeds, seeds)
     base_config = base if isinstance(base, TrialConfig) else TrialConfig.from_flat(base or {})
     arms = [dict(zip(roles.scientific, v, strict=True)) for v in itertools.product(*roles.scientific.values())]
     points = [arm | nuisance for arm in arms for nuisance in _nuisance_points(roles)]
-    return _configs(base_config, points, tune_seeds)
+    return grid.point_configs(base_config, points, tune_seeds)
 
 
 def _tuning_table(results: list[TrialResult], roles: Roles, arm: dict[str, Any], rule: str, seeds) -> pd.DataFrame:
@@ -303,7 +284,7 @@ def run_tuned_grid(
     remeasure = []
     for arm in arms:
         points = [arm.value | fixed_nuisance] + ([arm.value | arm.winner] if arm.winner else [])
-        remeasure += _configs(base_config, points, seeds)
+        remeasure += grid.point_configs(base_config, points, seeds)
     results = _unique(grid.run_trials(remeasure, experiment, data, common | {"phase": "remeasure"}, **options))
     _tag_cached(results, common | {"phase": "remeasure"})
     for arm in arms:

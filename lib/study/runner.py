@@ -29,13 +29,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lib.engine.grid import StudyError
+from lib.environ import environment
 from lib.paths import PROJECT_ROOT
 
 NOTEBOOKS = ("01_baseline", "02_norm_dropout", "02b_dropout_bn", "03_conv_blocks", "04_analysis")
@@ -107,7 +107,7 @@ def run_study(profile: str, notebooks: str | None = None, output_dir: Path | Non
     plans = [(notebook_source(name), outputs_for(name, profile, output_dir)) for name in names if name]
     started = time.perf_counter()
     environ = {"HYPERTUNE_PROFILE": profile, "HYPERTUNE_PROGRESS_BARS": "0"}  # saved notebooks end with summary lines
-    with _environment(environ), _Reaper() as reaper, tempfile.TemporaryDirectory(prefix="hypertune-kernel-") as sockets:
+    with environment(environ), _Reaper() as reaper, tempfile.TemporaryDirectory(prefix="hypertune-kernel-") as sockets:
         reaper.remove_at_death(Path(sockets))
         for source, outputs in plans:
             code = _execute(source, profile, outputs, Path(sockets), reaper, debug)
@@ -118,21 +118,6 @@ def run_study(profile: str, notebooks: str | None = None, output_dir: Path | Non
         where = _shown(tryout_dir(profile))
         print(f"try-out outputs are in {where}/ (the committed notebooks and figures are untouched)", flush=True)
     return 0
-
-
-@contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    """Set environment variables (the kernels inherit them) and put the old values back afterwards."""
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _shown(path: Path) -> str:
@@ -165,7 +150,7 @@ def _execute(source: Path, profile: str, outputs: Outputs, sockets: Path, reaper
     }
     reaper.kernel_log = outputs.working.with_suffix(".kernel.log")
     reaper.kernel_log.unlink(missing_ok=True)
-    with _environment({"HYPERTUNE_FIGURES_DIR": str(outputs.figures)}):
+    with environment({"HYPERTUNE_FIGURES_DIR": str(outputs.figures)}):
         error = _run_in_thread(notebook, str(outputs.working), kwargs, reaper)
     if error is not None:
         if debug:
