@@ -106,6 +106,7 @@ def test_processes_that_open_a_fresh_store_together_all_succeed(tmp_path, monkey
         tracking.end_run(run_id)
 
 
+@pytest.mark.slow
 def test_two_cli_grids_started_together_on_a_fresh_store_both_finish(isolated_outputs):
     args = [sys.executable, "-m", "lib", "grid", "--experiment", "race", "--workers", "1", "--seeds", "0", *SMALL]
     children = [
@@ -141,6 +142,7 @@ def _store_at(path: Path, revision: str) -> None:
     engine.dispose()
 
 
+@pytest.mark.slow
 def test_a_store_left_half_created_is_moved_aside_and_created_again(isolated_outputs):
     from alembic.script import ScriptDirectory
     from mlflow.store.db.utils import _get_alembic_config
@@ -190,6 +192,7 @@ def test_a_file_that_is_not_a_database_stops_with_the_fix(isolated_outputs):
         tracking.client()
 
 
+@pytest.mark.slow
 def test_adam_at_lr_10_explodes_without_nan_and_is_recorded_diverged(mlflow_store):
     base = {"optimizer": "adam", "epochs": 1, "conv_out_channels": 8}
     frame = run_grid(base, {"lr": [1e-3, 10.0]}, [0], "explode", DATA, workers=1, progress=False)
@@ -208,6 +211,7 @@ def _dead_pid() -> int:
     return child.pid
 
 
+@pytest.mark.slow
 def test_a_running_run_of_a_dead_process_is_closed_by_the_next_cli_call(mlflow_store):
     from lib.config import TrialConfig
 
@@ -228,6 +232,7 @@ def test_a_running_run_of_a_dead_process_is_closed_by_the_next_cli_call(mlflow_s
     assert statuses == [tracking.FINISHED, tracking.KILLED]
 
 
+@pytest.mark.slow
 def test_a_store_that_stops_growing_mid_grid_is_one_line_and_the_next_call_completes(mlflow_store):
     """The file-size limit (``ulimit -f``) stands in for a full disk: SQLite's writes fail mid-grid."""
     store = mlflow_store / "mlflow.db"
