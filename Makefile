@@ -2,6 +2,7 @@
 #   make run   set everything up, then execute the full study (notebooks 01-04 with papermill, in place);
 #              PROFILE=quick (a try-out) writes to runs/quick/ instead, PROFILE=deep runs 05 in place
 #   make test  set everything up, then lint, unit tests and the notebooks under nbval (smoke profile)
+#   make test-fast  lint and the unit tests not marked slow (the edit loop, under 2 minutes)
 # Set-up is idempotent: a second call does no work (stamps in .stamps/).
 
 SHELL := /bin/bash
@@ -15,7 +16,7 @@ LAB_PORT ?= 8888
 STORE := sqlite:///$(CURDIR)/mlruns/mlflow.db
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test setup data ui server class-server test-server lab bench bench-numerics bench-dropout-numerics gpu-check clean lint lock lock-upgrade
+.PHONY: run test test-fast setup data ui server class-server test-server lab bench bench-numerics bench-dropout-numerics gpu-check clean lint lock lock-upgrade
 
 setup: $(STAMPS)/venv $(STAMPS)/data
 
@@ -84,12 +85,19 @@ lint: $(STAMPS)/venv
 # The class-server tests run in a pytest process of their own: their two-node Ray cluster must not
 # share a process (and Ray's driver state) with the Ray back-end's tests.
 test: setup $(STAMPS)/ray $(STAMPS)/browser $(STAMPS)/postgres lint
-	$(PY) -m pytest -p no:cacheprovider tests --ignore=tests/test_class_server.py
+	$(PY) -m pytest -p no:cacheprovider --durations=10 tests --ignore=tests/test_class_server.py
 	$(PY) -m pytest -p no:cacheprovider tests/test_class_server.py
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	HYPERTUNE_PROFILE=smoke MLFLOW_TRACKING_URI="sqlite:///$$tmp/mlflow.db" HYPERTUNE_FIGURES_DIR="$$tmp/figures" \
 	HYPERTUNE_STATE_DIR="$$tmp/state" $(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-kernel-name hypertune \
 	  --nbval-cell-timeout 300 notebooks/
+
+# The edit loop (under 2 minutes): ruff, then the unit tests not marked `slow` (tests/conftest.py).
+# It leaves out what starts a process or trains beyond a second: the CLI run as a process, kill and
+# concurrency tests, worker pools, Jupyter kernels, Ray, the browser, the class server, and the
+# notebooks under nbval. `make test` runs everything before a commit is pushed.
+test-fast: setup lint
+	$(PY) -m pytest -p no:cacheprovider -q --durations=5 -m "not slow" tests
 
 # MLflow in its own process group (setsid), stopped as a group on Ctrl-C or exit: a SIGTERM to the
 # main process alone leaves its huey job consumers behind.

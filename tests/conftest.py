@@ -39,3 +39,57 @@ def mlflow_store(isolated_outputs, _mlflow_template):
     """The test's own MLflow store (at ``MLFLOW_TRACKING_URI``), pre-migrated: a copy of the template."""
     shutil.copyfile(_mlflow_template, isolated_outputs / "mlflow.db")
     return isolated_outputs
+
+
+# --- the fast tier (`make test-fast` = `pytest -m "not slow"`) ---------------------------------------
+# A test is `slow` when it starts a process (the CLI, a kernel, a server, a pool of workers) or trains
+# beyond a second. The files that carry `@pytest.mark.slow` mark their own; the files below do not yet,
+# so their slow tests are named here ("file::function", every parametrization included; in test_report.py
+# every test that uses the module fixture `store`, two CLI runs of some 40 s).
+SLOW_ELSEWHERE: frozenset[str] = frozenset(
+    {
+        "test_cli_errors.py::test_a_bad_input_is_one_or_two_lines_with_a_non_zero_exit_and_nothing_written",
+        "test_cli_errors.py::test_failed_trials_are_listed_with_their_reason_and_a_summary",
+        "test_cli_errors.py::test_a_sweep_whose_every_trial_diverges_exits_3_with_the_reason",
+        "test_cli_errors.py::test_a_store_that_cannot_be_written_is_one_line",
+        "test_cli_errors.py::test_a_bad_space_file_names_the_problem",
+        "test_cli_errors.py::test_a_store_that_cannot_be_created_is_one_line",
+        "test_cli_errors.py::test_a_store_that_is_not_a_database_is_one_line",
+        "test_cli_errors.py::test_a_data_folder_that_cannot_be_used_is_one_line_and_nothing_written",
+        "test_cli_errors.py::test_debug_flag_and_environment_variable_show_the_traceback",
+        "test_report.py::test_cli_report_writes_figures_table_and_markdown",
+        "test_report.py::test_cli_grid_prints_the_ui_link",
+        "test_report.py::test_unknown_experiment_lists_the_existing_ones",
+        "test_report.py::test_experiment_without_finished_runs_says_so",
+        "test_report.py::test_runs_url_opens_a_view_with_the_varied_columns",
+        "test_report.py::test_budget_of_a_data_spec_and_the_final_runs",
+        "test_search.py::test_resumed_sweeps_sample_exactly_what_an_uninterrupted_sweep_samples",
+        "test_search.py::test_random_search_draws_tpes_start_up_points_and_is_its_own_sweep",
+        "test_search.py::test_sweep_trials_are_child_runs_of_one_parent_with_decoded_values",
+        "test_search.py::test_sweeps_with_different_seeds_draw_different_points",
+        "test_search.py::test_an_empty_state_file_is_rebuilt_from_the_store_and_the_sweep_goes_on",
+        "test_search.py::test_a_sweep_started_under_other_training_code_is_not_resumed",
+        "test_train.py::test_same_seed_gives_identical_history_and_weights",
+        "test_train.py::test_recalibration_also_happens_when_early_stopping_ends_the_run",
+        "test_train.py::test_fit_with_recalibration_records_before_and_after",
+        "test_train.py::test_early_stopping_restores_the_best_epoch",
+    }
+)
+SLOW_MODULES = frozenset({"test_class_server.py"})
+
+
+def _key(item) -> str:
+    return f"{item.path.name}::{getattr(item, 'originalname', item.name)}"
+
+
+@pytest.hookimpl(tryfirst=True)  # before -k and -m deselect anything, so a stale name is seen
+def pytest_collection_modifyitems(config, items):
+    files = {item.path.name for item in items}
+    keys = {_key(item) for item in items}
+    whole_files = not any("::" in arg for arg in config.args)
+    stale = sorted(name for name in SLOW_ELSEWHERE if name.split("::")[0] in files and name not in keys)
+    if whole_files and stale:
+        raise pytest.UsageError(f"tests/conftest.py SLOW_ELSEWHERE names tests that do not exist: {stale}")
+    for item in items:
+        if _key(item) in SLOW_ELSEWHERE or item.path.name in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)

@@ -29,6 +29,8 @@ CHROMIUM = os.environ.get("HYPERTUNE_CHROMIUM") or shutil.which("chromium") or "
 START_TIMEOUT_S = 120
 PAGE_TIMEOUT_MS = 90_000
 
+pytestmark = pytest.mark.slow  # servers and a headless browser: not in `make test-fast`
+
 
 @pytest.fixture(scope="module")
 def browser():

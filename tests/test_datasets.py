@@ -96,6 +96,7 @@ def _sha(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_fashion_mnist_keeps_its_split_id_and_validation_images():
     splits = DataSpec().load()  # the default data set through the trial's own path
     assert splits.dataset == "fashion_mnist"
@@ -214,6 +215,7 @@ def test_four_blocks_do_not_fit_8x8_and_the_error_gives_the_maximum():
         build_model({"num_conv_blocks": 4}, (1, 8, 8), 10)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("mlflow_store")
 def test_a_config_that_does_not_fit_8x8_fails_with_the_named_error_in_a_grid():
     frame = run_grid(
@@ -248,11 +250,13 @@ def _grid_and_sweep(dataset: str, train_subset: int | None = None) -> None:
     _check_runs("sweep", data.dataset, 3)  # the parent and its two trials
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("mlflow_store")
 def test_tiny_grid_and_sweep_on_digits():
     _grid_and_sweep("digits", train_subset=300)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("mlflow_store")
 def test_tiny_grid_and_sweep_on_a_folder_of_rgb_pngs(tmp_path, fresh_caches):
     root = _png_tree(tmp_path / "pets", per_class=12)
@@ -264,6 +268,7 @@ def test_tiny_grid_and_sweep_on_a_folder_of_rgb_pngs(tmp_path, fresh_caches):
     _grid_and_sweep(spec.dataset)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("mlflow_store")
 def test_trial_runs_are_tagged_with_their_data_set():
     run_grid(TINY, {"dropout_p": [0.0]}, [0], "tagged", DataSpec(dataset="digits"), workers=1, progress=False)
@@ -419,6 +424,7 @@ def test_download_goes_through_a_temporary_folder_and_is_verified(tmp_path, monk
         server.close()
 
 
+@pytest.mark.slow
 def test_corrupt_file_without_a_source_is_reported_as_corrupt_not_missing(tmp_path, monkeypatch, fresh_caches):
     # issue 12, point 5: Fashion-MNIST with no .gz and no Debian package to restore from
     monkeypatch.setattr(datasets, "SYSTEM_DIR", tmp_path / "no-system-package")
@@ -466,6 +472,7 @@ def test_cli_dataset_option_on_grid_sweep_and_data():
         parser.parse_args(["data", "--dataset", "imagenet"])
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("mlflow_store")
 def test_cli_grid_and_data_on_digits(capsys):
     assert cli.main(["data", "--dataset", "digits"]) == 0
@@ -477,6 +484,7 @@ def test_cli_grid_and_data_on_digits(capsys):
     _check_runs("cli-digits", "digits", 2)
 
 
+@pytest.mark.slow
 def test_cli_data_offline_is_one_line_and_quick(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PROJECT_ROOT), "HYPERTUNE_DATA_DIR": str(tmp_path)}
     started = time.perf_counter()

@@ -56,6 +56,7 @@ def _interrupt_on_call(monkeypatch, n: int) -> list[int]:
     return calls
 
 
+@pytest.mark.slow
 def test_cache_hit_skips_training(monkeypatch):
     first = run_grid(BASE, {"lr": [1e-3, 2e-3]}, [0], "cache", DATA, workers=1, progress=False)
     assert list(first["status"]) == ["finished", "finished"]
@@ -73,6 +74,7 @@ def test_cache_hit_skips_training(monkeypatch):
     assert len(tracking.runs_frame("cache")) == 2
 
 
+@pytest.mark.slow
 def test_ctrl_c_marks_the_trial_killed_and_a_rerun_resumes(monkeypatch):
     factors = {"lr": [1e-3, 2e-3, 3e-3, 4e-3]}
     calls = _interrupt_on_call(monkeypatch, 3)
@@ -93,6 +95,7 @@ def test_ctrl_c_marks_the_trial_killed_and_a_rerun_resumes(monkeypatch):
     assert killed.data.tags["trial_key"] in keys  # the interrupted trial was trained again
 
 
+@pytest.mark.slow
 def test_kill_9_leaves_a_running_run_that_the_next_call_marks_killed_and_retrains(mlflow_store):
     # trials of a second or two, so the kill lands inside one, not in the instant between two
     base = {"epochs": 3, "conv_out_channels": 8}
@@ -147,6 +150,7 @@ def test_kill_9_leaves_a_running_run_that_the_next_call_marks_killed_and_retrain
     assert _statuses("kill9")[tracking.RUNNING] == 0
 
 
+@pytest.mark.slow
 def test_failed_trials_are_logged_and_the_grid_goes_on(monkeypatch):
     base = BASE | {"optimizer": "sgd", "norm_type": "none"}
     factors = {"lr": [10.0, 0.01], "num_conv_blocks": [2, 5]}  # (10, 2) diverges, 5 blocks vanish on 28x28
@@ -182,6 +186,7 @@ def test_failed_trials_are_logged_and_the_grid_goes_on(monkeypatch):
     assert _statuses("failing") == {tracking.FAILED: 3, tracking.FINISHED: 1}
 
 
+@pytest.mark.slow
 def test_parallel_workers_give_exactly_the_sequential_results():
     factors, seeds = {"lr": [1e-3, 3e-3]}, [0, 1]
     sequential = run_grid(BASE, factors, seeds, "sequential", DATA, workers=1, threads_per_trial=1, progress=False)
@@ -248,6 +253,7 @@ def test_empty_study_raises_study_error(monkeypatch):
         run_trials([], "empty", DATA, workers=1, progress=False)
 
 
+@pytest.mark.slow
 def test_duplicate_canonical_configs_train_once():
     base = BASE | {"dropout_p": 0.0}
     frame = run_grid(base, {"dropout_placement": ["block", "head"]}, [0], "dupes", DATA, workers=1, progress=False)

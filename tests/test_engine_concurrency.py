@@ -105,6 +105,7 @@ def _run_bounded(command: list[str], cwd: Path, env: dict[str, str], limit: floa
         return None, output, time.monotonic() - started
 
 
+@pytest.mark.slow
 def test_the_cli_grid_of_impossible_architectures_returns_with_four_failed_runs(mlflow_store):
     command = [sys.executable, "-m", "lib", "grid", "--experiment", "imp", "--factor", "num_conv_blocks=5,6"]
     command += ["--seeds", "0,1", "--set", "epochs=1", "--train-subset", "200", "--val-subset", "200", "--workers", "2"]
@@ -141,6 +142,7 @@ def _check_each_trial_recorded_once(frame, experiment: str, n: int) -> None:
     assert set(_run_keys(experiment).values()) == {1} and set(_run_keys(experiment)) == set(frame["key"])
 
 
+@pytest.mark.slow
 def test_trials_that_all_finish_between_two_polls_are_each_recorded_once(monkeypatch, deadline):
     monkeypatch.setattr(local_backend, "ProcessPoolExecutor", _SynchronousExecutor)
     deadline(60)
@@ -149,6 +151,7 @@ def test_trials_that_all_finish_between_two_polls_are_each_recorded_once(monkeyp
     _check_each_trial_recorded_once(frame, "together", 8)
 
 
+@pytest.mark.slow
 def test_a_slow_poll_with_real_workers_records_every_instant_failure_once(monkeypatch, deadline):
     real_wait = local_backend.wait
 
@@ -175,6 +178,7 @@ def _kill_a_worker_when_two_trials_run(experiment: str, killed: list[int]) -> No
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_a_worker_killed_with_two_trials_in_flight_fails_both_and_the_grid_goes_on(deadline):
     long = {"epochs": 6, "conv_out_channels": 16}
     data = DataSpec(train_subset=2000, val_subset=200)
@@ -208,6 +212,7 @@ print("the study returned")
 """
 
 
+@pytest.mark.slow
 def test_a_script_without_the_main_guard_stops_at_once_with_a_one_line_error(mlflow_store):
     script = mlflow_store / "study.py"
     script.write_text(NO_GUARD_SCRIPT)
@@ -239,6 +244,7 @@ def test_the_main_guard_error_is_raised_when_workers_die_while_starting(monkeypa
     assert tracking.RUNNING not in _statuses("dead")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_each_epoch_is_logged_when_it_ends(workers, deadline):
     deadline(180)

@@ -26,7 +26,7 @@ from lib.engine.grid import run_grid, run_trials
 from lib.engine.search import run_sweep
 from lib.study import analysis
 
-pytestmark = pytest.mark.usefixtures("mlflow_store")
+pytestmark = [pytest.mark.usefixtures("mlflow_store"), pytest.mark.slow]
 
 DATA = DataSpec(train_subset=400, val_subset=200)
 BASE = {"epochs": 1, "conv_out_channels": 8}

@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from lib import cli
 from lib.study import runner
 
 
+@pytest.mark.slow
 def test_study_prints_cell_progress_without_the_tcp_warning(tmp_path, monkeypatch, capfd):
     folder = tmp_path / "notebooks"
     folder.mkdir()

@@ -141,9 +141,11 @@ def _check_error_is_recorded_and_retried(monkeypatch, module, name: str) -> None
     assert statuses == [tracking.FAILED, tracking.FINISHED, tracking.FINISHED]
 
 
+@pytest.mark.slow
 def test_an_exception_while_training_is_a_failed_trial_that_is_retried(monkeypatch):
     _check_error_is_recorded_and_retried(monkeypatch, lib.train, "fit")
 
 
+@pytest.mark.slow
 def test_an_exception_while_building_the_model_is_a_failed_trial_that_is_retried(monkeypatch):
     _check_error_is_recorded_and_retried(monkeypatch, lib.model, "build_model")
