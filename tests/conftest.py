@@ -48,11 +48,10 @@ def mlflow_store(isolated_outputs, _mlflow_template):
 # every test that uses the module fixture `store`, two CLI runs of some 40 s).
 SLOW_ELSEWHERE: frozenset[str] = frozenset(
     {
-        "test_cli_errors.py::test_a_bad_input_is_one_or_two_lines_with_a_non_zero_exit_and_nothing_written",
+        "test_cli_errors.py::test_a_bad_input_in_a_real_process_is_one_or_two_lines_and_nothing_written",
         "test_cli_errors.py::test_failed_trials_are_listed_with_their_reason_and_a_summary",
         "test_cli_errors.py::test_a_sweep_whose_every_trial_diverges_exits_3_with_the_reason",
         "test_cli_errors.py::test_a_store_that_cannot_be_written_is_one_line",
-        "test_cli_errors.py::test_a_bad_space_file_names_the_problem",
         "test_cli_errors.py::test_a_store_that_cannot_be_created_is_one_line",
         "test_cli_errors.py::test_a_store_that_is_not_a_database_is_one_line",
         "test_cli_errors.py::test_a_data_folder_that_cannot_be_used_is_one_line_and_nothing_written",

@@ -1,10 +1,14 @@
 """The command line under user errors: one or two lines on stderr, a non-zero exit, nothing written.
 
-Every case runs the real ``python -m lib`` in a subprocess on a temporary store, as a user would.
+Cases run the real ``python -m lib`` in a subprocess on a temporary store, as a user would; the
+table of bad inputs goes through the same error boundary (``lib.cli.main``) in this process, with two of
+its cases also as real processes, so the exit code and the missing traceback are proven end to end.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -29,6 +33,19 @@ def run_cli(args: list[str], env: dict[str, str] | None = None, timeout: int = 2
         text=True,
         timeout=timeout,
     )
+
+
+def run_cli_in_process(args: list[str]) -> subprocess.CompletedProcess:
+    """``python -m lib ARGS`` through ``lib.cli.main`` in this process (a bug's traceback fails the test)."""
+    from lib import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(args)
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code if isinstance(exc.code, int) else 2
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def store_file() -> Path:
@@ -79,7 +96,16 @@ BAD_INPUTS = {
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
-def test_a_bad_input_is_one_or_two_lines_with_a_non_zero_exit_and_nothing_written(case, isolated_outputs):
+def test_a_bad_input_is_one_or_two_lines_with_a_non_zero_exit_and_nothing_written(case, isolated_outputs, monkeypatch):
+    monkeypatch.delenv("HYPERTUNE_DEBUG", raising=False)
+    args, names = BAD_INPUTS[case]
+    done = run_cli_in_process(args)
+    assert_short_error(done, *names, code=2)
+    assert not store_file().exists(), "the store was created for a command that could not run"
+
+
+@pytest.mark.parametrize("case", ["misspelt hyperparameter", "missing required option"])
+def test_a_bad_input_in_a_real_process_is_one_or_two_lines_and_nothing_written(case, isolated_outputs):
     args, names = BAD_INPUTS[case]
     done = run_cli(args)
     assert_short_error(done, *names, code=2)
@@ -89,10 +115,14 @@ def test_a_bad_input_is_one_or_two_lines_with_a_non_zero_exit_and_nothing_writte
 def test_a_bad_space_file_names_the_problem(isolated_outputs):
     space = isolated_outputs / "space.yaml"
     space.write_text("lr: {loguniform: [0.1, 0.001]}\n")  # low > high
-    done = run_cli(["sweep", "--experiment", "cli", "--name", "s", "--max-evals", "2", "--space", str(space), *SMALL])
+    done = run_cli_in_process(
+        ["sweep", "--experiment", "cli", "--name", "s", "--max-evals", "2", "--space", str(space), *SMALL]
+    )
     assert_short_error(done, "lr", code=2)
     space.write_text("lr: [unclosed\n")
-    done = run_cli(["sweep", "--experiment", "cli", "--name", "s", "--max-evals", "2", "--space", str(space), *SMALL])
+    done = run_cli_in_process(
+        ["sweep", "--experiment", "cli", "--name", "s", "--max-evals", "2", "--space", str(space), *SMALL]
+    )
     assert_short_error(done, "--space", code=2)
     assert not store_file().exists()
 

@@ -1,11 +1,14 @@
 """lib.report and the figure fixes in lib.plots, on a small real store made by the CLI.
 
 The store holds a tiny CLI grid (dropout x norm, two seeds) and a tiny CLI sweep, both on real
-Fashion-MNIST (300 training / 200 validation images, one epoch), built once for the module.
+Fashion-MNIST (300 training / 200 validation images, one epoch), built once for the module through the
+CLI's entry point in this process (the report command runs as a real process).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -20,6 +23,7 @@ import pandas as pd
 import pytest
 
 from lib import plots, report, stats, tracking
+from lib.environ import environment
 from lib.paths import PROJECT_ROOT
 
 SMALL = ["--train-subset", "300", "--val-subset", "200", "--set", "epochs=1"]
@@ -35,17 +39,28 @@ def _cli(*args: str, uri: str, check: bool = True) -> subprocess.CompletedProces
     return done
 
 
+def _cli_in_process(*args: str, uri: str) -> str:
+    """``python -m lib ARGS`` through ``lib.cli.main`` in this process (what it prints on stdout); the
+    report itself is also run as a real process below, so the CLI is proven end to end."""
+    from lib import cli
+
+    out = io.StringIO()
+    with environment({"MLFLOW_TRACKING_URI": uri, "HYPERTUNE_UI_URL": ""}), contextlib.redirect_stdout(out):
+        assert cli.main(list(args)) == 0
+    return out.getvalue()
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """``(uri, grid stdout)`` of a store with experiments ``grid`` and ``search``."""
     folder = tmp_path_factory.mktemp("report_store")
     uri = f"sqlite:///{folder}/mlflow.db"
-    grid = _cli(
+    grid = _cli_in_process(
         "grid", "--experiment", "grid", "--factor", "dropout_p=0,0.5", "--factor", "norm_type=none,batch",
         "--seeds", "0,1", "--workers", "1", *SMALL, uri=uri,
     )  # fmt: skip
-    _cli("sweep", "--experiment", "search", "--name", "s", "--max-evals", "4", *SMALL, uri=uri)
-    return uri, grid.stdout
+    _cli_in_process("sweep", "--experiment", "search", "--name", "s", "--max-evals", "4", *SMALL, uri=uri)
+    return uri, grid
 
 
 @pytest.fixture

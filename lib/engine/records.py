@@ -27,7 +27,6 @@ import dataclasses
 import io
 import math
 import os
-import socket
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -47,22 +46,6 @@ CACHED_FAILURES = frozenset({"diverged", "invalid_config"})
 _BASE_METRICS = ("val_accuracy", "val_loss", "n_parameters", "train_seconds", "images_per_second", "epochs_run")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _owner_gone(run: tracking.StoredRun) -> bool:
-    owner = run.tags.get("pid", "")
-    alive = run.tags.get("host") == socket.gethostname() and owner.isdigit() and _pid_alive(int(owner))
-    return not alive or int(owner) == os.getpid()
-
-
 def cached_runs(exp_id: str, keys: set[str] | None = None) -> dict[str, tracking.StoredRun]:
     """Finished/cacheable runs by trial key (all keys when ``keys`` is None); stale RUNNING runs of
     these keys are marked KILLED."""
@@ -72,7 +55,7 @@ def cached_runs(exp_id: str, keys: set[str] | None = None) -> dict[str, tracking
         if key is None or (keys is not None and key not in keys):
             continue
         if run.status == tracking.RUNNING:
-            if _owner_gone(run):
+            if tracking.owner_gone(run):
                 tracking.set_tags(run.run_id, {"failure_reason": "interrupted (owner process gone)"})
                 tracking.end_run(run.run_id, tracking.KILLED)
             continue
