@@ -17,8 +17,10 @@ import atexit
 import logging
 import math
 import os
+import signal
 import socket
 import subprocess
+import threading
 from collections.abc import Iterable
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -508,6 +510,19 @@ def owner_gone(run: StoredRun) -> bool:
     return False
 
 
+@contextmanager
+def _sigint_ignored():
+    """Ctrl-C ignored inside the block (main thread only: elsewhere signals cannot be changed or arrive)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class AnalysisRun:
     """One execution's analysis run of ``notebook`` in ``profile``: figures, tables and summary metrics.
 
@@ -545,8 +560,11 @@ class AnalysisRun:
         except BaseException as exc:
             interrupted = isinstance(exc, KeyboardInterrupt | SystemExit)
             reason = "interrupted in a logging step" if interrupted else f"{type(exc).__name__}: {exc}"[:500]
-            set_tags(self.run_id, {STOP_REASON: reason})
-            end_run(self.run_id, KILLED if interrupted else FAILED)
+            with _sigint_ignored():  # a second Ctrl-C must not leave the run RUNNING half-closed
+                try:
+                    set_tags(self.run_id, {STOP_REASON: reason})
+                finally:
+                    end_run(self.run_id, KILLED if interrupted else FAILED)
             raise
         if last:
             set_tags(self.run_id, {ANALYSIS_COMPLETE: "true"})

@@ -41,7 +41,8 @@ TINY_CELLS = [
     "                   DataSpec(train_subset=1000, val_subset=200), workers=1, progress=False)\n"
     "print('cached', int(results['cached'].sum()), 'of', len(results))",
     "analysis.log_metrics({'best': float(results['val_accuracy'].max())})",
-    "with analysis as run:  # a slow logging step\n    time.sleep(float(os.environ.get('TINY_SLEEP', '0')))",
+    "with analysis as run:  # a slow logging step\n    tracking.set_tags(run, {'slow_step': 'started'})\n"
+    "    time.sleep(float(os.environ.get('TINY_SLEEP', '0')))",
     "analysis.complete()\nchild.kill()",
 ]
 
@@ -84,8 +85,8 @@ def _start_and_stop(command: list[str], store: Path, when: str, signum: int, sle
     queries = {  # a trial that has logged an epoch (it is training), or the analysis run inside its slow step
         "training": "SELECT r.name FROM runs r JOIN metrics m ON m.run_uuid = r.run_uuid "
         "WHERE r.status = 'RUNNING' AND r.name NOT LIKE 'analysis-%'",
-        "analysis": "SELECT r.name FROM runs r JOIN metrics m ON m.run_uuid = r.run_uuid "
-        "WHERE r.status = 'RUNNING' AND r.name LIKE 'analysis-%' AND m.key = 'best'",
+        "analysis": "SELECT r.name FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
+        "WHERE r.status = 'RUNNING' AND r.name LIKE 'analysis-%' AND t.key = 'slow_step'",
     }
     deadline = time.monotonic() + 240
     while not _rows(store, queries[when]):
