@@ -632,7 +632,7 @@ def _log_entries(part: pd.DataFrame, best: pd.DataFrame | None) -> list[str]:
     rules = _tag_values(part, "checkpoint_rule") or ["last"]
     entries.append(f"- Checkpoint rule: {', '.join(rules)} epoch (a trial's score is its validation accuracy there)")
     entries.append(f"- Best validation score: {_best_text(part, best)}")
-    entries.append(f"- Budget: {budget_label(part)}")
+    entries.append(f"- Budget per trial: {budget_label(part).removeprefix('budget per trial: ')}")
     commands = _tag_values(part, "study_command")
     commits = _tag_values(part, "git_commit")
     if commands:
