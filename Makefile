@@ -82,14 +82,12 @@ lint: $(STAMPS)/venv
 
 # Unit tests, then every notebook under nbval in the smoke profile against a temporary MLflow
 # store, figure folder and sweep state, so the repository stays clean.
-# The class-server tests run in a pytest process of their own, beside the unit tests (they mostly wait
-# on PostgreSQL and MLflow servers starting; their output is printed when both are done): their two-node
-# Ray cluster must not share a process (and Ray's driver state) with the Ray back-end's tests.
+# The class-server tests run in a pytest process of their own, after the unit tests: their two-node Ray
+# cluster must not share a process (and Ray's driver state) with the Ray back-end's tests, nor run at
+# the same time as them (tried: three Ray back-end tests failed when the two ran side by side).
 test: setup $(STAMPS)/ray $(STAMPS)/browser $(STAMPS)/postgres lint
-	@log=$$(mktemp); $(PY) -m pytest -p no:cacheprovider tests/test_class_server.py >"$$log" 2>&1 & server=$$!; \
-	$(PY) -m pytest -p no:cacheprovider --durations=10 tests --ignore=tests/test_class_server.py; unit=$$?; \
-	wait $$server; status=$$?; echo "== class-server tests (run beside the unit tests)"; cat "$$log"; rm -f "$$log"; \
-	exit $$(( unit || status ))
+	$(PY) -m pytest -p no:cacheprovider --durations=10 tests --ignore=tests/test_class_server.py
+	$(PY) -m pytest -p no:cacheprovider tests/test_class_server.py
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	HYPERTUNE_PROFILE=smoke MLFLOW_TRACKING_URI="sqlite:///$$tmp/mlflow.db" HYPERTUNE_FIGURES_DIR="$$tmp/figures" \
 	HYPERTUNE_STATE_DIR="$$tmp/state" $(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-kernel-name hypertune \
