@@ -21,12 +21,14 @@ What this is not: the records, the cache or the TPE searcher (``lib.engine.searc
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import math
 import tempfile
 from typing import Any
 
+import numpy as np
 from ray import tune
 from ray.tune import Callback
 from ray.tune.schedulers import ASHAScheduler
@@ -57,7 +59,27 @@ def _trainable(tune_config: dict[str, Any], data: DataSpec, threads: int) -> Non
 
     result = execute_trial(config, data, on_epoch=on_epoch)
     final = result.val_accuracy if result.ok else 0.0
-    tune.report({"objective": _objective(final), "trial_result": json.dumps(dataclasses.asdict(result))})
+    tune.report({"objective": _objective(final), "trial_result": encode_result(result)})
+
+
+def encode_result(result: TrialResult) -> str:
+    """A trial's result as JSON for Tune's report; the per-image arrays bit-packed (base64)."""
+    record = dataclasses.asdict(result)
+    record["correct"] = {
+        split: {"n": len(values), "bits": base64.b64encode(np.packbits(np.asarray(values, dtype=bool))).decode()}
+        for split, values in result.correct.items()
+    }
+    return json.dumps(record)
+
+
+def decode_result(text: str) -> TrialResult:
+    """The inverse of :func:`encode_result`."""
+    record = json.loads(text)
+    record["correct"] = {
+        split: np.unpackbits(np.frombuffer(base64.b64decode(v["bits"]), dtype=np.uint8), count=v["n"]).astype(bool)
+        for split, v in record.get("correct", {}).items()
+    }
+    return TrialResult(**record)
 
 
 def _objective(value: float | None) -> float:
@@ -116,7 +138,7 @@ class FeedCallback(Callback):
             self.feed.epoch(request, row)
         if "trial_result" in result:
             del self.running[trial.trial_id]
-            self.feed.finished(request, TrialResult(**json.loads(result["trial_result"])))
+            self.feed.finished(request, decode_result(result["trial_result"]))
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         """A trial that ended without its final result: the scheduler stopped it early."""
