@@ -140,7 +140,7 @@ def test_precision_is_a_validated_field_in_the_cache_key():
     from lib.data import DataSpec
     from lib.engine.trial import trial_key
 
-    assert TrainConfig().precision == DEFAULT_PRECISION == "bf16"  # admitted by make bench-numerics
+    assert TrainConfig().precision == DEFAULT_PRECISION == "fp32"
     fp32, bf16 = TrialConfig.from_flat({"precision": "fp32"}), TrialConfig.from_flat({"precision": "bf16"})
     assert fp32.fingerprint() != bf16.fingerprint()
     assert trial_key(fp32, DataSpec(dataset="digits")) != trial_key(bf16, DataSpec(dataset="digits"))
