@@ -109,11 +109,12 @@ def _assert_nothing_left(store: Path) -> None:
     """The kernels, their stand-in workers and their socket folders are gone (within a few seconds)."""
     entries = [line.split() for line in (store / "pids").read_text().splitlines()]
     pids = [int(pid) for kernel, child, _ in entries for pid in (kernel, child)]
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+    folders = [folder for *_, folder in entries if folder != "-"]
+    deadline = time.monotonic() + 15  # the reaper removes the sockets just after the kernels are gone
+    while time.monotonic() < deadline and (any(_alive(p) for p in pids) or any(Path(f).exists() for f in folders)):
         time.sleep(0.2)
     assert [pid for pid in pids if _alive(pid)] == []
-    assert [folder for *_, folder in entries if folder != "-" and Path(folder).exists()] == []
+    assert [folder for folder in folders if Path(folder).exists()] == []
 
 
 def _rerun(command: list[str], store: Path) -> str:
