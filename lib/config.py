@@ -27,11 +27,25 @@ OptimizerName = Literal["adam", "adamw", "sgd"]
 SchedulerName = Literal["none", "cosine", "plateau"]
 Precision = Literal["fp32", "bf16"]
 
-# The training precision a config gets when it does not say. The controlled comparison
-# (benchmarks/precision_numerics.py, results in benchmarks/results/precision_numerics.md) admitted bf16
-# by its declared rule; flipping this default waits until the tests written for fp32's exact numbers
-# (test_train, test_trial_records) pin their precision. On a CPU without native bf16 it is slower.
-DEFAULT_PRECISION: Precision = "fp32"
+def native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX), read from ``cpuinfo`` (Linux).
+
+    Where it cannot tell (no such file: macOS, Windows) it says ``False``; bf16 is then emulated and
+    slower than fp32. Not a check of a GPU: on CUDA, set ``precision`` yourself.
+    """
+    try:
+        with open(cpuinfo, encoding="utf-8") as handle:
+            flags = next((line.split(":", 1)[1].split() for line in handle if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+# The training precision a config gets when it does not say: bf16 where the CPU computes it natively,
+# fp32 elsewhere (bf16 there is emulated and slower). The controlled comparison admitted bf16 by its
+# declared rule (benchmarks/precision_numerics.py, results in benchmarks/results/precision_numerics.md:
+# no arm's interval of bf16 - fp32 below -0.2 pp). Tests that compare fp32's exact numbers pin fp32.
+DEFAULT_PRECISION: Precision = "bf16" if native_bf16() else "fp32"
 
 
 class ConfigError(ValueError):

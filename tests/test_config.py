@@ -136,11 +136,11 @@ def test_bad_seed_raises_config_error():
 
 
 def test_precision_is_a_validated_field_in_the_cache_key():
-    from lib.config import DEFAULT_PRECISION
+    from lib.config import DEFAULT_PRECISION, native_bf16
     from lib.data import DataSpec
     from lib.engine.trial import trial_key
 
-    assert TrainConfig().precision == DEFAULT_PRECISION == "fp32"
+    assert TrainConfig().precision == DEFAULT_PRECISION == ("bf16" if native_bf16() else "fp32")
     fp32, bf16 = TrialConfig.from_flat({"precision": "fp32"}), TrialConfig.from_flat({"precision": "bf16"})
     assert fp32.fingerprint() != bf16.fingerprint()
     assert trial_key(fp32, DataSpec(dataset="digits")) != trial_key(bf16, DataSpec(dataset="digits"))
@@ -179,3 +179,12 @@ def test_final_model_levers_default_to_todays_behaviour_and_enter_the_key():
         {"augment_erase_p": 0.25},
     ):
         assert TrialConfig.from_flat(flat).fingerprint() != base
+
+
+def test_bf16_is_native_only_where_the_cpu_flags_say_so(tmp_path):
+    from lib.config import native_bf16
+
+    for flags, native in (("fpu avx512f avx512_bf16 sse", True), ("fpu amx_bf16", True), ("fpu avx512f avx2", False)):
+        (tmp_path / "cpuinfo").write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        assert native_bf16(str(tmp_path / "cpuinfo")) is native
+    assert native_bf16(str(tmp_path / "absent")) is False

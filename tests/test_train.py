@@ -52,7 +52,7 @@ def _bn_layers(model: nn.Module) -> list[nn.Module]:
 @pytest.fixture(scope="module")
 def trained(small_splits):
     """Two epochs of the default CNN with BatchNorm on 2000 real images."""
-    return _train(small_splits, {"epochs": 2, "norm_type": "batch"})
+    return _train(small_splits, {"epochs": 2, "norm_type": "batch", "precision": "fp32"})
 
 
 def test_short_training_learns_well_above_chance(trained, small_splits):
@@ -188,7 +188,7 @@ def test_early_stopping_restores_the_best_epoch(small_splits):
     def remember(stats):
         states[stats.epoch] = _state(holder["model"])
 
-    config = TrialConfig.from_flat({"epochs": 6, "early_stopping_patience": 1, "conv_out_channels": 8})
+    config = TrialConfig.from_flat({"epochs": 6, "early_stopping_patience": 1, "conv_out_channels": 8, "precision": "fp32"})
     torch.manual_seed(0)
     model = holder["model"] = build_model(config.model, small_splits.input_shape, small_splits.n_classes)
     result = fit(model, shifted, small_splits.val, config.train, device="cpu", progress=False, on_epoch=remember)
@@ -261,6 +261,7 @@ def test_fit_with_recalibration_records_before_and_after(small_splits):
         "recalibrate_batches": 4,
         "conv_out_channels": 8,
         "dropout_p": 0.3,
+        "precision": "fp32",
     }
     model, result, _ = _train(small_splits, flat)
     assert result.status == "finished"
@@ -354,7 +355,7 @@ def test_precision_sets_the_dtype_of_training_and_evaluation(small_splits, preci
 
 
 def test_bf16_training_tracks_fp32_closely(small_splits):
-    flat = {"epochs": 1, "norm_type": "batch", "conv_out_channels": 8, "hidden_sizes": (32,), "seed": 1}
+    flat = {"epochs": 1, "norm_type": "batch", "conv_out_channels": 8, "hidden_sizes": (32,), "seed": 1, "precision": "fp32"}
     data = ArrayData(small_splits.train.images[:1000], small_splits.train.labels[:1000])
     _, fp32, _ = _train(small_splits, flat, train_data=data)
     _, bf16, _ = _train(small_splits, flat | {"precision": "bf16"}, train_data=data)

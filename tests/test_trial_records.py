@@ -13,7 +13,7 @@ from lib.engine.grid import run_grid
 pytestmark = pytest.mark.usefixtures("mlflow_store")
 
 DATA = DataSpec(dataset="digits")
-BASE = {"epochs": 3, "conv_out_channels": 8, "hidden_sizes": (16,), "batch_size": 64, "lr": 3e-3}
+BASE = {"epochs": 3, "conv_out_channels": 8, "hidden_sizes": (16,), "batch_size": 64, "lr": 3e-3, "precision": "fp32"}
 
 
 def test_trial_logs_best_epoch_metrics_beside_the_last_epoch(monkeypatch):
