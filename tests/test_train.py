@@ -188,7 +188,9 @@ def test_early_stopping_restores_the_best_epoch(small_splits):
     def remember(stats):
         states[stats.epoch] = _state(holder["model"])
 
-    config = TrialConfig.from_flat({"epochs": 6, "early_stopping_patience": 1, "conv_out_channels": 8, "precision": "fp32"})
+    config = TrialConfig.from_flat(
+        {"epochs": 6, "early_stopping_patience": 1, "conv_out_channels": 8, "precision": "fp32"}
+    )
     torch.manual_seed(0)
     model = holder["model"] = build_model(config.model, small_splits.input_shape, small_splits.n_classes)
     result = fit(model, shifted, small_splits.val, config.train, device="cpu", progress=False, on_epoch=remember)
@@ -355,7 +357,14 @@ def test_precision_sets_the_dtype_of_training_and_evaluation(small_splits, preci
 
 
 def test_bf16_training_tracks_fp32_closely(small_splits):
-    flat = {"epochs": 1, "norm_type": "batch", "conv_out_channels": 8, "hidden_sizes": (32,), "seed": 1, "precision": "fp32"}
+    flat = {
+        "epochs": 1,
+        "norm_type": "batch",
+        "conv_out_channels": 8,
+        "hidden_sizes": (32,),
+        "seed": 1,
+        "precision": "fp32",
+    }
     data = ArrayData(small_splits.train.images[:1000], small_splits.train.labels[:1000])
     _, fp32, _ = _train(small_splits, flat, train_data=data)
     _, bf16, _ = _train(small_splits, flat | {"precision": "bf16"}, train_data=data)
