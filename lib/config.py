@@ -27,6 +27,7 @@ OptimizerName = Literal["adam", "adamw", "sgd"]
 SchedulerName = Literal["none", "cosine", "plateau"]
 Precision = Literal["fp32", "bf16"]
 
+
 def native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX), read from ``cpuinfo`` (Linux).
 

@@ -232,11 +232,11 @@ def experiment_id(name: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def git_commit() -> str:
-    """Current git commit of the project (``unknown`` outside a checkout)."""
+def git_commit(full: bool = False) -> str:
+    """Current git commit of the project, short or ``full`` (``unknown`` outside a checkout)."""
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
+            ["git", "rev-parse", *([] if full else ["--short"]), "HEAD"],
             cwd=PROJECT_ROOT,
             capture_output=True,
             text=True,

@@ -56,3 +56,15 @@ def test_final_run_stores_which_test_images_it_got_right():
     frame = run_grid(BASE | {"epochs": 1}, {}, [0], "per-image-final", final, workers=1, progress=False)
     correct = records.per_image_correct(frame["run_id"].iloc[0], "test")
     assert correct.mean() == pytest.approx(frame["test_accuracy"].iloc[0])
+
+
+def test_a_grids_verdicts_read_each_runs_per_image_results_and_cover_seeds_and_images():
+    from lib.study import analysis
+
+    frame = run_grid(
+        BASE | {"epochs": 1}, {"dropout_p": [0.0, 0.3, 0.6]}, [0, 1], "two-sources", DATA, workers=1, progress=False
+    )
+    assert "val_correct" not in frame  # the frame names its runs; the verdicts fetch their per-image results
+    rows = analysis.h1(frame)
+    assert list(rows["uncertainty"]) == ["seeds+images", "seeds+images"]
+    assert list(rows["test"]) == ["bootstrap", "bootstrap"]

@@ -191,3 +191,15 @@ def test_the_study_logs_command_reproduces_the_same_configurations_on_a_fresh_st
 def _configs(experiment: str) -> set[tuple]:
     runs = report.trial_runs(experiment)
     return {tuple(row[n] for n in ("dropout_p", "lr", "seed", "epochs")) for _, row in runs.iterrows()}
+
+
+def test_the_remeasured_winners_carry_the_claims_name_and_nothing_else_does(surface):
+    tuning.run_tuned_grid(
+        BASE, _roles(), TUNE_SEEDS, SEEDS, "tuned", DATA, tags={"hypothesis": "H1-tuning"},
+        winner_hypothesis="H1-tuned", workers=1, progress=False,
+    )  # fmt: skip
+    runs = tracking.runs_frame("tuned")
+    named = runs[runs["tag.hypotheses"].fillna("").str.split(",").apply(lambda names: "H1-tuned" in names)]
+    assert len(named) == 2 * len(SEEDS)  # each arm's winner on each fresh seed
+    assert set(named["tag.phase"]) == {"remeasure"}
+    assert {(float(r.dropout_p), float(r.lr)) for r in named.itertuples()} == set(BEST_LR.items())

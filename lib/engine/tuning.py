@@ -39,7 +39,7 @@ import pandas as pd
 from lib import tracking
 from lib.config import ConfigError, TrialConfig
 from lib.data import DataSpec
-from lib.engine import grid
+from lib.engine import grid, records
 from lib.engine.backend import StudyError
 from lib.engine.trial import TrialResult
 from lib.stats import mean_ci, paired_effect
@@ -192,6 +192,10 @@ class TunedGrid:
             )
         return pd.DataFrame(rows)
 
+    def remeasured_frame(self) -> pd.DataFrame:
+        """Every arm's re-measured winner runs as one results frame (what a claim is decided on)."""
+        return grid.results_frame([result for arm in self.arms for result in arm.remeasured])
+
     def effects(self) -> pd.DataFrame:
         """Paired effects (re-measured seeds) of every arm against the first, in accuracy points."""
         if not self.arms or not self.arms[0].remeasured:
@@ -259,10 +263,14 @@ def run_tuned_grid(
     data: DataSpec = DataSpec(),
     tags: dict[str, str] | None = None,
     rule: str = "last",
+    winner_hypothesis: str | None = None,
     **options: Any,
 ) -> TunedGrid:
     """Tune ``roles.nuisance`` for each scientific value on ``tune_seeds``, then re-measure each arm's
     winner (and the fixed-nuisance configuration) on the fresh ``seeds`` (module docstring).
+
+    ``winner_hypothesis``: a name added to the ``hypotheses`` tag of every re-measured winner run, so
+    an analysis can read the claim's runs back from the store (``lib.study.inputs.trial_runs``).
 
     ``options`` are :func:`lib.engine.grid.run_trials`' (``workers``, ``progress``, ``engine``).
     """
@@ -290,6 +298,8 @@ def run_tuned_grid(
     for arm in arms:
         arm.fixed = [r for r in results if _matches(r, arm.value | fixed_nuisance)]
         arm.remeasured = [r for r in results if arm.winner and _matches(r, arm.value | arm.winner)]
+    winners = [tracking.get_run(r.run_id) for arm in arms for r in arm.remeasured if r.run_id]
+    records.add_hypothesis(winners, winner_hypothesis)
     return TunedGrid(roles, arms, list(tune_seeds), list(seeds), rule, identity, fixed_nuisance)
 
 

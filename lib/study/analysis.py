@@ -32,6 +32,7 @@ from lib.study.comparisons import (
 )
 from lib.study.final import (
     DEFAULT_CONFIG,
+    REGULARISATION,
     best_bn_placement,
     candidates,
     compare_candidates,
@@ -47,6 +48,7 @@ from lib.study.hypotheses import (
     LITTLE_GAIN,
     LR_TOLERANCE,
     MODERATE_DROPOUT,
+    TUNED,
     best_lrs,
     grid_verdicts,
     h1,
@@ -96,6 +98,8 @@ __all__ = [
     "LR_TOLERANCE",
     "MODERATE_DROPOUT",
     "OVERFIT_REFERENCE",
+    "REGULARISATION",
+    "TUNED",
     "MissingRunsError",
     "adjust",
     "best_bn_placement",

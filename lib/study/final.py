@@ -29,6 +29,11 @@ from lib.study.verdicts import decision_words, effect_between, verdict_row
 # i.e. the course's recipe and 03's 2-block arm.
 DEFAULT_CONFIG = {"norm_type": "batch", "dropout_p": 0.0, "num_conv_blocks": 2}
 
+# Study v3's levers against the generalisation errors the final model makes (declared before the v3
+# run): a random 2-pixel shifted crop, left-right flips (clothes are close to mirror-symmetric) and
+# label smoothing 0.1, added to the sweep's best as one more candidate.
+REGULARISATION = {"augment_crop_padding": 2, "augment_flip": True, "label_smoothing": 0.1}
+
 
 def _decisions(effects: pd.DataFrame) -> pd.Series:
     """The adjusted decision where there is one, else the raw verdict."""
@@ -147,7 +152,8 @@ def candidates(sweep_best: dict[str, object], arms: pd.DataFrame) -> list[dict[s
     1. ``sweep best``: the TPE sweep's best trial (adjusted by 02b's decisions, :func:`final_choice`);
     2. ``default``: :data:`DEFAULT_CONFIG` over the library defaults;
     3. ``best controlled arm``: the arm with the highest mean validation accuracy over the
-       controlled grids of 02, 02b and 03 (:func:`controlled_arms`) that is not already a candidate.
+       controlled grids of 02, 02b and 03 (:func:`controlled_arms`) that is not already a candidate;
+    4. ``sweep best + augmentation``: the sweep best with :data:`REGULARISATION` (v3).
 
     Nominating looks at each arm's own budget (they differ); the candidates are then compared at
     one budget, with the same seeds (:func:`compare_candidates`).
@@ -172,6 +178,11 @@ def candidates(sweep_best: dict[str, object], arms: pd.DataFrame) -> list[dict[s
                 f"{arm['source']}: mean {arm['mean']:.2%} over {arm['n']} seeds at {arm['budget']}",
             )
             break
+    add(
+        "sweep best + augmentation",
+        dict(sweep_best) | REGULARISATION,
+        "crop, flip and label smoothing against overfitting",
+    )
     return listed
 
 

@@ -27,8 +27,12 @@ LR_TOLERANCE = 0.02  # "usable": within 2 accuracy points of the norm type's bes
 LITTLE_GAIN = 0.005  # "more blocks give little": less than half an accuracy point
 
 
+# The per-arm tuned re-measure of H1 and H3 (02, 03): its own family, its claims labelled by the design.
+TUNED = {"family": "tuned", "design": ", lr tuned per arm"}
+
+
 def grid_verdicts(inputs: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Every claim of the ``headline`` and ``variance shift`` families, each decided over its whole family.
+    """Every claim of the ``headline``, ``variance shift`` and ``tuned`` families, each decided over its whole family.
 
     The one place these decisions are made: 04 shows them, 05 sets its full-budget H1 next to them.
     (Adjusting a part of a family, as 02 does, counts the missing claims as not rejected and can only
@@ -37,7 +41,8 @@ def grid_verdicts(inputs: dict[str, pd.DataFrame]) -> pd.DataFrame:
     _, h2a = h2_lr_range(inputs["H2"])
     h2b = h2b_from_runs(inputs["H1"], inputs["H2b"], inputs["H2"])
     _, shift_effects = variance_shift(inputs["shift"])
-    return adjust(pd.concat([h1(inputs["H1"]), h2a, h2b, h3(inputs["H3"]), shift_effects], ignore_index=True))
+    tuned = [h1(inputs["H1-tuned"], **TUNED), h3(inputs["H3-tuned"], **TUNED)] if "H1-tuned" in inputs else []
+    return adjust(pd.concat([h1(inputs["H1"]), h2a, h2b, h3(inputs["H3"]), shift_effects, *tuned], ignore_index=True))
 
 
 # --- H1: dropout ------------------------------------------------------------------------------
@@ -67,18 +72,24 @@ def _h1_groups(done: pd.DataFrame, by_placement: bool) -> list[tuple[str, pd.Dat
 
 
 def h1(
-    frame: pd.DataFrame, data: DataSpec | None = None, family: str = "headline", by_placement: bool = False
+    frame: pd.DataFrame,
+    data: DataSpec | None = None,
+    family: str = "headline",
+    by_placement: bool = False,
+    design: str = "",
 ) -> pd.DataFrame:
     """H1 per norm type: moderate dropout (0.2-0.4) beats none (H1a); dropout above 0.5 hurts vs moderate (H1b).
 
     ``by_placement=True`` (05) gives each (norm type, dropout placement) its own pair of claims; the
     ``dropout_p = 0`` arm of a norm type is the shared control (placement cannot matter without dropout).
-    The claims name the dropout values that were run.
+    The claims name the dropout values that were run; ``design`` (e.g. ``", lr tuned per arm"``) is
+    added to each claim's label.
     """
     done = finished(frame)
     text = budget_text(done, data)
     rows = []
     for label, none, chosen in _h1_groups(done, by_placement):
+        label += design
         moderate = chosen[chosen["dropout_p"].between(*MODERATE_DROPOUT)]
         high = chosen[chosen["dropout_p"] > HIGH_DROPOUT_ABOVE]
         if moderate.empty or none.empty:
@@ -242,13 +253,20 @@ def h2b_from_runs(h1_runs: pd.DataFrame, h2b_runs: pd.DataFrame, lr_runs: pd.Dat
 # --- H3: conv blocks --------------------------------------------------------------------------
 
 
-def h3(frame: pd.DataFrame, data: DataSpec | None = None) -> pd.DataFrame:
-    """H3: 1-2 blocks beat 0; 3+ blocks add less than half a point over the best of 1-2."""
+def h3(frame: pd.DataFrame, data: DataSpec | None = None, family: str = "headline", design: str = "") -> pd.DataFrame:
+    """H3: 1-2 blocks beat 0; 3+ blocks add less than half a point over the best of 1-2.
+
+    ``family`` and ``design`` (a label added to each claim) as in :func:`h1`.
+    """
     done = finished(frame)
     text = budget_text(done, data)
     blocks = done["num_conv_blocks"]
     gain = effect_between(done[blocks.isin([1, 2])], done[blocks == 0], "1-2 blocks - 0 blocks")
-    rows = [verdict_row("H3a", "1-2 conv blocks beat 0", gain, "CI > 0", verdict(gain), budget_text=text)]
+    rows = [
+        verdict_row(
+            "H3a", f"1-2 conv blocks beat 0{design}", gain, "CI > 0", verdict(gain), budget_text=text, family=family
+        )
+    ]
     deep = done[blocks >= 3]
     if not deep.empty:
         means = done[blocks.isin([1, 2])].groupby("num_conv_blocks")["val_accuracy"].mean()
@@ -257,13 +275,14 @@ def h3(frame: pd.DataFrame, data: DataSpec | None = None) -> pd.DataFrame:
         rows.append(
             verdict_row(
                 "H3b",
-                f"3+ blocks give little (< +{LITTLE_GAIN * 100:.1f} pp) or hurt vs {best_shallow}",
+                f"3+ blocks give little (< +{LITTLE_GAIN * 100:.1f} pp) or hurt vs {best_shallow}{design}",
                 more,
                 f"CI < +{LITTLE_GAIN * 100:.1f} pp",
                 verdict(more, LITTLE_GAIN, "less"),
                 budget_text=text,
                 margin=LITTLE_GAIN,
                 direction="less",
+                family=family,
             )
         )
     return pd.DataFrame(rows)

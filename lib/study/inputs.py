@@ -31,6 +31,8 @@ GRID_INPUTS = (
     ("H2", "02_norm_dropout", "H2"),
     ("shift", "02b_dropout_bn", "variance_shift"),
     ("H3", "03_conv_blocks", "H3"),
+    ("H1-tuned", "02_norm_dropout", "H1-tuned"),  # the re-measured winners of 02's per-arm lr tuning
+    ("H3-tuned", "03_conv_blocks", "H3-tuned"),
 )
 
 

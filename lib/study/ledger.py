@@ -102,3 +102,21 @@ def append_reading(
             writer.writeheader()
         writer.writerow(row)
     return row
+
+
+def record_reading(**reading: object) -> tuple[dict[str, object], bool]:
+    """:func:`append_reading`, unless the ledger already holds this very reading (the same candidate,
+    config, seeds and per-seed accuracies: a rerun of the notebook from the cache, not a new look at
+    the test set). Returns the row and whether it was appended."""
+    path = reading.get("path") or ledger_path()
+    seeds = "/".join(str(int(s)) for s in reading["seeds"])  # type: ignore[union-attr]
+    accuracies = "/".join(f"{a:.4f}" for a in reading["accuracies"])  # type: ignore[union-attr]
+    seen = readings(path)  # type: ignore[arg-type]
+    same = seen[
+        (seen["seeds"].astype(str) == seeds)
+        & (seen["per_seed_accuracy"].astype(str) == accuracies)
+        & (seen["config"].astype(str) == str(reading["config"]))
+    ]
+    if len(same):
+        return same.iloc[-1].to_dict(), False
+    return append_reading(**reading), True  # type: ignore[arg-type]

@@ -28,7 +28,9 @@ def _lr_grid(low_exp: float, high_exp: float, per_decade: int) -> list[float]:
 #   train_subset, val_subset training/validation images of the grids (None = all 55k / 5k)
 #   seeds                    paired seeds of every controlled grid (every arm gets all of them)
 #   dropout_values/_epochs   H1 grid (02); H2b's confirmation grid uses the same budget
-#   lr_values, lr_epochs     H2a's learning-rate grid (02)
+#   lr_values, lr_epochs     H2a's learning-rate grid (02), on lr_seeds
+#   tune_lr_values, tune_seeds  02 and 03: the lr values tuned per arm on the tuning seeds (disjoint from
+#                            ``seeds``, on which each arm's winner is re-measured)
 #   epochs                   02b, 03 and the 04 sweep
 #   candidate_*              04: the declared candidates compared on validation before the final model
 #   final_*                  04: the winner retrained on train + validation, scored once on the test set
@@ -48,6 +50,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "dropout_values": [0.0, 0.3, 0.6],
         "lr_values": [1e-3, 1e-2],
         "lr_epochs": 1,
+        "lr_seeds": [0, 1],
+        "tune_lr_values": [1e-3, 3e-3],
+        "tune_seeds": [10],
         "shift_dropout_values": [0.5],
         "placements": ["block", "head"],
         "block_values": [0, 1, 2],
@@ -80,6 +85,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "dropout_values": [0.0, 0.25, 0.6],
         "lr_values": _lr_grid(-4, -1, 2),
         "lr_epochs": 2,
+        "lr_seeds": [0, 1, 2],
+        "tune_lr_values": [1e-3, 3e-3],
+        "tune_seeds": [10],
         "shift_dropout_values": [0.5],
         "placements": ["block", "head"],
         "block_values": [0, 1, 2, 3],
@@ -116,12 +124,16 @@ PROFILES: dict[str, dict[str, Any]] = {
         "baseline_epochs": 10,
         "baseline_seeds": [0, 1, 2],
         "dropout_values": [0.0, 0.25, 0.6],
-        # quarter decades from 10**-3.75 to 10**-0.5 (3.25 decades), meant to reach past the failure of
-        # both norm types: a one-seed probe at this budget (8,000 img x 2 ep) gave BatchNorm 81% at 1e-4,
-        # 85% at 0.1 and 83% at 0.316, no normalization 10% at 0.1. H2a's row says if a range still
-        # touches an edge (then its width is a lower bound).
-        "lr_values": _lr_grid(-3.75, -0.5, 4),
-        "lr_epochs": 2,
+        # v3: half decades from 1e-4 to 1 at 8,000 img x 6 epochs (v2: quarter decades at 2 epochs, where
+        # the low end mostly measured how fast a run converges), 3 seeds; the usable range's resolution
+        # floor is h/sqrt(3) = 0.29 decade. v2's probe: no normalization fails at 0.1, BatchNorm at ~1.
+        "lr_values": _lr_grid(-4, 0, 2),
+        "lr_epochs": 6,
+        "lr_seeds": [0, 1, 2],
+        # the per-arm tuning of H1 (02) and H3 (03): lr tuned on seed 10, each winner re-measured on `seeds`;
+        # the fixed value 1e-3 is one of them, so the fixed-lr rows are the grid's own (cached) runs
+        "tune_lr_values": [1e-3, 2e-3, 4e-3],
+        "tune_seeds": [10],
         "shift_dropout_values": [0.25, 0.5],
         "placements": ["block", "head"],
         "block_values": [0, 1, 2, 3, 4],
@@ -129,7 +141,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "candidate_seeds": [0, 1, 2],
         "candidate_epochs": 6,
         "candidate_train_subset": None,
-        "final_seeds": [100, 101, 102, 103],
+        # v3's one new test reading: seeds never used before (v1/v2 read the test set with 100-103)
+        "final_seeds": [200, 201, 202, 203],
         "final_epochs": 10,
         "final_train_subset": None,
         "budget_train_subset": None,

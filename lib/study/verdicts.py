@@ -16,10 +16,12 @@ comparisons (``comparisons``); this module decides rows that those build.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
+from lib.engine import records
 from lib.stats import Effect, decide, holm, paired_effect, per_seed, two_source_effect
 
 ALPHA = 0.05  # family-wise error rate of every family
@@ -27,14 +29,16 @@ ALPHA = 0.05  # family-wise error rate of every family
 FAMILIES = {
     "headline": "H1a/H1b per norm type, H2a, H2b, H3a, H3b (02, 03): the week-2 summary's claims",
     "variance shift": "recalibration and dropout-placement claims (02b)",
+    "tuned": "H1a/H1b per norm type and H3a, H3b with lr tuned per arm, re-measured on fresh seeds (02, 03)",
     "budget": "H1 at full budget and the overfitting checks (05)",
     "search": "TPE vs random search at equal trials and budget (05)",
     "final choice": "the winner among the declared candidates vs each other candidate (04)",
     "budget x dropout": "the interaction: does H1's dropout effect differ between the grid and full budget (04, 05)",
 }
 
-# The headline family's declared size: H1a and H1b for each of the two norm types, H2a, H2b, H3a, H3b.
-FAMILY_SIZES = {"headline": 8}
+# Declared family sizes: headline = H1a and H1b for each of the two norm types, H2a, H2b, H3a, H3b;
+# tuned = H1a and H1b for each norm type and H3a, H3b, each arm at its own tuned lr.
+FAMILY_SIZES = {"headline": 8, "tuned": 6}
 
 DISPLAY_COLUMNS = [
     "hypothesis",
@@ -68,15 +72,32 @@ def effect_between(
 
     ``val_correct``: each run's per-image correctness on the validation set (an array per row). With
     it for every row (and the same seeds on both sides), :func:`lib.stats.two_source_effect`; otherwise
-    the per-seed paired t-interval (:func:`lib.stats.paired_effect`, ``uncertainty="seeds"``).
+    the per-seed paired t-interval (:func:`lib.stats.paired_effect`, ``uncertainty="seeds"``). A frame
+    of runs (a ``run_id`` column) without ``val_correct`` gets it from each run's per-image artifact.
     """
-    arrays = _per_seed_arrays(treatment), _per_seed_arrays(control)
+    arrays = _per_seed_arrays(with_val_correct(treatment)), _per_seed_arrays(with_val_correct(control))
     if value == "val_accuracy" and all(a is not None for a in arrays):
         seeds = sorted(set(arrays[0]) & set(arrays[1]))
         if len(seeds) >= 2:
             stack = [np.stack([side[s] for s in seeds]) for side in arrays]
             return two_source_effect(stack[0], stack[1], name, seeds=seeds)
     return paired_effect(per_seed(treatment, value), per_seed(control, value), name, min_sd=min_sd)
+
+
+def with_val_correct(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with a ``val_correct`` column read from each run's artifact (``None`` where a run has
+    none, e.g. a run of older code); the frame itself when it has the column or no ``run_id``."""
+    if "val_correct" in frame or "run_id" not in frame or frame.empty:
+        return frame
+    return frame.assign(val_correct=[_stored_val_correct(str(run_id)) for run_id in frame["run_id"]])
+
+
+@lru_cache(maxsize=4096)
+def _stored_val_correct(run_id: str) -> np.ndarray | None:
+    try:
+        return records.val_correct(run_id)
+    except Exception:  # no artifact (older run, failed trial): that run has seeds-only evidence
+        return None
 
 
 def _per_seed_arrays(frame: pd.DataFrame) -> dict[object, np.ndarray] | None:
