@@ -441,6 +441,11 @@ def test_budget_changes_say_which_rows_differ_only_in_budget():
         "55,000 img × 10 ep (+0.10 pp); interaction +0.40 pp"
     )
     assert "inconclusive" not in "\n".join(lines) and "no effect" not in "\n".join(lines)
+    # 05's grid twins: the full-budget arms themselves at the grid budget, matched arm by arm
+    twins = full.assign(budget="8,000 img × 10 ep", effect=full["effect"] - 1.0)
+    same = analysis.budget_changes(twins, full, same_arms=True).set_index("variant")
+    assert len(same) == 3 and same["same_arm"].all()
+    assert same["effect_grid"].to_dict() == {"head + recalibration": -1.0, "block + recalibration": -3.0, "block": -0.9}
 
 
 def test_budget_interaction_without_shared_seeds_is_welch():

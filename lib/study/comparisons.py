@@ -210,7 +210,9 @@ def interaction(large_diffs: object, small_diffs: object, name: str = "budget x 
     return difference_of_effects(_effect_of(large_diffs, "full"), _effect_of(small_diffs, "grid"), name)
 
 
-def budget_changes(small: pd.DataFrame, large: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
+def budget_changes(
+    small: pd.DataFrame, large: pd.DataFrame, alpha: float = ALPHA, same_arms: bool = False
+) -> pd.DataFrame:
     """H1's rows at the grid budget (02) next to those at full budget (05), per norm type, with the interaction.
 
     ``same_arm`` is true where the two rows differ only in budget: the grid's arm (02: dropout in the
@@ -218,10 +220,17 @@ def budget_changes(small: pd.DataFrame, large: pd.DataFrame, alpha: float = ALPH
     recalibration or dropout in the head at full budget), a difference mixes budget with the fix of
     02b. ``interaction`` (full - grid, pp) and its CI decide "the budget changed the effect", Holm over
     these rows (family ``budget x dropout``): ``interaction_decision`` is ``shown`` or ``not shown``.
+
+    ``same_arms=True``: ``small`` holds the full-budget arms themselves at the grid budget (05's grid
+    twins), so rows are matched on the arm too and every row differs only in budget.
     """
     columns = ["hypothesis", "norm", "variant", "budget", "effect", "ci_low", "ci_high", "decision", "seed_diffs"]
     small, large = _with_keys(small), _with_keys(large)
-    merged = large.merge(small[columns], on=["hypothesis", "norm"], how="left", suffixes=("", "_grid"))
+    keys = ["hypothesis", "norm"] + (["variant"] if same_arms else [])
+    if same_arms:
+        small = small.assign(variant_grid=small["variant"])
+        columns = [*columns, "variant_grid"]
+    merged = large.merge(small[columns], on=keys, how="left", suffixes=("", "_grid"))
     merged["same_arm"] = merged["variant"] == merged["variant_grid"]
     merged["changed"] = merged["decision"] != merged["decision_grid"]
     effects = [interaction(a, b) for a, b in zip(merged["seed_diffs"], merged["seed_diffs_grid"], strict=True)]

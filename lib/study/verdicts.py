@@ -31,6 +31,7 @@ FAMILIES = {
     "variance shift": "recalibration and dropout-placement claims (02b)",
     "tuned": "H1a/H1b per norm type and H3a, H3b with lr tuned per arm, re-measured on fresh seeds (02, 03)",
     "budget": "H1 at full budget and the overfitting checks (05)",
+    "grid twin": "05's full-budget H1 arms trained at the grid budget, for the same-arm budget comparison (05)",
     "search": "TPE vs random search at equal trials and budget (05)",
     "final choice": "the winner among the declared candidates vs each other candidate (04)",
     "budget x dropout": "the interaction: does H1's dropout effect differ between the grid and full budget (04, 05)",
