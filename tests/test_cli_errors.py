@@ -241,3 +241,24 @@ def test_a_bad_role_seed_or_search_option_is_one_line_and_nothing_is_written(cas
     done = run_cli([str(space) if a == "{space}" else a for a in args])
     assert_short_error(done, *names, code=2)
     assert not store_file().exists(), "the store was created for a command that could not run"
+
+
+def test_a_ctrl_c_inside_a_finalizer_prints_nothing_and_other_unraisables_are_reported(capsys, monkeypatch):
+    """Ctrl-C can land in a garbage-collector callback (SQLAlchemy's), where Python prints "Exception
+    ignored in ..." with a traceback; the command line's hook drops exactly that case."""
+    import sys
+
+    from lib.cli import quiet_interrupts
+
+    class RaisesOnCollect:
+        def __init__(self, exc: BaseException) -> None:
+            self.exc = exc
+
+        def __del__(self) -> None:
+            raise self.exc
+
+    monkeypatch.setattr(sys, "unraisablehook", quiet_interrupts)
+    RaisesOnCollect(KeyboardInterrupt())  # collected at once: its __del__ raises inside the finalizer
+    assert capsys.readouterr().err == ""
+    RaisesOnCollect(ValueError("a real problem"))
+    assert "a real problem" in capsys.readouterr().err

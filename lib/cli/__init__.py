@@ -30,10 +30,20 @@ from lib.cli.errors import EXIT_INTERRUPTED, debug_requested, explain_error
 from lib.cli.parser import build_parser
 
 
+def quiet_interrupts(unraisable: sys.UnraisableHookArgs) -> None:
+    """``sys.unraisablehook`` that drops a Ctrl-C landing in a finalizer or garbage-collector callback
+    (Python would print "Exception ignored in ..." and a traceback); anything else is reported as usual."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a sub-command behind one error boundary: known errors become one or two lines on stderr."""
     args = build_parser().parse_args(argv)
     debug = debug_requested(bool(getattr(args, "debug", False)))
+    if not debug:
+        sys.unraisablehook = quiet_interrupts
     try:
         return run(args, debug)
     except KeyboardInterrupt:

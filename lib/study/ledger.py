@@ -104,6 +104,11 @@ def append_reading(
     return row
 
 
+def _parts(config: str) -> tuple[str, ...]:
+    """A config's ``name=value`` parts in a fixed order (two spellings of one config compare equal)."""
+    return tuple(sorted(part.strip() for part in config.split(", ")))
+
+
 def record_reading(**reading: object) -> tuple[dict[str, object], bool]:
     """:func:`append_reading`, unless the ledger already holds this very reading (the same candidate,
     config, seeds and per-seed accuracies: a rerun of the notebook from the cache, not a new look at
@@ -115,7 +120,7 @@ def record_reading(**reading: object) -> tuple[dict[str, object], bool]:
     same = seen[
         (seen["seeds"].astype(str) == seeds)
         & (seen["per_seed_accuracy"].astype(str) == accuracies)
-        & (seen["config"].astype(str) == str(reading["config"]))
+        & (seen["config"].astype(str).map(_parts) == _parts(str(reading["config"])))
     ]
     if len(same):
         return same.iloc[-1].to_dict(), False
