@@ -292,8 +292,9 @@ def _lr_axes(ax_acc: plt.Axes, ax_gap: plt.Axes, tol_pp: float, lowest_gap: floa
         title="Distance to the line's own best mean",
         ylabel="accuracy points vs own best (clipped)",
     )
-    ax_acc.legend(fontsize=8, loc="lower left")
-    ax_gap.legend(fontsize=8, loc="lower left")
+    for ax in (ax_acc, ax_gap):
+        if ax.get_legend_handles_labels()[0]:  # a smoke-sized grid may draw no labelled line: no empty legend
+            ax.legend(fontsize=8, loc="lower left")
 
 
 def sweep_points(
