@@ -76,12 +76,18 @@ def _statuses(store: Path) -> list[tuple[str, str]]:
     return _rows(store, "SELECT name, status FROM runs ORDER BY start_time")
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_and_stop(command: list[str], store: Path, when: str, signum: int, sleep: str = "120"):
     """Start ``lib study`` as a terminal would (its own process group), send ``signum`` to the group
     once ``when`` holds, and return (exit code, stdout, stderr)."""
     env = dict(os.environ, TINY_SLEEP=sleep)
+    # A terminal's program gets SIGINT's default action; a test started from a background shell inherits
+    # SIGINT *ignored* (and Python then installs no KeyboardInterrupt handler), so restore the default.
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)  # fmt: skip
+                               start_new_session=True, preexec_fn=_default_sigint)  # fmt: skip
     queries = {  # a trial that has logged an epoch (it is training), or the analysis run inside its slow step
         "training": "SELECT r.name FROM runs r JOIN metrics m ON m.run_uuid = r.run_uuid "
         "WHERE r.status = 'RUNNING' AND r.name NOT LIKE 'analysis-%'",
