@@ -701,8 +701,13 @@ def test_the_ledger_lists_the_committed_readings_and_takes_new_seeds_only(tmp_pa
     assert len(ledger.readings(path)) == len(committed) + 1 and row["accuracy"] == pytest.approx(0.94)
     assert row["ci_low"] < 0.94 < row["ci_high"]
     # the same reading again (a rerun from the cache) is not a new look at the test set: not appended
-    reordered = common | {"config": "b=2, a=1"}
-    ledger.append_reading(seeds=[910], accuracies=[0.93], path=path, **(common | {"config": "a=1, b=2"}))
+    single = tmp_path / "one_reading.csv"  # a try-out's ledger holds one reading: the case a rerun met
+    ledger.append_reading(seeds=[7], accuracies=[0.9], path=single, **(common | {"config": "a=1, b=2, c=3"}))
+    assert not ledger.record_reading(
+        seeds=[7], accuracies=[0.9], path=single, **(common | {"config": "c=3, a=1, b=2"})
+    )[1]
+    reordered = common | {"config": "c=3, b=2, a=1"}
+    ledger.append_reading(seeds=[910], accuracies=[0.93], path=path, **(common | {"config": "a=1, b=2, c=3"}))
     assert not ledger.record_reading(seeds=[910], accuracies=[0.93], path=path, **reordered)[1]  # same, reordered
     again, appended = ledger.record_reading(seeds=[900, 901], accuracies=[0.941, 0.939], path=path, **common)
     assert not appended and len(ledger.readings(path)) == len(committed) + 2 and again["seeds"] == "900/901"

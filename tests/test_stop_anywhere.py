@@ -330,3 +330,19 @@ def test_a_cell_that_raises_is_one_line_naming_the_cell_and_the_notebook(tmp_pat
     assert "broken stopped in cell [2] with ZeroDivisionError: division by zero" in err
     assert str(tmp_path / "out" / "broken.ipynb") in err
     assert json.loads((tmp_path / "out" / "broken.ipynb").read_text())["cells"]  # the executed notebook is kept
+
+
+def test_while_a_ctrl_c_stops_the_kernel_papermill_echoes_no_cell_output():
+    """IPython can fail to format a KeyboardInterrupt raised inside an import and print its own traceback
+    to the cell's stderr, which papermill echoes on the terminal: while stopping, nothing is echoed."""
+    import logging
+
+    from lib.study import runner
+
+    record = logging.LogRecord("papermill", logging.WARNING, __file__, 1, "Traceback (most recent call last):", None, None)
+    assert runner._quiet_kernel_death(record)  # a cell's warning reaches the terminal as usual
+    runner._STOPPING.set()
+    try:
+        assert not runner._quiet_kernel_death(record)
+    finally:
+        runner._STOPPING.clear()

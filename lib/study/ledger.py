@@ -45,7 +45,8 @@ def ledger_path() -> Path:
 def readings(path: Path | None = None) -> pd.DataFrame:
     """The ledger as a frame (no rows when there is no ledger yet)."""
     path = path or ledger_path()
-    return pd.read_csv(path) if path.exists() else pd.DataFrame(columns=COLUMNS)
+    text = {"commit": str, "seeds": str, "per_seed_accuracy": str, "config": str}  # "0.9000" stays as written
+    return pd.read_csv(path, dtype=text) if path.exists() else pd.DataFrame(columns=COLUMNS)
 
 
 def append_reading(
@@ -117,10 +118,11 @@ def record_reading(**reading: object) -> tuple[dict[str, object], bool]:
     seeds = "/".join(str(int(s)) for s in reading["seeds"])  # type: ignore[union-attr]
     accuracies = "/".join(f"{a:.4f}" for a in reading["accuracies"])  # type: ignore[union-attr]
     seen = readings(path)  # type: ignore[arg-type]
+    wanted = _parts(str(reading["config"]))
     same = seen[
         (seen["seeds"].astype(str) == seeds)
         & (seen["per_seed_accuracy"].astype(str) == accuracies)
-        & (seen["config"].astype(str).map(_parts) == _parts(str(reading["config"])))
+        & seen["config"].astype(str).map(lambda config: _parts(config) == wanted)
     ]
     if len(same):
         return same.iloc[-1].to_dict(), False

@@ -173,6 +173,7 @@ def _run_in_thread(notebook: Any, target: str, kwargs: dict[str, Any], reaper: _
 
     outcome: list[BaseException] = []
     stop, done = threading.Event(), threading.Event()
+    _STOPPING.clear()
 
     def work() -> None:
         try:
@@ -190,6 +191,7 @@ def _run_in_thread(notebook: Any, target: str, kwargs: dict[str, Any], reaper: _
             pass
     except KeyboardInterrupt:
         stop.set()
+        _STOPPING.set()
         _stop_kernels(done, reaper)
         raise KeyboardInterrupt from None
     return outcome[0] if outcome else None
@@ -365,9 +367,15 @@ def _kernel_manager_class() -> type:
     return ReapedKernelManager
 
 
+# Set while a Ctrl-C stops the kernel: what the interrupted cell still prints (IPython can fail to format
+# a KeyboardInterrupt raised deep inside an import and print its own traceback) stays in the notebook.
+_STOPPING = threading.Event()
+
+
 def _quiet_kernel_death(record: logging.LogRecord) -> bool:
-    """nbclient's "Kernel died while waiting for execute reply." line: the runner says it in its own line."""
-    return not str(record.msg).startswith("Kernel died")
+    """Drops nbclient's "Kernel died while waiting for execute reply." line (the runner says it in its own
+    line) and the cell outputs papermill would echo while a Ctrl-C stops the kernel."""
+    return not (str(record.msg).startswith("Kernel died") or _STOPPING.is_set())
 
 
 def _register_progress_engine() -> None:
