@@ -339,7 +339,8 @@ def test_while_a_ctrl_c_stops_the_kernel_papermill_echoes_no_cell_output():
 
     from lib.study import runner
 
-    record = logging.LogRecord("papermill", logging.WARNING, __file__, 1, "Traceback (most recent call last):", None, None)
+    text = "Traceback (most recent call last):"
+    record = logging.LogRecord("papermill", logging.WARNING, __file__, 1, text, None, None)
     assert runner._quiet_kernel_death(record)  # a cell's warning reaches the terminal as usual
     runner._STOPPING.set()
     try:
