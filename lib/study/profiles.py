@@ -108,12 +108,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         "budget_profile": "quick",
         "workers": "auto",
     },
-    # The report: <= 60 min of `make run` on the 2-core course machine. Estimate from run #3's measured
-    # rates (8k-subset grids 4,280 img/s + 0.75 s per trial with 2 workers; 02b 3,690 img/s; 55k-image
-    # trials about 3,100 img/s per worker, 2,120 with BatchNorm + block dropout): 01 70 s; 02 H1 30
-    # trials x 80k = 584 s, H2a 140 x 16k = 629 s, H2b <= 10 x 80k = 195 s; 02b 40 x 32k = 360 s;
-    # 03 25 x 32k = 168 s; 04 sweep 140 s, candidates 9 x 330k in 5 rounds = 530-650 s, final
-    # 4 x 600k in 2 rounds = 388-566 s, analysis 30 s. In all 52-57 min.
+    # The report, meant to take <= 60 min of `make run` on the 2-core course machine. v3 does not fit:
+    # its run of 2026-12-02 (bf16, fresh store) took 6,039 s: 01 141 s, 02 3,761 s (H1 fixed and tuned
+    # per arm, H2a at 6 epochs; most of it while other jobs took about half the CPU), 02b 369 s,
+    # 03 382 s, 04 1,386 s (sweep, 4 candidates x 3 seeds at 55k x 6, the final 4 x 60k x 10).
     "full": {
         "dataset": "fashion_mnist",
         "train_subset": 8000,
