@@ -74,8 +74,7 @@ def append_reading(
             f"seeds and accuracies must be equally long and not empty; got {len(seeds)} and {len(accuracies)}"
         )
     path = path or ledger_path()
-    seen = readings(path)
-    used = {int(s) for text in seen["seeds"].astype(str) for s in text.split("/") if s.strip().isdigit()}
+    used = used_seeds(path)
     if reused := sorted(used & {int(s) for s in seeds}):
         raise ValueError(f"seeds {reused} already read the test set (see {path}): use seeds never used before")
     interval = combined_test_interval(accuracies, n_test)
@@ -87,8 +86,8 @@ def append_reading(
         "config": config,
         "epochs": int(epochs),
         "train_images": int(train_images),
-        "seeds": "/".join(str(int(s)) for s in seeds),
-        "per_seed_accuracy": "/".join(f"{a:.4f}" for a in accuracies),
+        "seeds": _joined_seeds(seeds),
+        "per_seed_accuracy": _joined_accuracies(accuracies),
         "accuracy": round(interval["mean"], 6),
         "ci_low": round(interval["low"], 6),
         "ci_high": round(interval["high"], 6),
@@ -105,18 +104,32 @@ def append_reading(
     return row
 
 
+def used_seeds(path: Path | None = None) -> set[int]:
+    """Every seed that has read the test set in a reading of the ledger."""
+    seen = readings(path)
+    return {int(s) for text in seen["seeds"].astype(str) for s in text.split("/") if s.strip().isdigit()}
+
+
+def _joined_seeds(seeds: Sequence[int]) -> str:
+    return "/".join(str(int(s)) for s in seeds)
+
+
+def _joined_accuracies(accuracies: Sequence[float]) -> str:
+    return "/".join(f"{a:.4f}" for a in accuracies)
+
+
 def _parts(config: str) -> tuple[str, ...]:
     """A config's ``name=value`` parts in a fixed order (two spellings of one config compare equal)."""
     return tuple(sorted(part.strip() for part in config.split(", ")))
 
 
 def record_reading(**reading: object) -> tuple[dict[str, object], bool]:
-    """:func:`append_reading`, unless the ledger already holds this very reading (the same candidate,
-    config, seeds and per-seed accuracies: a rerun of the notebook from the cache, not a new look at
+    """:func:`append_reading`, unless the ledger already holds this very reading (the same config,
+    seeds and per-seed accuracies: a rerun of the notebook from the cache, not a new look at
     the test set). Returns the row and whether it was appended."""
     path = reading.get("path") or ledger_path()
-    seeds = "/".join(str(int(s)) for s in reading["seeds"])  # type: ignore[union-attr]
-    accuracies = "/".join(f"{a:.4f}" for a in reading["accuracies"])  # type: ignore[union-attr]
+    seeds = _joined_seeds(reading["seeds"])  # type: ignore[arg-type]
+    accuracies = _joined_accuracies(reading["accuracies"])  # type: ignore[arg-type]
     seen = readings(path)  # type: ignore[arg-type]
     wanted = _parts(str(reading["config"]))
     same = seen[
