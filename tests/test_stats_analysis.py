@@ -696,7 +696,7 @@ def test_the_ledger_lists_the_committed_readings_and_takes_new_seeds_only(tmp_pa
     path.write_text((PROJECT_ROOT / "figures" / "test_readings.csv").read_text())
     common = {"commit": "abc", "candidate": "c", "config": "x", "epochs": 10, "train_images": 60_000, "n_test": 10_000}
     with pytest.raises(ValueError, match=r"seeds \[101\] already read the test set"):
-        ledger.append_reading(seeds=[101, 200], accuracies=[0.94, 0.94], path=path, **common)
+        ledger.append_reading(seeds=[101, 950], accuracies=[0.94, 0.94], path=path, **common)
     row = ledger.append_reading(seeds=[900, 901], accuracies=[0.941, 0.939], path=path, **common)
     assert len(ledger.readings(path)) == len(committed) + 1 and row["accuracy"] == pytest.approx(0.94)
     assert row["ci_low"] < 0.94 < row["ci_high"]
