@@ -15,6 +15,8 @@ HOST ?= 127.0.0.1
 LAB_PORT ?= 8888
 STORE := sqlite:///$(CURDIR)/mlruns/mlflow.db
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# apt waits (up to 10 min) for a lock another install holds, e.g. `make test` and `make run` set up side by side
+APT := apt-get -o DPkg::Lock::Timeout=600
 
 .PHONY: run test test-fast setup data ui server class-server test-server lab bench bench-numerics bench-dropout-numerics gpu-check clean lint lock lock-upgrade
 
@@ -33,7 +35,7 @@ $(STAMPS)/venv: requirements.txt constraints.txt pyproject.toml
 $(STAMPS)/data: $(STAMPS)/venv
 	@if [ ! -f data/FashionMNIST/raw/train-images-idx3-ubyte ] && [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] \
 	   && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	   (apt-get install -y -qq dataset-fashion-mnist || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)); fi
+	   ($(APT) install -y -qq dataset-fashion-mnist || ($(APT) update -qq && $(APT) install -y -qq dataset-fashion-mnist)); fi
 	$(PY) -m lib data
 	@touch $@
 
@@ -41,8 +43,8 @@ $(STAMPS)/data: $(STAMPS)/venv
 # venv. Without a browser the browser tests skip with a message; the rest of `make test` runs as usual.
 $(STAMPS)/browser: requirements-browser.txt $(STAMPS)/venv
 	@if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	   (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
-	    || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)) \
+	   (DEBIAN_FRONTEND=noninteractive $(APT) install -y -qq chromium \
+	    || ($(APT) update -qq && DEBIAN_FRONTEND=noninteractive $(APT) install -y -qq chromium)) \
 	   || echo "chromium could not be installed: the browser tests will be skipped"; fi
 	$(PY) -m pip install -q -r requirements-browser.txt || echo "playwright could not be installed: the browser tests will be skipped"
 	@touch $@
@@ -56,7 +58,7 @@ $(STAMPS)/ray: requirements-ray.txt $(STAMPS)/venv
 $(STAMPS)/postgres:
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null \
 	   && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	   (apt-get install -y -qq postgresql || (apt-get update -qq && apt-get install -y -qq postgresql)); fi
+	   ($(APT) install -y -qq postgresql || ($(APT) update -qq && $(APT) install -y -qq postgresql)); fi
 	@mkdir -p $(STAMPS) && touch $@
 
 # The lock (README, "Updating the lock"): `make lock-upgrade` installs the newest versions the lower bounds
