@@ -11,8 +11,10 @@
   again) stop the study with a one-line :class:`StudyError` instead of a retry loop.
 - **A worker that dies** (out of memory, killed) fails the trials in flight in its pool (Python
   breaks the whole pool); they are reported failed with the reason and the remaining trials go on in
-  a new pool. Every broken pool costs at least one trial, so the loop ends after at most
-  ``feed.size + 1`` pools.
+  a new pool. A worker that dies between two trials (after one ended, before the next was handed
+  to the pool) fails nothing: the next trial waits for the new pool. A broken pool either fails a
+  trial or hands one on to the next pool, which takes it first, so the loop ends after at most
+  ``2 * feed.size + 1`` pools.
 
 What this is not: the records (the feed records every trial) or the choice of trials.
 """
@@ -132,11 +134,12 @@ def _run_in_process(feed: Feed, data: DataSpec, threads: int) -> None:
 def _run_pool(feed: Feed, data: DataSpec, n_workers: int, threads: int) -> None:
     """Pools until the feed is empty: each pool that breaks has failed at least one trial."""
     context = _worker_context()
-    for _ in range(feed.size + 1):
+    held: list[TrialRequest] = []  # a request a broken pool refused: the next pool takes it first
+    for _ in range(2 * feed.size + 1):
         epochs = context.Queue()
         pool = _start_pool(context, n_workers, threads, epochs)
         try:
-            complete = _drain(pool, feed, data, n_workers, epochs)
+            complete = _drain(pool, feed, data, n_workers, epochs, held)
         except BaseException:
             _stop(pool)
             raise
@@ -145,7 +148,7 @@ def _run_pool(feed: Feed, data: DataSpec, n_workers: int, threads: int) -> None:
         pool.shutdown(wait=True)
         if complete:
             return
-    raise RuntimeError(f"the worker pool broke more often than there were trials ({feed.size})")  # unreachable
+    raise RuntimeError(f"the worker pool broke more than twice per trial ({feed.size} trials)")  # unreachable
 
 
 def _start_pool(context, n_workers: int, threads: int, epochs: Any) -> ProcessPoolExecutor:
@@ -163,27 +166,38 @@ def _start_pool(context, n_workers: int, threads: int, epochs: Any) -> ProcessPo
     return pool
 
 
-def _drain(pool: ProcessPoolExecutor, feed: Feed, data: DataSpec, n_workers: int, epochs: Any) -> bool:
+def _drain(
+    pool: ProcessPoolExecutor, feed: Feed, data: DataSpec, n_workers: int, epochs: Any, held: list[TrialRequest]
+) -> bool:
     """Keep ``n_workers`` trials in flight until the feed is empty (True) or the pool broke (False).
 
+    ``held`` carries a request between pools: one that a pool refused because it broke after the
+    last poll (a worker died between two trials) is started in the next pool, before the feed's next.
     Every future that is done leaves ``in_flight`` in the pass that sees it, every future of a live
     or broken pool gets done, and the feed hands out finitely many requests, so the loop ends.
     """
     in_flight: dict[Future, TrialRequest] = {}
     more = True
     while True:
+        refused = False
         while more and len(in_flight) < n_workers:
-            request = feed.next()
+            request = held.pop() if held else feed.next()
             if request is None:
                 more = False
                 break
+            try:
+                future = pool.submit(_train, request.config, data, request.key)
+            except BrokenProcessPool:
+                held.append(request)
+                refused = True
+                break
             feed.started(request)
-            in_flight[pool.submit(_train, request.config, data, request.key)] = request
+            in_flight[future] = request
         if not in_flight:
-            return True
+            return not refused
         done, _ = wait(in_flight, timeout=EPOCH_POLL_SECONDS, return_when=FIRST_COMPLETED)
         _forward_epochs(epochs, feed, in_flight)
-        broken = any(isinstance(future.exception(), BrokenProcessPool) for future in done)
+        broken = refused or any(isinstance(future.exception(), BrokenProcessPool) for future in done)
         if broken:  # a dead worker fails every future of its pool: report them all, then a new pool
             done, _ = wait(in_flight)
         for future in done:
