@@ -149,7 +149,7 @@ def test_a_ray_trial_whose_actor_is_killed_fails_with_a_reason_and_the_grid_goes
     import signal
     import threading
 
-    long = {"epochs": 6, "conv_out_channels": 16}
+    long = {"epochs": 10, "conv_out_channels": 16}  # the kill (2 s in) must come before either ends
     configs = [TrialConfig.from_flat(long | {"seed": seed}) for seed in (0, 1)]
     configs.append(TrialConfig.from_flat(BASE | {"seed": 2}))
     killed: list[int] = []
