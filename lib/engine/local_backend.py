@@ -132,7 +132,7 @@ def _run_in_process(feed: Feed, data: DataSpec, threads: int) -> None:
 
 
 def _run_pool(feed: Feed, data: DataSpec, n_workers: int, threads: int) -> None:
-    """Pools until the feed is empty: each pool that breaks has failed at least one trial."""
+    """Pools until the feed is empty: each pool that breaks fails a trial or hands one on to the next."""
     context = _worker_context()
     held: list[TrialRequest] = []  # a request a broken pool refused: the next pool takes it first
     for _ in range(2 * feed.size + 1):
