@@ -371,17 +371,10 @@ def test_a_quasi_random_sweep_killed_hard_resumes_to_the_same_points(tmp_path):
 
     from lib.paths import PROJECT_ROOT
 
+    base = {"epochs": 3, "conv_out_channels": 4}  # 3 epochs: CI saw five 1-epoch trials end between two polls
     args = ["sweep", "--experiment", "killed", "--name", "q", "--algo", "quasirandom", "--max-evals", "5"]
-    args += [
-        "--dataset",
-        "digits",
-        "--set",
-        "epochs=3",  # each trial long enough (CI: five 1-epoch trials ended between two polls)
-        "--set",
-        "conv_out_channels=4",
-        "--space",
-        str(tmp_path / "s.yaml"),
-    ]
+    args += ["--dataset", "digits", "--space", str(tmp_path / "s.yaml")]
+    args += [part for key, value in base.items() for part in ("--set", f"{key}={value}")]
     (tmp_path / "s.yaml").write_text("lr: {loguniform: [1e-4, 1e-2]}\nnorm_type: [none, batch]\n")
     env = os.environ | {"PYTHONPATH": str(PROJECT_ROOT)}
     process = subprocess.Popen([sys.executable, "-m", "lib", *args], env=env, cwd=PROJECT_ROOT,
@@ -397,7 +390,6 @@ def test_a_quasi_random_sweep_killed_hard_resumes_to_the_same_points(tmp_path):
     done = len(_saved_trials("killed", "q").trials)
     assert 1 <= done < 5, f"the kill came too late to test a resume ({done} trials saved)"
     space = {"lr": {"loguniform": [1e-4, 1e-2]}, "norm_type": ["none", "batch"]}
-    base = {"epochs": 3, "conv_out_channels": 4}
     kwargs = {"base": base, "data": TINY, "progress": False, "algo": "quasirandom"}
     resumed = run_sweep(space, "killed", "q", 5, **kwargs)
     straight = run_sweep(space, "straight", "q", 5, **kwargs)
