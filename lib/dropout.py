@@ -52,4 +52,6 @@ class FastDropout(nn.Dropout):
         if x.device.type != "cpu" or not x.is_floating_point() or dropped >= LANES or self.inplace:
             return super().forward(x)
         scale = LANES / (LANES - dropped)
-        return x * keep_mask(x, self.p).to(x.dtype).mul_(scale)
+        # the bool mask converted through its uint8 view (same bytes, 0 or 1): bool -> float is a slow
+        # scalar loop on the CPU (9 ms on the first block's map), uint8 -> float a vectorised one (2.4 ms)
+        return x * keep_mask(x, self.p).view(torch.uint8).to(x.dtype).mul_(scale)

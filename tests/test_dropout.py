@@ -77,3 +77,29 @@ def test_model_uses_the_chosen_implementation():
 
     assert dropouts("fast") == {FastDropout}
     assert dropouts("torch") == {nn.Dropout}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("p", [0.25, 0.6])
+def test_the_uint8_mask_path_is_bit_identical_to_the_bool_mask_it_replaced(dtype, p):
+    """Output and input gradient equal, bit for bit, those of ``x * mask.to(dtype).mul_(scale)``."""
+    x = torch.randn(16, 8, 12, 12).contiguous(memory_format=torch.channels_last).to(dtype)
+    grad = torch.randn_like(x)
+    results = []
+    for use_layer in (True, False):
+        torch.manual_seed(3)
+        leaf = x.clone().requires_grad_()
+        if use_layer:
+            out = FastDropout(p).train()(leaf)
+        else:
+            scale = 65536 / (65536 - dropped_lanes(p))
+            out = leaf * keep_mask(leaf, p).to(dtype).mul_(scale)
+        out.backward(grad)
+        results.append((out.detach(), leaf.grad))
+    (out_new, grad_new), (out_old, grad_old) = results
+    assert out_new.dtype == dtype and out_new.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(
+        out_new.view(torch.int16 if dtype == torch.bfloat16 else torch.int32),
+        out_old.view(torch.int16 if dtype == torch.bfloat16 else torch.int32),
+    )
+    assert torch.equal(grad_new, grad_old)
