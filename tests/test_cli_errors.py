@@ -127,11 +127,19 @@ def test_a_bad_space_file_names_the_problem(isolated_outputs):
     assert not store_file().exists()
 
 
-def test_debug_flag_and_environment_variable_show_the_traceback(isolated_outputs):
+def test_debug_flag_and_environment_variable_show_the_traceback(isolated_outputs, monkeypatch):
+    """The error boundary lets the exception through (Python then prints its traceback) for ``--debug`` in
+    either place and for ``HYPERTUNE_DEBUG``; one real process shows the traceback end to end."""
+    from lib import cli
+    from lib.cli.parser import UsageError
+
     args = [*GRID, "--set", "learningrate=0.1", "--factor", "lr=0.1"]
-    assert "Traceback" in run_cli(["--debug", *args]).stderr
-    assert "Traceback" in run_cli([*args, "--debug"]).stderr
+    monkeypatch.delenv("HYPERTUNE_DEBUG", raising=False)
+    for debug_args in (["--debug", *args], [*args, "--debug"]):
+        with pytest.raises(UsageError, match="learningrate"):
+            cli.main(debug_args)
     assert "Traceback" in run_cli(args, env={"HYPERTUNE_DEBUG": "1"}).stderr
+    assert "Traceback" not in run_cli_in_process(args).stderr  # and without either: the one line
 
 
 def test_a_data_folder_that_cannot_be_used_is_one_line_and_nothing_written(isolated_outputs):
@@ -234,11 +242,14 @@ ROLE_INPUTS = {
 
 
 @pytest.mark.parametrize("case", list(ROLE_INPUTS))
-def test_a_bad_role_seed_or_search_option_is_one_line_and_nothing_is_written(case, isolated_outputs):
+def test_a_bad_role_seed_or_search_option_is_one_line_and_nothing_is_written(case, isolated_outputs, monkeypatch):
+    """Through the error boundary in this process, as the table above (its real-process cases prove the exit
+    code and the missing traceback end to end); a process per case cost some 3.5 s each."""
+    monkeypatch.delenv("HYPERTUNE_DEBUG", raising=False)
     args, names = ROLE_INPUTS[case]
     space = isolated_outputs / "space.yaml"
     space.write_text("lr: {normal: [0.001, 0.01]}\n")
-    done = run_cli([str(space) if a == "{space}" else a for a in args])
+    done = run_cli_in_process([str(space) if a == "{space}" else a for a in args])
     assert_short_error(done, *names, code=2)
     assert not store_file().exists(), "the store was created for a command that could not run"
 
