@@ -82,18 +82,23 @@ run: setup
 lint: $(STAMPS)/venv
 	$(PY) -m ruff check lib tests benchmarks
 
-# Unit tests, then every notebook under nbval in the smoke profile against a temporary MLflow
-# store, figure folder and sweep state, so the repository stays clean.
+# Unit tests in two processes (pytest-xdist, one file per process at a time: the Ray back-end's tests stay
+# together, one after another), then the class server's tests side by side with every notebook under nbval in
+# the smoke profile against a temporary MLflow store, figure folder and sweep state (the repository stays clean).
 # The class-server tests run in a pytest process of their own, after the unit tests: their two-node Ray
 # cluster must not share a process (and Ray's driver state) with the Ray back-end's tests, nor run at
-# the same time as them (tried: three Ray back-end tests failed when the two ran side by side).
+# the same time as them (tried: three Ray back-end tests failed when the two ran side by side). The
+# notebooks use neither Ray nor the class server; the server tests' output is shown when both have ended.
 test: setup $(STAMPS)/ray $(STAMPS)/browser $(STAMPS)/postgres lint
-	$(PY) -m pytest -p no:cacheprovider --durations=10 tests --ignore=tests/test_class_server.py
-	$(PY) -m pytest -p no:cacheprovider tests/test_class_server.py
-	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(PY) -m pytest -p no:cacheprovider -n 2 --dist loadfile --durations=10 tests --ignore=tests/test_class_server.py
+	@tmp=$$(mktemp -d); server=; \
+	trap 'test -n "$$server" && kill $$server 2>/dev/null; rm -rf "$$tmp"' EXIT; \
+	$(PY) -m pytest -p no:cacheprovider tests/test_class_server.py >"$$tmp/server.log" 2>&1 & server=$$!; \
 	HYPERTUNE_PROFILE=smoke MLFLOW_TRACKING_URI="sqlite:///$$tmp/mlflow.db" HYPERTUNE_FIGURES_DIR="$$tmp/figures" \
 	HYPERTUNE_STATE_DIR="$$tmp/state" $(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-kernel-name hypertune \
-	  --nbval-cell-timeout 300 notebooks/
+	  --nbval-cell-timeout 300 notebooks/; notebooks=$$?; \
+	wait $$server; code=$$?; server=; echo "--- tests/test_class_server.py (ran beside the notebooks)"; \
+	cat "$$tmp/server.log"; test $$notebooks = 0 && test $$code = 0
 
 # The edit loop (under 2 minutes): ruff, then the unit tests not marked `slow` (tests/conftest.py).
 # It leaves out what starts a process or trains beyond a second: the CLI run as a process, kill and
