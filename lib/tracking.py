@@ -139,19 +139,18 @@ def _check_sqlite_store(path: Path) -> None:
       and :class:`StoreError` names the file and the fix.
     """
     import sqlite3
-    from contextlib import closing
 
     if not path.exists() or path.stat().st_size == 0:
         return  # MLflow creates it
     try:
-        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
-            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            row = (
-                db.execute("SELECT version_num FROM alembic_version").fetchone()
-                if "alembic_version" in tables
-                else None
-            )
-            n_runs = db.execute("SELECT count(*) FROM runs").fetchone()[0] if "runs" in tables else 0
+        try:
+            tables, row, n_runs = _store_facts(path, "ro")
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorname", "") != "SQLITE_READONLY_ROLLBACK":
+                raise
+            # a hot journal: a writer was killed inside a transaction (kill -9, a crash, a power cut) and
+            # only a read-write connection may roll it back, as SQLite does on the next write-capable open
+            tables, row, n_runs = _store_facts(path, "rw")
     except sqlite3.DatabaseError as exc:
         raise StoreError(
             f"MLflow store {path} is not a readable SQLite database ({exc}): move it away (a new store is "
@@ -185,6 +184,18 @@ def _check_sqlite_store(path: Path) -> None:
             "table: back the file up and repair it by hand (rename the table), or move it away to start a new store."
         )
     _upgrade_with_backup(path, version, leftovers)
+
+
+def _store_facts(path: Path, mode: str) -> tuple[set[str], tuple | None, int]:
+    """The store's tables, its ``alembic_version`` row and its number of runs, read in ``mode`` (ro | rw)."""
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode={mode}", uri=True)) as db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        row = db.execute("SELECT version_num FROM alembic_version").fetchone() if "alembic_version" in tables else None
+        n_runs = db.execute("SELECT count(*) FROM runs").fetchone()[0] if "runs" in tables else 0
+    return tables, row, n_runs
 
 
 def _upgrade_with_backup(path: Path, version: str | None, leftovers: list[str]) -> None:

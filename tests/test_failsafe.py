@@ -186,6 +186,34 @@ def test_a_store_whose_only_copy_of_a_table_is_a_leftover_stops_with_the_fix(mlf
     assert "_alembic_tmp_notes" in _schema(store)[1]  # nothing dropped
 
 
+KILLED_WRITER = """
+import os, sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("PRAGMA cache_size=1")  # spill pages into the file mid-transaction: the journal holds the originals
+db.execute("BEGIN")
+db.execute("UPDATE runs SET status = 'KILLED'")  # undone by the rollback
+db.execute("CREATE TABLE half_written (x)")
+db.executemany("INSERT INTO half_written VALUES (?)", [(b"x" * 1000,)] * 2000)
+os.kill(os.getpid(), 9)
+"""
+
+
+@pytest.mark.slow
+def test_a_writer_killed_inside_a_transaction_leaves_a_store_the_next_call_rolls_back(mlflow_store):
+    """kill -9 inside a write leaves a hot journal; a read-only look cannot roll it back (SQLite says "attempt
+    to write a readonly database"): the store is usable, the half-done write is undone, the runs are kept."""
+    run_id = tracking.start_run(tracking.experiment_id("kept"), {"a": 1}, {"note": "before"})
+    tracking.end_run(run_id)
+    store = mlflow_store / "mlflow.db"
+    killed = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(store)], capture_output=True, timeout=60)
+    assert killed.returncode == -9 and store.with_name("mlflow.db-journal").stat().st_size > 0
+    tracking._client.cache_clear()  # a new process
+    run = tracking.client().get_run(run_id)
+    assert (run.info.status, run.data.tags["note"]) == (tracking.FINISHED, "before")
+    assert "half_written" not in _schema(store)[1]
+    _assert_healthy(store)
+
+
 def test_a_file_that_is_not_a_database_stops_with_the_fix(isolated_outputs):
     (isolated_outputs / "mlflow.db").write_text("hello")
     with pytest.raises(tracking.StoreError, match="not a readable SQLite database.*move it away"):
