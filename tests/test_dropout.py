@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from lib.config import ModelConfig
-from lib.dropout import FastDropout, dropped_lanes, keep_mask
+from lib.dropout import LANES, FastDropout, dropped_lanes, keep_mask
 from lib.model import build_model
 
 
@@ -92,7 +92,7 @@ def test_the_uint8_mask_path_is_bit_identical_to_the_bool_mask_it_replaced(dtype
         if use_layer:
             out = FastDropout(p).train()(leaf)
         else:
-            scale = 65536 / (65536 - dropped_lanes(p))
+            scale = LANES / (LANES - dropped_lanes(p))
             out = leaf * keep_mask(leaf, p).to(dtype).mul_(scale)
         out.backward(grad)
         results.append((out.detach(), leaf.grad))
