@@ -210,6 +210,21 @@ class TrialConfig(_Strict):
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def hard_bounds(name: str) -> tuple[float | None, float | None]:
+    """The values a numeric hyperparameter can never pass, from its field's constraints (``ge``/``gt``,
+    ``le``/``lt``): ``(low, high)``, ``None`` where unbounded. ``dropout_p`` gives ``(0.0, 1.0)``."""
+    fields = ModelConfig.model_fields | TrainConfig.model_fields | TrialConfig.model_fields
+    low = high = None
+    for rule in getattr(fields.get(name), "metadata", []):
+        for attr in ("ge", "gt"):
+            if getattr(rule, attr, None) is not None:
+                low = float(getattr(rule, attr))
+        for attr in ("le", "lt"):
+            if getattr(rule, attr, None) is not None:
+                high = float(getattr(rule, attr))
+    return low, high
+
+
 def check_known_fields(values: dict[str, Any]) -> None:
     """Raise a :class:`ConfigError` for any key that is not a trial hyperparameter."""
     unknown = sorted(set(values) - TRIAL_FIELDS)

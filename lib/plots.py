@@ -136,12 +136,14 @@ def class_balance(counts: pd.DataFrame) -> plt.Figure:
 
 
 def learning_curves(histories: pd.DataFrame, budget: str | None = None) -> plt.Figure:
-    """``histories``: columns seed, epoch, train_loss, val_loss, val_accuracy."""
+    """``histories``: columns seed, epoch, train_loss, val_loss, val_accuracy. One colour per seed in both
+    panels (training loss solid, validation loss dashed), so three seeds are three colours, not six."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.8))
-    for seed, group in histories.groupby("seed"):
-        ax_loss.plot(group["epoch"], group["train_loss"], "-", label=f"train, seed {seed}")
-        ax_loss.plot(group["epoch"], group["val_loss"], "--", label=f"validation, seed {seed}")
-        ax_acc.plot(group["epoch"], group["val_accuracy"] * 100, "-o", ms=3, label=f"seed {seed}")
+    for i, (seed, group) in enumerate(histories.groupby("seed")):
+        colour = f"C{i % 10}"
+        ax_loss.plot(group["epoch"], group["train_loss"], "-", color=colour, label=f"train, seed {seed}")
+        ax_loss.plot(group["epoch"], group["val_loss"], "--", color=colour, label=f"validation, seed {seed}")
+        ax_acc.plot(group["epoch"], group["val_accuracy"] * 100, "-o", ms=3, color=colour, label=f"seed {seed}")
     ax_loss.set(title="Loss per epoch", xlabel="epoch", ylabel="cross-entropy")
     ax_acc.set(title="Validation accuracy per epoch", xlabel="epoch", ylabel="accuracy (%)")
     for ax in (ax_loss, ax_acc):
@@ -180,7 +182,8 @@ def accuracy_vs(
         high = (group["ci_high"].clip(upper=1.0) - group["mean"]).fillna(0) * 100
         # text levels: dodge the lines a little so their error bars do not hide each other
         xs = group[x].map(position) + (i - (n_hues - 1) / 2) * 0.08 if categorical else group[x]
-        label = "all runs" if hue == "_all" else f"{hue}={level}"
+        shown = f"{level:g}" if isinstance(level, int | float) and not isinstance(level, bool) else level
+        label = "all runs" if hue == "_all" else f"{hue}={shown}"
         style = "none" if categorical else "-"  # no line between unordered levels
         ax.errorbar(xs, mean, yerr=[low, high], marker="o", linestyle=style, capsize=4, label=label)
     if categorical:
@@ -239,10 +242,12 @@ def lr_range(grid: pd.DataFrame, tolerance: float = 0.02, budget: str | None = N
 
 
 def _lr_points(ax_acc: plt.Axes, measured: pd.DataFrame, colour: str) -> None:
-    """Each learning rate's mean and CI; an empty marker and a note where some seeds failed."""
+    """Each learning rate's mean and CI (clipped to 0-100%: an accuracy cannot leave it, a t-interval over
+    three seeds of a half-collapsed rate can); an empty marker and a note where some seeds failed."""
     for _, row in measured.iterrows():
-        err = [[(row["mean"] - row["low"]) * 100 if row["low"] == row["low"] else 0], [0]]
-        err[1] = [(row["high"] - row["mean"]) * 100 if row["high"] == row["high"] else 0]
+        low = min(max(row["low"], 0.0), row["mean"]) if row["low"] == row["low"] else row["mean"]
+        high = max(min(row["high"], 1.0), row["mean"]) if row["high"] == row["high"] else row["mean"]
+        err = [[(row["mean"] - low) * 100], [(high - row["mean"]) * 100]]
         full = row["ok"] == row["n"]
         ax_acc.errorbar(
             row["lr"],
@@ -288,6 +293,7 @@ def _lr_axes(ax_acc: plt.Axes, ax_gap: plt.Axes, tol_pp: float, lowest_gap: floa
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("learning rate (log scale)")
     ax_acc.set(title="Validation accuracy (mean ± 95% CI over finished seeds)", ylabel="validation accuracy (%)")
+    ax_acc.set_ylim(0, 100)  # an accuracy axis: an unclipped interval must not stretch it to -50%..150%
     ax_gap.set(
         title="Distance to the line's own best mean",
         ylabel="accuracy points vs own best (clipped)",
@@ -546,5 +552,60 @@ def isolation(arms: pd.DataFrame, factor: str, budget: str | None = None) -> plt
     _subtitle(ax, f"Isolation plot: validation accuracy vs {factor}, re-measured on {n} fresh seeds", budget)
     ax.set(xlabel=f"{factor} (scientific)", ylabel="validation accuracy (%)")
     ax.legend(fontsize=8, title="mean ± 95% CI over the fresh seeds", title_fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def expected_max_figure(
+    curves: pd.DataFrame,
+    budget: str | None = None,
+    title: str = "Would more trials have helped? Expected best validation accuracy vs trials",
+) -> plt.Figure:
+    """Expected best validation accuracy (%) of n trials against n, a line per group with its band.
+
+    ``curves``: from :func:`lib.expected_max.curves` (columns group, n, expected_max, low, high and
+    optionally trials, failed). The dot marks n = N, all the group's finished trials; failed trials are
+    not counted in n (the legend says how many there were). Still rising at the dot: more trials would
+    probably have found a better configuration; flat: the search had converged for this space and budget.
+    The x axis is logarithmic past 20 trials; the y axis stays within 0-100%.
+    """
+    fig, ax = plt.subplots(figsize=(8, 4.6))
+    groups = list(curves.groupby("group", sort=True)) if len(curves) else []
+    for i, (group, part) in enumerate(groups):
+        part = part.sort_values("n")
+        colour = f"C{i % 10}"
+        trials = int(part["trials"].iloc[0]) if "trials" in part else int(part["n"].max())
+        failed = int(part["failed"].iloc[0]) if "failed" in part else 0
+        ends = np.flatnonzero(part["n"].to_numpy() == trials)
+        label = f"{group} (N={trials}" + (f", {failed} failed, not counted)" if failed else ")")
+        low = (part["low"] * 100).clip(0, 100)
+        high = (part["high"] * 100).clip(0, 100)
+        ax.fill_between(part["n"], low, high, color=colour, alpha=0.18, linewidth=0)
+        ax.plot(part["n"], part["expected_max"] * 100, "-", color=colour, marker="o", markevery=list(ends), label=label)
+    top = int(curves["n"].max()) if len(curves) else 1
+    if top > 20:
+        ax.set_xscale("log")
+        ticks = [t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000) if t < top * 0.8] + [top]
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        scale = "log scale"
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        scale = "finished trials"
+    ax.set_xlim(*((0.92, top * 1.08) if top > 20 else (0.7, max(top, 2) + 0.3)))  # room for the end dots
+    shown = pd.concat([curves[c] for c in ("low", "high", "expected_max")]).dropna() * 100 if len(curves) else None
+    if shown is not None and len(shown):
+        ax.set_ylim(max(0.0, shown.min() - 2), min(100.0, shown.max() + 2))
+    else:
+        ax.set_ylim(0, 100)
+    _subtitle(ax, title, budget)
+    ax.set(xlabel=f"number of trials n ({scale})", ylabel="expected best validation accuracy (%)")
+    if groups:
+        ax.legend(
+            fontsize=8,
+            title="line: E[best of n]; band: bootstrap over the trials; dot: n = all N",
+            title_fontsize=8,
+            loc="lower right",
+        )
     fig.tight_layout()
     return fig

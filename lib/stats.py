@@ -7,7 +7,8 @@ is reported next to it (it is too narrow for n < 5, which the notebooks point ou
 
 Verdict rule (fixed before looking at the data): an effect predicted to be positive is
 ``supported`` when its whole 95% CI lies above zero, ``contradicted`` when it lies below zero, and
-``inconclusive`` otherwise. Predictions of "little or no gain" use a margin instead of zero.
+``not shown`` otherwise (:data:`NOT_SHOWN`: the data could not decide; never "no effect"). Predictions of
+"little or no gain" use a margin instead of zero.
 
 **Multiplicity.** Reading many such intervals as verdicts inflates the chance that at least one is
 wrong. Claims are therefore grouped into declared *families* (``lib.study.analysis`` lists them) and each
@@ -15,7 +16,7 @@ family is decided with Holm's step-down method at a family-wise error rate of 5%
 (:func:`holm`): every claim's two-sided paired t-test p-value (against zero, or against the claim's
 margin) is adjusted, a claim whose adjusted p-value is below 0.05 is decided in the direction of its
 effect (``supported`` or ``contradicted``; directional decisions after Holm as in Shaffer, 1980),
-the rest are ``inconclusive``. The raw interval rule and the raw p-value rule agree exactly (a 95%
+the rest are ``not shown``. The raw interval rule and the raw p-value rule agree exactly (a 95%
 t-interval excludes the margin iff p < 0.05), so the adjusted decision is never bolder than the raw
 verdict. Holm is uniformly more powerful than Bonferroni and needs no independence between claims.
 
@@ -26,7 +27,7 @@ guard: the standard deviation is never taken below a declared resolution floor (
 quantity measured on a grid of step h, each grid point carries a rounding error of variance h²/12; a
 width is the difference of two such points (h²/6), and a paired effect of two widths the difference of
 two widths, so at least 4 x h²/12 = h²/3: the floor is h/√3); with no floor, an interval of zero width
-is reported as ``nan`` and its claim is ``inconclusive`` (flagged ``degenerate``), never decided.
+is reported as ``nan`` and its claim is ``not shown`` (flagged ``degenerate``), never decided.
 
 **Censored values.** A quantity that does not exist for some seed (no usable learning rate at all: a
 range "below zero width") is not given an invented value. :func:`sign_test` decides such a paired
@@ -34,9 +35,17 @@ comparison from the signs alone (a censored value ranks below every observed one
 (binomial), and :func:`median_ci` gives the distribution-free interval of the median difference.
 
 **Two sources of uncertainty.** A paired t-interval over seeds is conditional on the one validation
-set. :func:`two_source_effect` resamples seeds *and* validation images together (a paired bootstrap
-over per-run, per-image correctness), so the interval also covers image sampling; every
-:class:`Effect` says which it used (``uncertainty``: ``seeds`` or ``seeds+images``).
+set. :func:`two_source_effect` (per-run, per-image correctness) also covers which images were drawn: the
+same for every seed, a term that does not average out over seeds. Its variance is the two-way (seeds x
+images) random-effects estimate: the variance of the per-seed differences over k (each seed's run noise
+on the fixed images included, k - 1 df) plus the shared image term, the variance of the per-image
+differences averaged over seeds less the run noise the seed term already holds, over n (about n - 1
+df). The quantile is t with the Welch-Satterthwaite df of the two, never narrower than the seeds' own
+t-interval, and the p-value the matching t-test (``method="two-way t"``). It replaced a percentile
+bootstrap over seeds and images, which shrank the seed variance by (k - 1)/k and used normal-like
+quantiles (too narrow where seeds dominate: it covered about 88% at k = 5 in tests/test_intervals.py's
+simulation, the new interval about 95%). Every :class:`Effect` says which sources it covers
+(``uncertainty``: ``seeds``, ``images`` for one seed, or ``seeds+images``).
 
 **Interactions.** "The effect changed with the budget" is a claim about a difference of two effects;
 :func:`difference_of_effects` tests it (paired by seed when both share seeds, Welch otherwise) instead
@@ -59,6 +68,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
+
+# The one verdict vocabulary of the package (tables, CSVs, summaries, docs): an interval that covers the
+# margin decides nothing, and reads "not shown", never "no effect" (nor "inconclusive", an older word).
+SUPPORTED, CONTRADICTED, NOT_SHOWN = "supported", "contradicted", "not shown"
+VERDICTS = (SUPPORTED, CONTRADICTED, NOT_SHOWN)
+COLLAPSE_MARGIN = 0.05  # a finished trial within 5 points of chance accuracy (1 / classes) has collapsed
 
 
 def mean_ci(values: Sequence[float], confidence: float = 0.95, min_sd: float = 0.0) -> tuple[float, float, float]:
@@ -123,10 +138,14 @@ class Effect:
     """A paired effect ``treatment - control`` across seeds, with its 95% CIs.
 
     ``method`` says how its p-value is computed: ``t`` (one-sample t-test of the per-seed differences),
-    ``bootstrap`` (the share of bootstrap ``draws`` beyond the margin, two-sided) or ``sign`` (exact sign
-    test of the per-seed ``diffs``, for censored values). ``uncertainty``: the sources its interval
-    covers, ``seeds`` or ``seeds+images``. ``diffs``: ``(seed, difference)`` pairs, kept so that a
-    difference of two effects can be tested (:func:`difference_of_effects`).
+    ``two-way t`` (a t-test of the effect over its standard error from the variance ``terms``, with their
+    Welch-Satterthwaite degrees of freedom, see :func:`two_source_effect`), ``bootstrap`` (the share of
+    bootstrap ``draws`` beyond the margin, two-sided; no function here makes one any more) or ``sign``
+    (exact sign test of the per-seed ``diffs``, for censored values). ``uncertainty``: the sources its
+    interval covers, ``seeds``, ``images`` or ``seeds+images``. ``diffs``: ``(seed, difference)`` pairs,
+    and for ``two-way t`` also ``per_image`` (the ``(seeds, images)`` differences, rows in ``diffs``' order),
+    kept so that a difference of two effects can be tested (:func:`difference_of_effects`). ``sd``: for
+    ``two-way t`` the standard error of ``mean`` itself.
     """
 
     name: str
@@ -143,6 +162,9 @@ class Effect:
     diffs: tuple[tuple[object, float], ...] = ()
     draws: tuple[float, ...] = field(default=(), repr=False)
     df: float = float("nan")  # degrees of freedom of the t-test when not n - 1 (Welch)
+    # two-way t: (source, variance of the mean, degrees of freedom) per term, source "seeds" or "images"
+    terms: tuple[tuple[str, float, float], ...] = ()
+    per_image: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def p_value(self, margin: float = 0.0) -> float:
         """Two-sided p-value of the effect against ``margin`` by the effect's ``method``.
@@ -157,6 +179,8 @@ class Effect:
             return float(min(1.0, 2 * max(tail, 1 / (draws.size + 1))))
         if self.method == "sign":
             return sign_test([value - margin for _, value in self.diffs])
+        if self.method == "two-way t":
+            return float("nan") if self.degenerate or not self.terms else _two_way_p(self.mean - margin, self.terms)
         if self.n < 2 or self.degenerate or not self.sd > 0:
             return float("nan")
         t = (self.mean - margin) / (self.sd / np.sqrt(self.n))
@@ -202,78 +226,199 @@ def two_source_effect(
     seed: int = 0,
     confidence: float = 0.95,
 ) -> Effect:
-    """Paired effect on accuracy with an interval over seeds *and* validation images (a paired bootstrap).
+    """Paired effect on accuracy with an interval over seeds *and* validation images (a two-way t-interval).
 
     ``treatment`` and ``control``: per-run, per-image correctness (0/1 or booleans), shape
-    ``(seeds, images)``; row i of both is the same seed, column j the same validation image. Each
-    bootstrap draw resamples the seeds (with replacement, the same ones for both arms) and the images
-    (with replacement, the same ones for all runs), and takes the mean of the per-seed accuracy
-    differences; the interval is the draws' percentile interval, the p-value their two-sided share
-    beyond the margin (``method="bootstrap"``, ``uncertainty="seeds+images"``). Seeded: the same
-    inputs give the same interval.
+    ``(seeds, images)``; row i of both is the same seed, column j the same validation image. The effect
+    is the mean over seeds of each seed's accuracy difference d_i. Its variance, for seeds and images
+    both drawn at random (a crossed design x_ij = mu + a_i + b_j + r_ij, the ANOVA decomposition of any
+    exchangeable seeds x images array, normality not needed), is sigma²_seed/k + sigma²_image/n +
+    sigma²_resid/(kn). The sample variance of the d_i over k estimates sigma²_seed + sigma²_resid/n: the
+    part that is independent across seeds, the runs' own noise on the fixed images included (k - 1 df).
+    What it misses is the shared part, which n images were drawn, the same for every seed: sigma²_image,
+    estimated by Var_j(e_j) - MS_resid/k, e_j the per-image difference averaged over seeds (its variance
+    holds sigma²_resid/k too, which the seed term already has: subtracting it avoids counting it twice;
+    floored at 0). Sum: (MS_seed + MS_image - MS_resid)/(kn), the classical unbiased estimator
+    (:func:`two_way_terms`). The quantile is Student's t with the Welch-Satterthwaite df of the two terms,
+    never narrower than the seeds' own t-interval (as :func:`combined_test_interval`); the p-value
+    (``method="two-way t"``) is the matching two-sided t-test, so the interval excludes a margin exactly
+    when p < 1 - ``confidence``. One seed: the image-only interval (``uncertainty="images"``), given that
+    seed. No spread at all: a ``nan`` interval, ``degenerate``. Deterministic; ``n_resamples`` and ``seed``
+    are accepted for callers of the former bootstrap and not used. What it is not: an interval over
+    training subsets or data distributions; the images are a sample of the population they were drawn
+    from, the seeds of the seeds', nothing more.
     """
     t, c = np.asarray(treatment, dtype=float), np.asarray(control, dtype=float)
     if t.ndim != 2 or t.shape != c.shape or t.size == 0:
         raise ValueError(f"treatment and control must be (seeds, images) arrays of one shape; got {t.shape}, {c.shape}")
-    k, n = t.shape
+    k = t.shape[0]
     per_image = t - c  # per seed and image: +1, 0 or -1
-    rng = np.random.default_rng(seed)
-    draws = []
-    for start in range(0, n_resamples, 250):
-        chunk = min(250, n_resamples - start)
-        picks = rng.integers(0, n, size=(chunk, n)) + n * np.arange(chunk)[:, None]
-        counts = np.bincount(picks.ravel(), minlength=chunk * n).reshape(chunk, n)
-        by_seed = per_image @ counts.T / n  # (seeds, chunk): each seed's difference on the resampled images
-        chosen = rng.integers(0, k, size=(chunk, k))
-        draws.append(by_seed[chosen, np.arange(chunk)[:, None]].mean(axis=1))
-    values = np.concatenate(draws)
-    low, high = (float(q) for q in np.quantile(values, [0.5 - confidence / 2, 0.5 + confidence / 2]))
     labels = list(seeds) if seeds is not None else list(range(k))
     diffs = tuple((label, float(d)) for label, d in zip(labels, per_image.mean(axis=1), strict=True))
-    return Effect(
-        name,
-        float(per_image.mean()),
-        low,
-        high,
-        low,
-        high,
-        k,
-        float(values.std(ddof=1)),
-        method="bootstrap",
-        uncertainty="seeds+images" if k >= 2 else "images",
-        diffs=diffs,
-        draws=tuple(values.tolist()),
-    )
+    uncertainty = "seeds+images" if k >= 2 else "images"
+    return _two_way_effect(name, float(per_image.mean()), two_way_terms(per_image), k, uncertainty, diffs,
+                           per_image, confidence)
 
 
-def per_seed(frame: pd.DataFrame, value: str = "val_accuracy", **where: object) -> pd.Series:
-    """``value`` indexed by seed for the rows matching ``where`` (a value may also be a list)."""
+def two_way_terms(per_image: np.ndarray) -> tuple[tuple[str, float, float], ...]:
+    """The variance terms of the grand mean of a seeds x images array: ``(source, variance, df)``.
+
+    ``("seeds", s²(row means)/k, k - 1)`` and ``("images", max(0, MS_image - MS_resid)/(kn), df)``, df
+    the Satterthwaite degrees of freedom of that difference of mean squares (n - 1 when the residual is
+    small); see :func:`two_source_effect` for why their sum is the variance of the grand mean. One row:
+    the image term alone, ``s²(row)/n`` with n - 1 df (conditional on that seed). Not a test by itself.
+    """
+    x = np.asarray(per_image, dtype=float)
+    k, n = x.shape
+    if n < 2:
+        return (("seeds", float(x[:, 0].var(ddof=1)) / k, k - 1.0),) if k >= 2 else ()
+    if k < 2:
+        return (("images", float(x[0].var(ddof=1)) / n, n - 1.0),)
+    seed_term = ("seeds", float(x.mean(axis=1).var(ddof=1)) / k, k - 1.0)
+    return seed_term, _image_term(x.mean(axis=0), [x])
+
+
+def _image_term(columns: np.ndarray, arrays: Sequence[np.ndarray]) -> tuple[str, float, float]:
+    """``("images", sigma²_image / n, df)``: the shared image term of a mean of per-image differences.
+
+    ``columns``: per image, the difference being averaged (a two-way array's column means, or the
+    difference of two such); ``arrays``: the independent (seeds, images) arrays behind it. Var_j(columns)
+    holds sigma²_image and each array's run noise MS_resid/k, which their seed terms already carry: it is
+    subtracted (floored at 0), df by Satterthwaite for that difference of mean squares.
+    """
+    n = columns.size
+    parts = [(float(columns.var(ddof=1)), n - 1.0)]
+    for x in arrays:
+        k = x.shape[0]
+        resid = x - x.mean(axis=1)[:, None] - x.mean(axis=0)[None, :] + float(x.mean())
+        parts.append((float((resid**2).sum()) / ((k - 1) * (n - 1)) / k, (k - 1.0) * (n - 1)))
+    image = max(0.0, parts[0][0] - sum(v for v, _ in parts[1:]))
+    spread = sum(v * v / d for v, d in parts)
+    return "images", image / n, float(image**2 / spread) if spread > 0 else n - 1.0
+
+
+def _two_way_half(terms: Sequence[tuple[str, float, float]], confidence: float = 0.95) -> float:
+    """Half-width: t (Welch-Satterthwaite df) x the standard error, at least the seed terms' own t half-width."""
+    total = sum(v for _, v, _ in terms)
+    half = _t_quantile(confidence, welch_satterthwaite([(v, d) for _, v, d in terms])) * float(np.sqrt(total))
+    seed_terms = [(v, d) for source, v, d in terms if source == "seeds"]
+    if seed_terms and sum(v for v, _ in seed_terms) > 0:
+        seed_se = float(np.sqrt(sum(v for v, _ in seed_terms)))
+        half = max(half, _t_quantile(confidence, welch_satterthwaite(seed_terms)) * seed_se)
+    return half
+
+
+def _two_way_p(distance: float, terms: Sequence[tuple[str, float, float]]) -> float:
+    """Two-sided p-value of ``distance`` (effect - margin) matching :func:`_two_way_half` at every level:
+    the larger of the t-test on all terms and the t-test on the seed terms alone."""
+
+    def p_of(chosen: list[tuple[float, float]]) -> float:
+        se = float(np.sqrt(sum(v for v, _ in chosen)))
+        if se == 0:
+            return 0.0 if distance != 0 else 1.0
+        df = welch_satterthwaite(chosen)
+        dist = scipy_stats.norm if np.isinf(df) else scipy_stats.t(df)
+        return float(2 * dist.sf(abs(distance) / se))
+
+    p = p_of([(v, d) for _, v, d in terms])
+    seed_terms = [(v, d) for source, v, d in terms if source == "seeds"]
+    return max(p, p_of(seed_terms)) if seed_terms and sum(v for v, _ in seed_terms) > 0 else p
+
+
+def _two_way_effect(
+    name: str,
+    mean: float,
+    terms: tuple[tuple[str, float, float], ...],
+    k: int,
+    uncertainty: str,
+    diffs: tuple[tuple[object, float], ...],
+    per_image: np.ndarray | None = None,
+    confidence: float = 0.95,
+) -> Effect:
+    """An :class:`Effect` with ``method="two-way t"`` from its variance ``terms`` (``nan`` interval without spread)."""
+    se = float(np.sqrt(sum(v for _, v, _ in terms))) if terms else float("nan")
+    degenerate = se == 0
+    half = _two_way_half(terms, confidence) if se > 0 else float("nan")
+    low, high = mean - half, mean + half
+    df = welch_satterthwaite([(v, d) for _, v, d in terms]) if se > 0 else float("nan")
+    return Effect(name, mean, low, high, low, high, k, se, degenerate, method="two-way t", uncertainty=uncertainty,
+                  diffs=diffs, df=df, terms=terms, per_image=per_image)
+
+
+class PoolingError(ValueError):
+    """A selection would average over a factor that varies among the rows it kept."""
+
+
+def per_seed(frame: pd.DataFrame, value: str = "val_accuracy", pool: bool = False, **where: object) -> pd.Series:
+    """``value`` indexed by seed for the rows matching ``where`` (a value may also be a list).
+
+    One row per seed, or a :class:`PoolingError` naming the hyperparameters that still vary among the
+    selected rows (``per_seed(runs, dropout_p=0.25)`` on runs with and without BatchNorm would mix the
+    two): select a value for each, or pass ``pool=True`` to average over them per seed, on purpose.
+    """
     mask = pd.Series(True, index=frame.index)
     for column, wanted in where.items():
+        if column not in frame:
+            raise KeyError(f"per_seed: no column {column!r}; the frame has {', '.join(map(str, frame.columns))}")
         mask &= frame[column].isin(wanted) if isinstance(wanted, list | tuple) else frame[column] == wanted
     rows = frame[mask]
+    if rows["seed"].duplicated().any():
+        if not pool:
+            raise PoolingError(_pooling_message(rows, where))
+        return rows.groupby("seed", sort=True)[value].mean()
     return rows.set_index("seed")[value]
 
 
+def varying_factors(rows: pd.DataFrame, exclude: Sequence[str] = ("seed",)) -> dict[str, list[object]]:
+    """The hyperparameters (and data settings) that take more than one value among ``rows``."""
+    from lib.config import TRIAL_FIELDS
+
+    names = [c for c in rows.columns if (c in TRIAL_FIELDS or c.startswith("data_")) and c not in exclude]
+    found = {}
+    for name in names:
+        values = rows[name].dropna().astype(str).unique().tolist()
+        if len(values) > 1:
+            found[name] = sorted(values)
+    return found
+
+
+def _pooling_message(rows: pd.DataFrame, where: dict[str, object]) -> str:
+    factors = varying_factors(rows, exclude=("seed", *where))
+    if factors:
+        named = "; ".join(f"{name} ({', '.join(values[:4])}{', ...' if len(values) > 4 else ''})"
+                          for name, values in factors.items())
+        first = next(iter(factors))
+        return (f"per_seed: several rows per seed differ in {named}: select one value, e.g. "
+                f"{first}={factors[first][0]!r}, or pass pool=True to average over them on purpose")
+    return "per_seed: several rows per seed with the same settings: drop the duplicates or pass pool=True"
+
+
+def collapsed(accuracy: pd.Series, n_classes: int | pd.Series, margin: float = COLLAPSE_MARGIN) -> pd.Series:
+    """Which accuracies sit at or near chance (at most ``1 / n_classes + margin``): a trial that learned
+    nothing (a learning rate far too high, dropout that starves the network) looks finished but is not a
+    measurement of its configuration's skill; ``NaN`` (a failed trial) is not collapsed."""
+    return (accuracy.astype(float) <= 1.0 / n_classes + margin).fillna(False).astype(bool)
+
+
 def verdict(effect: Effect, margin: float = 0.0, direction: str = "greater") -> str:
-    """``supported`` / ``contradicted`` / ``inconclusive`` by the module's fixed rule.
+    """``supported`` / ``contradicted`` / ``not shown`` by the module's fixed rule.
 
     ``direction="greater"``: the prediction is effect > margin. ``direction="less"``: the
     prediction is effect < margin (e.g. "more blocks give little": gain below half a point).
     """
     if effect.n < 2 or effect.ci_low != effect.ci_low:
-        return "inconclusive"
+        return NOT_SHOWN
     if direction == "greater":
         if effect.ci_low > margin:
             return "supported"
         if effect.ci_high < margin:
             return "contradicted"
-        return "inconclusive"
+        return NOT_SHOWN
     if effect.ci_high < margin:
         return "supported"
     if effect.ci_low > margin:
         return "contradicted"
-    return "inconclusive"
+    return NOT_SHOWN
 
 
 def holm(p_values: Sequence[float], alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
@@ -301,7 +446,7 @@ def decide(
 ) -> str:
     """The adjusted decision of one claim: rejected null -> the side of the effect decides."""
     if not p_adjusted < alpha:
-        return "inconclusive"
+        return NOT_SHOWN
     above = effect > margin
     return "supported" if above == (direction == "greater") else "contradicted"
 
@@ -424,8 +569,13 @@ def difference_of_effects(first: Effect, second: Effect, name: str = "interactio
     differences is paired by seed (a one-sample t-interval of ``d1 - d2``); otherwise the two sets of
     per-seed differences are independent and Welch's interval is used. Either way the claim "the
     effect changed" is decided by this interval, never by comparing which effect is significant.
+    Two two-source effects scored on the same validation images (both with ``per_image`` arrays of as
+    many images) also get the shared image term: :func:`_two_way_difference`.
     """
     a, b = pd.Series(dict(first.diffs), dtype=float), pd.Series(dict(second.diffs), dtype=float)
+    images = [x.shape[1] if x is not None and x.ndim == 2 else 0 for x in (first.per_image, second.per_image)]
+    if images[0] > 1 and images[0] == images[1]:
+        return _two_way_difference(first, second, name)
     if len(a) and set(a.index) == set(b.index):
         return paired_effect(a, b, name)
     if len(a) < 2 or len(b) < 2:
@@ -439,6 +589,31 @@ def difference_of_effects(first: Effect, second: Effect, name: str = "interactio
     half = _t_quantile(0.95, df) * se
     n = len(a) + len(b)  # Effect.p_value's t-test: sd / sqrt(n) = se, with the Welch-Satterthwaite df
     return Effect(name, mean, mean - half, mean + half, mean - half, mean + half, n, se * np.sqrt(n), df=df)
+
+
+def _two_way_difference(first: Effect, second: Effect, name: str) -> Effect:
+    """The interaction of two two-source effects on the same validation images (``method="two-way t"``).
+
+    Same seeds: the difference is itself a seeds x images array, ``x1 - x2`` paired by seed and image,
+    and gets :func:`two_way_terms` (runs the two effects share, e.g. a common control arm, cancel in it
+    as they should). Different seeds (different runs, independent): the Welch seed terms ``s²(d1)/k1``,
+    ``s²(d2)/k2`` and one image term on the difference of the per-image means, less both arrays' run
+    noise (:func:`_image_term`); the images are shared, so their terms are not simply added.
+    """
+    x1, x2 = (np.asarray(e.per_image, dtype=float) for e in (first, second))
+    seeds1, seeds2 = [s for s, _ in first.diffs], [s for s, _ in second.diffs]
+    if seeds1 and set(seeds1) == set(seeds2) and len(seeds1) == len(x1) == len(x2):
+        x = x1 - x2[[seeds2.index(s) for s in seeds1]]
+        diffs = tuple((s, float(v)) for s, v in zip(seeds1, x.mean(axis=1), strict=True))
+        uncertainty = "seeds+images" if len(x) >= 2 else "images"
+        return _two_way_effect(name, float(x.mean()), two_way_terms(x), len(x), uncertainty, diffs, x)
+    mean = float(x1.mean() - x2.mean())
+    if len(x1) < 2 or len(x2) < 2:
+        nan = float("nan")
+        return Effect(name, mean, nan, nan, nan, nan, min(len(x1), len(x2)))
+    seed_terms = tuple(("seeds", float(x.mean(axis=1).var(ddof=1)) / len(x), len(x) - 1.0) for x in (x1, x2))
+    terms = (*seed_terms, _image_term(x1.mean(axis=0) - x2.mean(axis=0), [x1, x2]))
+    return _two_way_effect(name, mean, terms, len(x1) + len(x2), "seeds+images", ())
 
 
 def usable_lr_run(frame: pd.DataFrame, tolerance: float, reference: float) -> tuple[float, float, float]:

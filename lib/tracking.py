@@ -32,7 +32,15 @@ import pandas as pd
 
 from lib.paths import PROJECT_ROOT, mlruns_dir, sqlite_file
 
-FINISHED, FAILED, KILLED, RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"
+FINISHED, FAILED, KILLED, RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"  # MLflow's run states
+# The one status vocabulary of every DataFrame of trials (runs_frame, report.trial_runs, a grid's results):
+# lower case, as run_grid has always written it. MLflow's own words stay inside this module and records.
+ROW_FINISHED, ROW_FAILED, ROW_KILLED, ROW_RUNNING = "finished", "failed", "killed", "running"
+
+
+def row_status(mlflow_status: str) -> str:
+    """A run's MLflow status (``FINISHED``) in the frames' vocabulary (``finished``)."""
+    return str(mlflow_status).lower()
 
 
 def tracking_uri() -> str:
@@ -434,13 +442,15 @@ def runs_frame(
     """Runs as a DataFrame: ``run_id``, ``experiment``, ``status``, params (typed), metrics, tags.
 
     Params become proper dtypes (numbers, bools, strings) so they can be grouped and plotted.
-    ``status=None`` returns runs of every status.
+    ``status`` filters (MLflow's ``FINISHED`` or the frames' ``finished``); ``None`` returns runs of every
+    status. The ``status`` column uses the frames' words (``finished``, ``failed``, ``killed``, ``running``),
+    the same as a grid's results frame.
     """
     mlflow_client = client()
     rows = []
     names = {}
     for run in search(experiment_names, filter_string):
-        if status and run.info.status != status:
+        if status and run.info.status != str(status).upper():
             continue
         exp = run.info.experiment_id
         if exp not in names:
@@ -448,7 +458,7 @@ def runs_frame(
         row = {
             "run_id": run.info.run_id,
             "experiment": names[exp],
-            "status": run.info.status,
+            "status": row_status(run.info.status),
             "start_time": pd.to_datetime(run.info.start_time, unit="ms"),
         }
         row |= {k: v for k, v in run.data.params.items()}

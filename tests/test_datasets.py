@@ -235,7 +235,7 @@ def test_a_config_that_does_not_fit_8x8_fails_with_the_named_error_in_a_grid():
 def _check_runs(experiment: str, dataset: str, n: int) -> None:
     runs = tracking.runs_frame(experiment, status=None)
     assert len(runs) == n
-    assert set(runs["status"]) == {tracking.FINISHED}
+    assert set(runs["status"]) == {tracking.ROW_FINISHED}
     assert set(runs["data_dataset"]) == {dataset}
 
 

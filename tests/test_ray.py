@@ -119,7 +119,7 @@ def test_ray_sweep_lands_the_same_records_as_local_runs(monkeypatch):
         assert history.equals(tracking.metric_history(local_run.info.run_id))
     assert [t.val_accuracy for t in local] == [t.val_accuracy for t in result.trials]
     frame = analysis.trial_runs("ray")
-    assert len(frame) == 4 and set(frame["status"]) == {tracking.FINISHED}
+    assert len(frame) == 4 and set(frame["status"]) == {tracking.ROW_FINISHED}
 
     # cached: the same points as a Ray grid, and the complete sweep again, train nothing and start no Ray
     _no_ray_allowed(monkeypatch)
@@ -136,7 +136,7 @@ def test_a_ray_grid_of_trials_that_fail_at_once_records_each_once_and_returns():
     assert list(frame["status"]) == ["failed"] * 4 and set(frame["failure_kind"]) == {"invalid_config"}
     runs = tracking.search("rayimp")
     assert Counter(run.info.status for run in runs) == {tracking.FAILED: 4}
-    assert sorted(run.data.tags["trial_key"] for run in runs) == sorted(frame["key"])
+    assert sorted(run.data.tags["trial_key"] for run in runs) == sorted(frame["tag.trial_key"])
 
 
 def _trial_actors() -> list[int]:
@@ -250,7 +250,7 @@ def test_ray_sweep_through_a_head_node_resumes_after_ctrl_c_and_stops_early(ray_
         assert run.data.metrics["epoch_val_accuracy"] >= 0
     assert {t.status for t in result.trials} <= {"finished", "failed"}
     assert sum(t.failure_kind == "stopped_early" for t in result.trials) + sum(t.ok for t in result.trials) == 8
-    assert set(analysis.trial_runs("head")["status"]) == {tracking.FINISHED}
+    assert set(analysis.trial_runs("head")["status"]) == {tracking.ROW_FINISHED}
     assert result.best.ok
 
     _no_ray_allowed(monkeypatch)  # a complete sweep: nothing to train, no Ray

@@ -47,10 +47,10 @@ def test_paired_effect_uses_per_seed_differences():
     [
         (0.01, 0.03, "greater", 0.0, "supported"),
         (-0.03, -0.01, "greater", 0.0, "contradicted"),
-        (-0.01, 0.02, "greater", 0.0, "inconclusive"),
+        (-0.01, 0.02, "greater", 0.0, "not shown"),
         (-0.02, 0.004, "less", 0.005, "supported"),
         (0.006, 0.02, "less", 0.005, "contradicted"),
-        (-0.01, 0.01, "less", 0.005, "inconclusive"),
+        (-0.01, 0.01, "less", 0.005, "not shown"),
     ],
 )
 def test_verdict_rule(low, high, direction, margin, expected):
@@ -59,7 +59,7 @@ def test_verdict_rule(low, high, direction, margin, expected):
 
 
 def test_verdict_needs_two_seeds():
-    assert verdict(Effect("x", 0.1, float("nan"), float("nan"), 0, 0, 1)) == "inconclusive"
+    assert verdict(Effect("x", 0.1, float("nan"), float("nan"), 0, 0, 1)) == "not shown"
 
 
 def test_usable_lr_range_is_the_widest_contiguous_run():
@@ -175,7 +175,7 @@ def test_adjusted_decisions_per_family_and_direction():
     result = analysis.adjust(table, family_sizes={"headline": 4})
     # headline (m = 4): 0.001 x 4, 0.004 x 3, 0.03 x 2, then max(0.04 x 1, 0.06); "other" is a family of one
     assert result["p_holm"].tolist() == pytest.approx([0.004, 0.012, 0.06, 0.06, 0.03])
-    assert result["decision"].tolist() == ["supported", "contradicted", "inconclusive", "inconclusive", "supported"]
+    assert result["decision"].tolist() == ["supported", "contradicted", "not shown", "not shown", "supported"]
     # a notebook holding 2 of a declared family of 8: the 6 missing claims count as p = 1 (conservative)
     partial = analysis.adjust(table.iloc[:2])
     assert partial["p_holm"].tolist() == pytest.approx([0.008, 0.028])
@@ -193,7 +193,7 @@ def test_p_value_matches_the_interval_rule():
 def test_zero_width_intervals_decide_nothing():
     same = paired_effect(pd.Series([0.9, 0.8, 0.7]), pd.Series([0.9, 0.8, 0.7]))  # the same trial twice
     assert same.degenerate and math.isnan(same.ci_low) and math.isnan(same.p_value())
-    assert verdict(same, 0.005, "less") == "inconclusive"  # would be "supported" on a [0, 0] interval
+    assert verdict(same, 0.005, "less") == "not shown"  # would be "supported" on a [0, 0] interval
     # a quantised measurement: the floor gives the interval the width of its rounding error
     floored = paired_effect(pd.Series([1.5] * 5), pd.Series([1.0] * 5), min_sd=0.25 / math.sqrt(6))
     half = scipy_stats.t.ppf(0.975, 4) * (0.25 / math.sqrt(6)) / math.sqrt(5)
@@ -252,8 +252,11 @@ def test_verdict_rows_state_budget_family_and_adjusted_decision():
     assert set(table["uncertainty"]) == {"seeds"}
     assert set(table["family"]) == {"headline"} and (table["n_seeds"] == 5).all()
     assert table["decision"].tolist() == ["supported", "supported"]
-    shown = analysis.display(table)
-    assert {"claim", "budget", "n_seeds", "effect", "ci_low", "ci_high", "verdict", "decision"} <= set(shown)
+    shown = analysis.display(table)  # the short view: the full row stays in the CSV
+    assert list(shown.columns) == ["claim", "effect", "95% interval", "decision"]
+    assert shown["decision"].tolist() == ["supported", "supported"] and shown["claim"].str.startswith("H1").all()
+    wide = analysis.display(table, full=True)
+    assert {"claim", "budget", "n_seeds", "effect", "ci_low", "ci_high", "verdict", "decision"} <= set(wide)
 
 
 def test_h2_lr_range_flags_open_ended_ranges():
@@ -342,7 +345,7 @@ def _synthetic_grids() -> dict[str, pd.DataFrame]:
     key = iter(range(10_000))
 
     def run(**values):
-        return {"status": "FINISHED", "tag.trial_key": f"k{next(key)}", "epochs": 10, "lr": 1e-3,
+        return {"status": "finished", "tag.trial_key": f"k{next(key)}", "epochs": 10, "lr": 1e-3,
                 "dropout_p": 0.0, "dropout_placement": "block", "num_conv_blocks": 2, **values}  # fmt: skip
 
     h1, h2, h3, shift = [], [], [], []
@@ -381,7 +384,7 @@ def test_grid_verdicts_decide_each_claim_over_its_whole_family():
     assert (together["p_holm"] <= h1_alone["p_holm"] + 1e-12).all()
     small = together.loc["norm=none: dropout 0.25 beats none"]  # the claim names the value run
     assert small["decision"] == "contradicted" and small["adjusted_over"] == "whole family (8 claims)"
-    assert h1_alone.loc["norm=none: dropout 0.25 beats none", "decision"] == "inconclusive"
+    assert h1_alone.loc["norm=none: dropout 0.25 beats none", "decision"] == "not shown"
     assert set(h1_alone["adjusted_over"]) == {"partial: 4 of 8 claims"}
     assert "partial: 4 of 8 claims" in analysis.summary_markdown(h1_alone.reset_index())
 
@@ -524,6 +527,22 @@ def test_overfitting_is_not_decided_against_an_impossible_null():
     assert analysis.overfitting(overfits, epochs=10)[1].iloc[0]["verdict"] == "supported"
 
 
+def test_overfitting_is_also_asked_on_accuracy_where_a_loss_rise_can_be_over_confidence():
+    """The loss rises late while the accuracy holds (over-confidence): the loss claim is supported, the
+    accuracy claim is not; best - last accuracy is shown but never tested (>= 0 by construction)."""
+    loss = [1.0, 0.6, 0.4, 0.35, 0.36, 0.4, 0.45, 0.5, 0.55, 0.6]
+    histories = _histories({("batch/no dropout", 0.0): loss}, noise=0.01)
+    rng = np.random.default_rng(1)
+    histories["val_accuracy"] = 0.90 + rng.normal(0, 0.002, len(histories))
+    summary, claims = analysis.overfitting(histories, epochs=10)
+    assert claims["unit"].tolist() == ["loss", "pp"] and "accuracy at epoch 10" in claims.iloc[1]["claim"]
+    assert claims.iloc[0]["verdict"] == "supported" and claims.iloc[1]["verdict"] != "supported"
+    assert summary.loc[0, "best_minus_last_acc"] > 0
+    noise = rng.normal(0, 0.002, len(histories))
+    falls = histories.assign(val_accuracy=0.95 - 0.01 * histories["epoch"].clip(lower=5) + noise)
+    assert analysis.overfitting(falls, epochs=10)[1].iloc[1]["verdict"] == "supported"
+
+
 def _lr_rows(batch: list[float], none: list[float], seeds=range(5), jitter=None):
     rows = []
     for seed in seeds:
@@ -559,7 +578,7 @@ def test_h2a_without_a_usable_rate_is_censored_and_decided_by_a_sign_test():
     assert none.loc[[0, 1, 2]].isna().all() and not (widths["usable_decades"] < 0).any()
     assert row.loc[0, "test"] == "sign" and "sign test" in row.loc[0, "note"]
     assert row.loc[0, "p_value"] == pytest.approx(scipy_stats.binomtest(5, 5).pvalue)  # 0.0625
-    assert row.loc[0, "verdict"] == "inconclusive"
+    assert row.loc[0, "verdict"] == "not shown"
 
 
 def test_sign_test_and_median_interval():
@@ -582,7 +601,7 @@ def stats_median_ci(values):
 
 def test_two_source_interval_covers_image_sampling():
     """Defect 5: seeds identical, so a seed-only interval has zero width; the image term is what is left,
-    and its bootstrap SE matches the analytic paired SE sd(d_i)/sqrt(n) of the per-image differences."""
+    and its SE matches the analytic paired SE sd(d_i)/sqrt(n) of the per-image differences."""
     rng = np.random.default_rng(3)
     n = 4000
     control = rng.random(n) < 0.9
@@ -596,13 +615,13 @@ def test_two_source_interval_covers_image_sampling():
     assert effect.mean == pytest.approx(d.mean())
     assert effect.sd == pytest.approx(se, rel=0.1)
     assert (effect.ci_low, effect.ci_high) == pytest.approx((d.mean() - 1.96 * se, d.mean() + 1.96 * se), abs=0.002)
-    assert effect.uncertainty == "seeds+images" and effect.method == "bootstrap"
+    assert effect.uncertainty == "seeds+images" and effect.method == "two-way t"
     assert two_source_effect(t, c, seed=0).ci_low == effect.ci_low  # seeded
     assert paired_effect(pd.Series(t.mean(axis=1)), pd.Series(c.mean(axis=1))).degenerate  # seeds alone: none
 
 
 def test_two_source_interval_covers_seed_noise():
-    """Every image counts the same, seeds differ: the interval is the seeds' (bootstrap SE ~ sd/sqrt(k))."""
+    """Every image counts the same, seeds differ: the interval is the seeds' (SE ~ sd/sqrt(k))."""
     rng = np.random.default_rng(4)
     k, n = 40, 500
     control = np.zeros((k, n))
@@ -628,7 +647,7 @@ def test_verdict_rows_say_which_uncertainty_they_used():
     frame = _grid(rows)
     frame["val_accuracy"] = frame["val_correct"].map(np.mean)
     with_images = analysis.h1(frame)
-    assert with_images.loc[0, "uncertainty"] == "seeds+images" and with_images.loc[0, "test"] == "bootstrap"
+    assert with_images.loc[0, "uncertainty"] == "seeds+images" and with_images.loc[0, "test"] == "two-way t"
     assert analysis.h1(frame.drop(columns="val_correct")).loc[0, "uncertainty"] == "seeds"
 
 

@@ -59,7 +59,7 @@ def test_round_trip_gives_typed_params_metrics_tags_and_history():
     )
 
     frame = tracking.runs_frame("roundtrip").set_index("run_id").loc[[first, second]]
-    assert list(frame["status"]) == [tracking.FINISHED] * 2
+    assert list(frame["status"]) == [tracking.ROW_FINISHED] * 2  # the frames' one vocabulary, as run_grid writes it
     assert list(frame["experiment"]) == ["roundtrip"] * 2
     assert frame["recalibrate_bn"].dtype == bool and list(frame["recalibrate_bn"]) == [True, False]
     assert frame["lr"].dtype == float and list(frame["lr"]) == [0.001, 0.01]
@@ -78,7 +78,7 @@ def test_round_trip_gives_typed_params_metrics_tags_and_history():
     assert "epoch_val_loss" in frame.columns  # per-epoch metrics keep their prefix
 
     everything = tracking.runs_frame("roundtrip", status=None)
-    assert sorted(everything["status"]) == [tracking.FAILED, tracking.FINISHED, tracking.FINISHED]
+    assert sorted(everything["status"]) == [tracking.ROW_FAILED, tracking.ROW_FINISHED, tracking.ROW_FINISHED]
     assert len(tracking.runs_frame("roundtrip", status=tracking.FAILED)) == 1
     assert tracking.runs_frame("no such experiment").empty
 

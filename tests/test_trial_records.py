@@ -67,4 +67,4 @@ def test_a_grids_verdicts_read_each_runs_per_image_results_and_cover_seeds_and_i
     assert "val_correct" not in frame  # the frame names its runs; the verdicts fetch their per-image results
     rows = analysis.h1(frame)
     assert list(rows["uncertainty"]) == ["seeds+images", "seeds+images"]
-    assert list(rows["test"]) == ["bootstrap", "bootstrap"]
+    assert list(rows["test"]) == ["two-way t", "two-way t"]

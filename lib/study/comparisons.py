@@ -59,8 +59,10 @@ def run_curves(histories: pd.DataFrame, reference_epoch: int) -> pd.DataFrame:
 
     ``gap``: validation - training loss in the last epoch (the training loss is the running mean
     over that epoch with dropout on, so for dropout arms the gap is understated); ``late_change``:
-    validation loss at the last epoch minus that at ``reference_epoch``; ``rise`` (descriptive only,
-    >= 0 by construction): last validation loss minus its minimum.
+    validation loss at the last epoch minus that at ``reference_epoch``; ``late_acc_change``: the same for
+    validation accuracy (a late *fall* in accuracy is overfitting; a late rise in loss alone can be
+    over-confidence); ``rise`` and ``best_minus_last_acc`` (descriptive only, >= 0 by construction, so
+    never tested): last validation loss minus its minimum, best epoch's accuracy minus the last's.
     """
     runs = []
     histories = histories.assign(_run=_keys(histories, _config_columns(histories)))
@@ -69,6 +71,8 @@ def run_curves(histories: pd.DataFrame, reference_epoch: int) -> pd.DataFrame:
         group = group.sort_values("epoch")
         last = group.iloc[-1]
         at_reference = group.loc[group["epoch"] == reference_epoch, "val_loss"]
+        accuracy = group["val_accuracy"] if "val_accuracy" in group else pd.Series(np.nan, group.index)
+        acc_reference = accuracy[group["epoch"] == reference_epoch]
         runs.append(
             {
                 "config": last["_config"],
@@ -81,12 +85,17 @@ def run_curves(histories: pd.DataFrame, reference_epoch: int) -> pd.DataFrame:
                 "val_loss_last": last["val_loss"],
                 "val_loss_reference": float(at_reference.iloc[0]) if len(at_reference) else float("nan"),
                 "rise": last["val_loss"] - group["val_loss"].min(),
+                "val_acc_last": accuracy.iloc[-1],
+                "val_acc_reference": float(acc_reference.iloc[0]) if len(acc_reference) else float("nan"),
+                "val_acc_best": accuracy.max(),
                 "best_epoch": int(group.loc[group["val_loss"].idxmin(), "epoch"]),
                 "last_epoch": int(last["epoch"]),
             }
         )
     runs = pd.DataFrame(runs)
     runs["late_change"] = runs["val_loss_last"] - runs["val_loss_reference"]
+    runs["late_acc_change"] = runs["val_acc_last"] - runs["val_acc_reference"]
+    runs["best_minus_last_acc"] = runs["val_acc_best"] - runs["val_acc_last"]  # >= 0 by construction: descriptive
     return runs
 
 
@@ -100,7 +109,7 @@ def _summary(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, group in runs.groupby("config", sort=False):
         values = {}
-        for column in ("gap", "late_change", "rise"):
+        for column in ("gap", "late_change", "late_acc_change", "rise", "best_minus_last_acc"):
             mean, low, high = mean_ci(group[column].tolist())
             values |= {column: mean, f"{column}_ci_low": low, f"{column}_ci_high": high}
         note = "validation loss per epoch measured before BN recalibration" if group["recalibrated"].all() else ""
@@ -130,23 +139,24 @@ def overfitting(
     text = budget_text(pd.DataFrame({"epochs": [last_epoch]}), data) if data is not None else ""
     claims = []
     for _, group in runs[runs["dropout_p"] == 0].groupby("config", sort=False):
-        by_seed = group.set_index("seed")
-        norm = group.iloc[0]["norm_type"]
-        effect = paired_effect(by_seed["val_loss_last"], by_seed["val_loss_reference"], f"overfitting ({norm})")
-        claim = f"norm={norm}, no dropout: validation loss at epoch {last_epoch} is above that at epoch {reference}"
-        claims.append(
-            verdict_row(
-                "overfit",
-                claim,
-                effect,
-                "CI > 0 (loss)",
-                verdict(effect),
-                budget_text=text,
-                family="budget",
-                unit="loss",
-            )
-        )
+        claims += _overfit_rows(group.set_index("seed"), group.iloc[0]["norm_type"], last_epoch, reference, text)
     return _summary(runs), pd.DataFrame(claims)
+
+
+def _overfit_rows(by_seed: pd.DataFrame, norm: str, last_epoch: int, reference: int, text: str) -> list[dict]:
+    """The two overfitting claims of one no-dropout arm, paired per seed: the validation loss rose late
+    (CI > 0), and the validation accuracy fell late (CI < 0): accuracy is what a user keeps."""
+    loss = paired_effect(by_seed["val_loss_last"], by_seed["val_loss_reference"], f"overfitting, loss ({norm})")
+    accuracy = paired_effect(by_seed["val_acc_last"], by_seed["val_acc_reference"], f"overfitting, accuracy ({norm})")
+    stem = f"norm={norm}, no dropout: validation"
+    rows = [
+        verdict_row("overfit", f"{stem} loss at epoch {last_epoch} is above that at epoch {reference}", loss,
+                    "CI > 0 (loss)", verdict(loss), budget_text=text, family="budget", unit="loss"),
+        verdict_row("overfit", f"{stem} accuracy at epoch {last_epoch} is below that at epoch {reference}", accuracy,
+                    "CI < 0", verdict(accuracy, direction="less"), budget_text=text, family="budget",
+                    direction="less"),
+    ]  # fmt: skip
+    return rows if by_seed["val_acc_last"].notna().all() else rows[:1]  # histories without accuracy: loss only
 
 
 # --- TPE vs random ----------------------------------------------------------------------------

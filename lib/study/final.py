@@ -121,7 +121,7 @@ def controlled_arms(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """
     rows = []
     for label, frame in frames.items():
-        done = frame[frame["status"] == tracking.FINISHED]
+        done = frame[frame["status"] == tracking.ROW_FINISHED]
         if done.empty:
             continue
         configs = done.apply(run_config, axis=1)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from lib.data import DataSpec
-from lib.stats import Effect, censored_effect, mean_ci, paired_effect, usable_lr_run, verdict
+from lib.stats import NOT_SHOWN, Effect, censored_effect, mean_ci, paired_effect, usable_lr_run, verdict
 from lib.study.inputs import budget_text, finished
 from lib.study.verdicts import adjust, effect_between, verdict_row
 
@@ -200,7 +200,7 @@ def _h2a_verdict(effect: Effect) -> str:
         return verdict(effect)
     p = effect.p_value()
     if not p < 0.05:
-        return "inconclusive"
+        return NOT_SHOWN
     return "supported" if effect.mean > 0 else "contradicted"
 
 

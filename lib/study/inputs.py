@@ -87,8 +87,8 @@ def grid_inputs(named: Callable[[str], str], profile: str) -> dict[str, pd.DataF
 
 
 def finished(frame: pd.DataFrame) -> pd.DataFrame:
-    """The finished trials of a grid's results frame (``finished``) or of MLflow runs (``FINISHED``)."""
-    return frame[frame["status"].isin(["finished", tracking.FINISHED])]
+    """The finished trials of a grid's results frame or of MLflow runs (both say ``finished``)."""
+    return frame[frame["status"] == tracking.ROW_FINISHED]
 
 
 def train_images(data: DataSpec) -> int:

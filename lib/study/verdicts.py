@@ -4,9 +4,11 @@ Every verdict row carries: the claim, its **budget** (training images x epochs),
 seeds, the **uncertainty** its interval covers (``seeds``, or ``seeds+images`` when per-image
 correctness was available), the effect, its raw 95% interval and raw verdict, the two-sided p-value
 and (after :func:`adjust`) the **adjusted decision** of its declared family (Holm, 5% family-wise, see
-``lib.stats``) with ``adjusted_over`` saying whether the whole family or a part of it was adjusted.
+``lib.stats``) with ``adjusted_over`` saying whether the whole family or a part of it was adjusted. A row
+whose budget is below the declared minimum (:data:`MIN_IMAGE_EPOCHS`, :data:`MIN_SEEDS`) is not decided:
+its decision reads *budget too short to decide*.
 
-Words: an inconclusive decision reads **not shown** (never "no effect": an interval that covers zero
+Words: an undecided claim reads **not shown** (never "no effect": an interval that covers zero
 does not show the effect is absent); :func:`decision_words` is the one mapping.
 
 What this is not: the hypotheses (``hypotheses``), the final model (``final``) or notebook 05's
@@ -16,13 +18,24 @@ comparisons (``comparisons``); this module decides rows that those build.
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
 from lib.engine import records
-from lib.stats import Effect, decide, holm, paired_effect, per_seed, two_source_effect
+from lib.stats import (
+    CONTRADICTED,
+    NOT_SHOWN,
+    SUPPORTED,
+    Effect,
+    decide,
+    holm,
+    paired_effect,
+    per_seed,
+    two_source_effect,
+)
 
 ALPHA = 0.05  # family-wise error rate of every family
 
@@ -58,11 +71,15 @@ DISPLAY_COLUMNS = [
     "adjusted_over",
 ]
 
-WORDS = {"supported": "supported", "contradicted": "contradicted", "inconclusive": "not shown"}
+TOO_SHORT = "budget too short to decide"
+# The one vocabulary (lib.stats.VERDICTS, plus TOO_SHORT); "inconclusive" is how CSVs of older code wrote
+# "not shown" and is read as such.
+WORDS = {SUPPORTED: SUPPORTED, CONTRADICTED: CONTRADICTED, NOT_SHOWN: NOT_SHOWN, "inconclusive": NOT_SHOWN,
+         TOO_SHORT: TOO_SHORT}
 
 
 def decision_words(decision: object) -> str:
-    """How a decision reads in generated text: ``inconclusive`` is *not shown*, never "no effect"."""
+    """How a decision reads in generated text: one of :data:`WORDS`' values (not shown: never "no effect")."""
     return WORDS.get(str(decision), "not adjusted")
 
 
@@ -82,7 +99,9 @@ def effect_between(
         if len(seeds) >= 2:
             stack = [np.stack([side[s] for s in seeds]) for side in arrays]
             return two_source_effect(stack[0], stack[1], name, seeds=seeds)
-    return paired_effect(per_seed(treatment, value), per_seed(control, value), name, min_sd=min_sd)
+    # a claim's arm may pool values on purpose ("dropout 0.2-0.4", "1-2 blocks"): the mean per seed, as above
+    treated, controls = per_seed(treatment, value, pool=True), per_seed(control, value, pool=True)
+    return paired_effect(treated, controls, name, min_sd=min_sd)
 
 
 def with_val_correct(frame: pd.DataFrame) -> pd.DataFrame:
@@ -161,6 +180,30 @@ def verdict_row(
     return result
 
 
+# The short-budget rule (declared, like the margins, before any run): a decision needs every trial behind it to
+# have trained on at least MIN_IMAGE_EPOCHS training images x epochs, and at least MIN_SEEDS paired seeds.
+# Below that (the smoke and quick profiles), this CNN is still far from its plateau on Fashion-MNIST (01's
+# learning curves climb for several epochs), so an ordering can still flip: the row keeps its effect and
+# interval, and its decision reads "budget too short to decide".
+MIN_IMAGE_EPOCHS = 24_000
+MIN_SEEDS = 3
+_BUDGET = re.compile(r"([\d,]+) training images × (\d+) epochs?")
+
+
+def budget_image_epochs(budget: object) -> int | None:
+    """The smallest training images x epochs a budget text names (``None`` when it names none)."""
+    found = [int(images.replace(",", "")) * int(epochs) for images, epochs in _BUDGET.findall(str(budget))]
+    return min(found) if found else None
+
+
+def too_short(row: pd.Series) -> bool:
+    """Whether the short-budget rule withholds this row's decision (see :data:`MIN_IMAGE_EPOCHS`)."""
+    cost = budget_image_epochs(row.get("budget", ""))
+    seeds = row.get("n_seeds")
+    few_seeds = seeds is not None and seeds == seeds and int(seeds) < MIN_SEEDS
+    return (cost is not None and cost < MIN_IMAGE_EPOCHS) or (cost is not None and few_seeds)
+
+
 def adjust(table: pd.DataFrame, alpha: float = ALPHA, family_sizes: dict[str, int] | None = None) -> pd.DataFrame:
     """Add ``p_holm``, ``decision`` and ``adjusted_over``: Holm's adjustment within each declared family.
 
@@ -174,7 +217,7 @@ def adjust(table: pd.DataFrame, alpha: float = ALPHA, family_sizes: dict[str, in
     if table.empty:
         return table.assign(p_holm=pd.Series(dtype=float), decision=pd.Series(dtype=str))
     table["p_holm"] = np.nan
-    table["decision"] = "inconclusive"
+    table["decision"] = NOT_SHOWN
     table["adjusted_over"] = ""
     for family, rows in table.groupby("family", sort=False):
         p = rows["p_value"].to_numpy(dtype=float)
@@ -189,13 +232,30 @@ def adjust(table: pd.DataFrame, alpha: float = ALPHA, family_sizes: dict[str, in
             decide(e, p, m, d, alpha)
             for e, p, m, d in zip(rows["effect"], adjusted, rows["margin"], rows["direction"], strict=True)
         ]
+    short = table.apply(too_short, axis=1).astype(bool)
+    table.loc[short, "decision"] = TOO_SHORT
     return table
 
 
-def display(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
-    """The columns a verdict table shows: claim, budget, seeds, uncertainty, effect, raw CI, verdicts."""
-    columns = [c for c in DISPLAY_COLUMNS if c in table]
-    return table[columns].round(digits)
+def display(table: pd.DataFrame, digits: int = 2, full: bool = False) -> pd.DataFrame:
+    """What a notebook shows of a verdict table: claim, effect, its 95% interval and the decision in the
+    package's words (every other column, budget and seeds and p-values included, is in the CSV the notebook
+    writes, and in ``full=True``: the older wide view)."""
+    if full:
+        return table[[c for c in DISPLAY_COLUMNS if c in table]].round(3)
+    rows = []
+    for _, r in table.iterrows():
+        unit = r.get("unit", "pp")
+        low, high = r.get("ci_low", np.nan), r.get("ci_high", np.nan)
+        interval = f"{low:+.{digits}f} to {high:+.{digits}f} {unit}" if low == low and high == high else "none"
+        decided = r["decision"] if "decision" in r.index else r.get("verdict", "")
+        rows.append({
+            "claim": f"{r['hypothesis']}: {r['claim']}" if "hypothesis" in r.index else r["claim"],
+            "effect": f"{r['effect']:+.{digits}f} {unit}",
+            "95% interval": interval,
+            "decision": decision_words(decided),
+        })  # fmt: skip
+    return pd.DataFrame(rows, columns=["claim", "effect", "95% interval", "decision"])
 
 
 def fmt(value: float, unit: str) -> str:
@@ -209,7 +269,7 @@ def summary_markdown(table: pd.DataFrame) -> str:
     """One bullet per verdict row, written from the numbers (for the notebooks' discussion cells).
 
     It says no more than the row: the effect, its interval, what the interval covers, the raw verdict
-    and the adjusted decision in :func:`decision_words` (inconclusive: *not shown*), and over how much
+    and the adjusted decision in :func:`decision_words` (*not shown* when undecided), and over how much
     of its family the decision was adjusted.
     """
     lines = []
