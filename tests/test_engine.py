@@ -69,7 +69,7 @@ def test_cache_hit_skips_training(monkeypatch):
     assert list(second["val_accuracy"]) == list(first["val_accuracy"])
     assert list(second["val_loss"]) == list(first["val_loss"])
     assert list(second["run_id"]) == list(first["run_id"])
-    assert list(second["key"]) == list(first["key"])
+    assert list(second["tag.trial_key"]) == list(first["tag.trial_key"])
     assert _statuses("cache") == {tracking.FINISHED: 2}
     assert len(tracking.runs_frame("cache")) == 2
 
@@ -91,7 +91,7 @@ def test_ctrl_c_marks_the_trial_killed_and_a_rerun_resumes(monkeypatch):
     assert list(frame["cached"]) == [True, True, False, False]
     assert _statuses("ctrlc") == {tracking.FINISHED: 4, tracking.KILLED: 1}
     keys = _finished_keys("ctrlc")
-    assert len(keys) == 4 and set(keys) == set(frame["key"])
+    assert len(keys) == 4 and set(keys) == set(frame["tag.trial_key"])
     assert killed.data.tags["trial_key"] in keys  # the interrupted trial was trained again
 
 
@@ -144,8 +144,8 @@ def test_kill_9_leaves_a_running_run_that_the_next_call_marks_killed_and_retrain
     assert killed.info.status == tracking.KILLED
     assert killed.data.tags["failure_reason"] == "interrupted (owner process gone)"
     keys = _finished_keys("kill9")
-    assert len(keys) == 3 and set(keys) == set(frame["key"])
-    assert set(frame.loc[frame["cached"], "key"]) == finished_before
+    assert len(keys) == 3 and set(keys) == set(frame["tag.trial_key"])
+    assert set(frame.loc[frame["cached"], "tag.trial_key"]) == finished_before
     assert stale[0].data.tags["trial_key"] in keys
     assert _statuses("kill9")[tracking.RUNNING] == 0
 
@@ -194,7 +194,7 @@ def test_parallel_workers_give_exactly_the_sequential_results():
     assert len(sequential) == len(parallel) == 4
     assert (sequential["status"] == "finished").all() and (parallel["status"] == "finished").all()
     assert not parallel["cached"].any()
-    columns = ["lr", "seed", "key", "val_accuracy", "val_loss", "epochs_run", "n_parameters"]
+    columns = ["lr", "seed", "tag.trial_key", "val_accuracy", "val_loss", "epochs_run", "n_parameters"]
     left = sequential[columns].sort_values(["lr", "seed"]).reset_index(drop=True)
     right = parallel[columns].sort_values(["lr", "seed"]).reset_index(drop=True)
     assert left.to_dict("records") == right.to_dict("records")
@@ -258,6 +258,6 @@ def test_duplicate_canonical_configs_train_once():
     base = BASE | {"dropout_p": 0.0}
     frame = run_grid(base, {"dropout_placement": ["block", "head"]}, [0], "dupes", DATA, workers=1, progress=False)
     assert len(frame) == 2
-    assert frame["run_id"].nunique() == 1 and frame["key"].nunique() == 1
+    assert frame["run_id"].nunique() == 1 and frame["tag.trial_key"].nunique() == 1
     assert (frame["status"] == "finished").all()
     assert _statuses("dupes") == {tracking.FINISHED: 1}

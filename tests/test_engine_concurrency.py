@@ -140,7 +140,7 @@ def _check_each_trial_recorded_once(frame, experiment: str, n: int) -> None:
     assert len(frame) == n and list(frame["status"]) == ["failed"] * n
     assert set(frame["failure_kind"]) == {"invalid_config"}
     assert _statuses(experiment) == {tracking.FAILED: n}
-    assert set(_run_keys(experiment).values()) == {1} and set(_run_keys(experiment)) == set(frame["key"])
+    assert set(_run_keys(experiment).values()) == {1} and set(_run_keys(experiment)) == set(frame["tag.trial_key"])
 
 
 @pytest.mark.slow

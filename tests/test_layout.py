@@ -202,3 +202,20 @@ def test_the_study_is_split_by_job_and_analysis_only_re_exports():
     assert functions == [], f"lib.study.analysis defines {functions}: move them to the module of their job"
     for name in ("inputs", "verdicts", "hypotheses", "final", "comparisons", "figures", "ledger"):
         assert f"lib.study.{name}" in _modules()
+
+
+def test_the_report_is_split_by_job_and_one_trial_table_names_the_tags():
+    """report.py keeps the markdown (at most 400 lines); reading, figures, checks and links have rooms of their
+    own; the tag names are defined once, in lib.trials, and no other module spells the trial-key tag."""
+    assert len((LIB / "report.py").read_text().splitlines()) <= 400
+    for name in ("trials", "report_figures", "report_checks", "report_links"):
+        assert (LIB / f"{name}.py").is_file(), name
+    spelled = [
+        str(path.relative_to(LIB))
+        for path in LIB.rglob("*.py")
+        if path.name != "trials.py" and ('"trial_key"' in path.read_text() or "'trial_key'" in path.read_text())
+    ]
+    assert spelled == [], f"spell the tag as lib.trials.TAG_TRIAL_KEY: {spelled}"
+    graph = import_graph()
+    assert "lib.engine.tuning" not in graph["lib.report_checks"]  # the report reuses the rule, not the engine
+    assert "lib.trials" in graph["lib.engine.tuning"] and "lib.trials" in graph["lib.report_checks"]

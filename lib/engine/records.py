@@ -41,6 +41,7 @@ from lib.config import TrialConfig
 from lib.data import DataSpec
 from lib.engine.backend import STOPPED_EARLY, TrialRequest
 from lib.engine.trial import TrialResult, code_version, trial_key
+from lib.trials import KEY, TAG_TRIAL_KEY
 
 CACHED_FAILURES = frozenset({"diverged", "invalid_config"})
 _BASE_METRICS = ("val_accuracy", "val_loss", "n_parameters", "train_seconds", "images_per_second", "epochs_run")
@@ -51,7 +52,7 @@ def cached_runs(exp_id: str, keys: set[str] | None = None) -> dict[str, tracking
     these keys are marked KILLED."""
     found: dict[str, tracking.StoredRun] = {}
     for run in tracking.find_runs(exp_id):
-        key = run.tags.get("trial_key")
+        key = run.tags.get(TAG_TRIAL_KEY)
         if key is None or (keys is not None and key not in keys):
             continue
         if run.status == tracking.RUNNING:
@@ -219,7 +220,7 @@ class Recorder:
         """Create the RUNNING run of one trial: every hyperparameter, the data split and the tags."""
         config = request.config
         params = config.flat() | self.data.params()
-        run_tags = self.tags | {"trial_key": request.key, "seed": str(config.seed)}
+        run_tags = self.tags | {TAG_TRIAL_KEY: request.key, "seed": str(config.seed)}
         if self.tags.get("hypothesis"):
             run_tags["hypotheses"] = self.tags["hypothesis"]
         name = run_name(config, self.tags, self.data)
@@ -319,7 +320,8 @@ def val_correct(run_id: str) -> np.ndarray:
 
 
 def results_frame(results: Sequence[TrialResult]) -> pd.DataFrame:
-    """Trial results as a DataFrame: every hyperparameter, status and final metric."""
+    """Trial results as a DataFrame: every hyperparameter, status and final metric, in the trial frame's
+    schema (:mod:`lib.trials`: ``status`` finished/failed, the key in ``tag.trial_key``)."""
     rows = []
     for result in results:
         row: dict[str, Any] = dict(result.config)
@@ -330,7 +332,7 @@ def results_frame(results: Sequence[TrialResult]) -> pd.DataFrame:
             "failure_reason": result.failure_reason,
             "cached": result.cached,
             "run_id": result.run_id,
-            "key": result.key,
+            KEY: result.key,  # the same column as a trial frame read from the store (lib.trials)
         } | result.final_metrics()
         rows.append(row)
     return pd.DataFrame(rows)

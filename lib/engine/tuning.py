@@ -43,6 +43,7 @@ from lib.engine import grid, records
 from lib.engine.backend import StudyError
 from lib.engine.trial import TrialResult
 from lib.stats import mean_ci, paired_effect
+from lib.trials import TAG_PHASE, pick_winner
 
 ROLES = ("scientific", "nuisance", "fixed")
 CHECKPOINT_RULES = ("last", "best_epoch")
@@ -244,10 +245,8 @@ def _tuning_table(results: list[TrialResult], roles: Roles, arm: dict[str, Any],
 
 
 def _winner(table: pd.DataFrame, roles: Roles) -> dict[str, Any] | None:
-    if table["score"].notna().sum() == 0:
-        return None
-    row = table.loc[table["score"].idxmax()]
-    return {name: _plain(row[name]) for name in roles.nuisance}
+    """The arm's winner by the one tuning rule (:func:`lib.trials.pick_winner`, which the report reuses)."""
+    return pick_winner(table, list(roles.nuisance))
 
 
 def _plain(value: Any) -> Any:
@@ -282,8 +281,8 @@ def run_tuned_grid(
     fixed_nuisance = {name: base_config.flat()[name] for name in roles.nuisance}
     common = (tags or {}) | roles.tags() | {"tuning_id": identity, "checkpoint_rule": rule}
     common["fixed_nuisance"] = json.dumps(fixed_nuisance, default=str)
-    tuned = _unique(grid.run_trials(tuning, experiment, data, common | {"phase": "tune"}, **options))
-    _tag_cached(tuned, common | {"phase": "tune"})
+    tuned = _unique(grid.run_trials(tuning, experiment, data, common | {TAG_PHASE: "tune"}, **options))
+    _tag_cached(tuned, common | {TAG_PHASE: "tune"})
     arms = []
     for values in itertools.product(*roles.scientific.values()):
         value = dict(zip(roles.scientific, values, strict=True))
@@ -293,8 +292,8 @@ def run_tuned_grid(
     for arm in arms:
         points = [arm.value | fixed_nuisance] + ([arm.value | arm.winner] if arm.winner else [])
         remeasure += grid.point_configs(base_config, points, seeds)
-    results = _unique(grid.run_trials(remeasure, experiment, data, common | {"phase": "remeasure"}, **options))
-    _tag_cached(results, common | {"phase": "remeasure"})
+    results = _unique(grid.run_trials(remeasure, experiment, data, common | {TAG_PHASE: "remeasure"}, **options))
+    _tag_cached(results, common | {TAG_PHASE: "remeasure"})
     for arm in arms:
         arm.fixed = [r for r in results if _matches(r, arm.value | fixed_nuisance)]
         arm.remeasured = [r for r in results if arm.winner and _matches(r, arm.value | arm.winner)]
@@ -317,5 +316,5 @@ def _tag_cached(results: list[TrialResult], tags: dict[str, str]) -> None:
     for result in results:
         if result.cached and result.run_id:
             stored = tracking.get_run(result.run_id)
-            if "phase" not in stored.tags:
+            if TAG_PHASE not in stored.tags:
                 tracking.set_tags(result.run_id, tags)
