@@ -3,7 +3,7 @@
 Command line for people who prefer scripts to notebooks: ``python -m lib --help``.
 
 Sub-commands: ``data`` (fetch and verify Fashion-MNIST), ``grid`` (a controlled grid), ``sweep``
-(a hyperopt TPE sweep), ``study`` (execute the numbered notebooks with papermill, in place),
+(a hyperopt TPE sweep), ``study`` (execute the numbered notebooks with papermill into ``runs/<profile>/``),
 ``report`` (figures, a table of the best configurations and report.md for any experiments),
 ``links`` (MLflow UI links that open each experiment's runs table).
 Each option is explained in ``--help``; values are parsed as YAML scalars (``0.25``, ``none``,

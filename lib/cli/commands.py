@@ -115,7 +115,7 @@ def run(args: argparse.Namespace, debug: bool = False) -> int:
     if args.command == "study":
         from lib.study.runner import run_study
 
-        return run_study(args.profile, args.notebooks, args.output_dir, debug)
+        return run_study(args.profile, args.notebooks, args.output_dir, debug, reference=args.reference)
     if args.command == "report":
         return _report(args)
     if args.command == "links":
@@ -145,8 +145,9 @@ def _grid(args: argparse.Namespace, base: dict[str, Any], tags: dict[str, str], 
     factors = parser.factors(args.factor)
     seeds = parser.seeds(args.seeds)
     workers = parser.workers(args.workers)
-    if args.tune or args.tune_seeds is not None:
+    if args.tune or args.tune_seeds is not None or args.halving is not None:
         return _tuned_grid(args, base, tags, data, debug)
+    _check_no_halving_options(args)
     grid_configs(base, factors, seeds)  # validate every grid point before anything is written
     _load_data(data)
     _open_store(debug)
@@ -158,13 +159,17 @@ def _grid(args: argparse.Namespace, base: dict[str, Any], tags: dict[str, str], 
     if args.out:
         frame.to_csv(args.out, index=False)
     _print_ui_link(args.experiment)
-    return _report_outcome(frame, [*dict.fromkeys([*factors, "seed"])])
+    return _report_outcome(frame, [*dict.fromkeys([*factors, "seed"])], args.dataset)
 
 
 def _tuned_grid(args: argparse.Namespace, base: dict[str, Any], tags: dict[str, str], data, debug: bool) -> int:
     """``grid --factor ... --tune ...``: nuisance tuned per arm on the tuning seeds, winners re-measured."""
+    from lib.engine.halving import is_range
     from lib.engine.tuning import Roles, plan, run_tuned_grid
 
+    if args.halving is not None or any(is_range(item) for item in args.tune):
+        return _halving_grid(args, base, tags, data, debug)
+    _check_no_halving_options(args)
     if not args.tune:
         raise UsageError("--tune-seeds needs --tune NAME=V1,V2 (the nuisance hyperparameters to tune per arm)")
     roles = Roles(parser.factors(args.factor), parser.factors(args.tune, "--tune"), dict(base))
@@ -176,11 +181,16 @@ def _tuned_grid(args: argparse.Namespace, base: dict[str, Any], tags: dict[str, 
     _open_store(debug)
     options = {"workers": workers, "engine": args.engine}
     result = run_tuned_grid(base, roles, tune_seeds, seeds, args.experiment, data, tags, args.score, **options)
-    _print_tuned(result)
+    return _finish_tuned(args, result, _print_tuned)
+
+
+def _finish_tuned(args: argparse.Namespace, result, show) -> int:
+    """What every tuned grid ends with: its own printout, the --out table, the UI link and the outcome."""
+    show(result)
     if args.out:
         result.summary().to_csv(args.out, index=False)
     _print_ui_link(args.experiment)
-    return _tuned_outcome(result)
+    return _tuned_outcome(result, args.dataset)
 
 
 def _print_tuned(result) -> None:
@@ -201,12 +211,105 @@ def _print_tuned(result) -> None:
             print(effects[["effect", "mean_diff", "ci_low", "ci_high", "n_seeds"]].round(2).to_string(index=False))
 
 
-def _tuned_outcome(result) -> int:
+def _check_no_halving_options(args: argparse.Namespace) -> None:
+    """``--points``, ``--eta`` and ``--max-extensions`` belong to ``--halving``."""
+    for option, value in (("--points", args.points), ("--eta", args.eta), ("--max-extensions", args.max_extensions)):
+        if value is not None:
+            raise UsageError(f"{option} needs --halving EPOCHS,... and --tune ranges (or drop {option})")
+
+
+def _halving_design(args: argparse.Namespace, base: dict[str, Any]) -> dict[str, Any]:
+    """The arguments of ``lib.engine.halving.run_halving`` from the command line (one-line errors)."""
+    from lib.config import TrainConfig
+    from lib.engine.halving import DEFAULT_ETA, DEFAULT_MAX_EXTENSIONS, DEFAULT_POINTS, is_range
+
+    if not args.tune:
+        raise UsageError("--halving needs --tune ranges, e.g. --tune lr=3e-4:3e-2:log (tuned per arm)")
+    lists = [item for item in args.tune if not is_range(item)]
+    if lists:
+        raise UsageError(f"--tune {lists[0]}: with --halving every --tune is a range NAME=LOW:HIGH[:log]")
+    if args.halving is None:
+        raise UsageError(
+            f"--tune {args.tune[0]}: a range needs --halving EPOCHS,... (e.g. --halving 1,3,9 --set epochs=9); "
+            "or give a list, e.g. --tune lr=1e-3,3.2e-3,1e-2"
+        )
+    rungs = parser.rungs(args.halving)
+    epochs = base.get("epochs", TrainConfig().epochs)
+    if rungs[-1] != epochs:
+        raise UsageError(
+            f"--halving {args.halving}: the last rung must equal the claim's budget, epochs={epochs}; "
+            f"end --halving at {epochs} or --set epochs={rungs[-1]}"
+        )
+    return {
+        "ranges": [parser.tune_range(item) for item in args.tune],
+        "rungs": rungs,
+        "n_points": parser.whole(args.points, "--points", DEFAULT_POINTS, 1),
+        "eta": parser.whole(args.eta, "--eta", DEFAULT_ETA, 2),
+        "max_extensions": parser.whole(args.max_extensions, "--max-extensions", DEFAULT_MAX_EXTENSIONS, 0),
+    }
+
+
+def _halving_grid(args: argparse.Namespace, base: dict[str, Any], tags: dict[str, str], data, debug: bool) -> int:
+    """``grid --factor ... --tune NAME=LOW:HIGH[:log] --halving 1,3,9``: ranges tuned per arm by successive
+    halving with range extension (``lib.engine.halving``), the cost printed first, winners re-measured."""
+    import math
+
+    from lib.engine.halving import halving_cost, plan_halving, run_halving
+
+    design = _halving_design(args, base)
+    factors = parser.factors(args.factor)
+    seeds = parser.seeds(args.seeds)
+    tune_seeds = parser.seeds(args.tune_seeds) if args.tune_seeds is not None else [100, 101]
+    workers = parser.workers(args.workers)
+    ranges = design.pop("ranges")
+    _, roles, _ = plan_halving(base, factors, ranges, tune_seeds, seeds, **design)  # nothing written yet
+    n_arms = math.prod(len(values) for values in roles.scientific.values())
+    cost = halving_cost(design["n_points"], design["rungs"], design["eta"], len(set(tune_seeds)), len(seeds), n_arms)
+    print(cost.text())
+    _load_data(data)
+    _open_store(debug)
+    options = {"workers": workers, "engine": args.engine}
+    result = run_halving(
+        base, factors, ranges, tune_seeds, seeds, args.experiment, data, tags, rule=args.score, **design, **options
+    )
+    return _finish_tuned(args, result, _print_halving)
+
+
+def _print_halving(result) -> None:
+    """The rungs (points kept per rung per arm), the extensions, the winners and the paired effects."""
+    import pandas as pd
+
+    roles = result.roles
+    print(
+        f"roles: scientific {', '.join(roles.scientific)} | nuisance ranges {', '.join(roles.nuisance)} (halving per "
+        f"arm on seeds {','.join(map(str, result.tune_seeds))}) | fixed {', '.join(sorted(roles.fixed)) or 'none'}"
+    )
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print("rungs (points trained, complete on every tuning seed, kept for the next rung):")
+        print(result.rung_table().to_string(index=False))
+        for arm in result.arms:
+            for line in arm.extensions:
+                print(line)
+            ranges = " ".join(rng.text() for rng in arm.ranges.values())
+            print(f"arm {arm.label()}: winner {arm.winner} over {ranges}: {arm.verdict()}")
+        print(
+            f"score: {'last epoch' if result.rule == 'last' else 'best epoch'} validation accuracy; re-measured on "
+            f"fresh seeds {','.join(map(str, result.seeds))}; fixed-nuisance line at {result.fixed_nuisance}"
+        )
+        print(result.summary().to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        effects = result.effects()
+        if len(effects):
+            print("paired effects on the re-measured seeds (accuracy points, 95% t-interval):")
+            columns = ["effect", "mean_diff", "ci_low", "ci_high", "n_seeds", "decided"]
+            print(effects[columns].round(2).to_string(index=False))
+
+
+def _tuned_outcome(result, dataset: str = "fashion_mnist") -> int:
     from lib.engine.grid import results_frame
 
     trials = [r for arm in result.arms for r in [*arm.remeasured, *arm.fixed]]
     frame = results_frame(trials) if trials else __import__("pandas").DataFrame(columns=["status"])
-    return _report_outcome(frame, [*result.roles.scientific, *result.roles.nuisance, "seed"])
+    return _report_outcome(frame, [*result.roles.scientific, *result.roles.nuisance, "seed"], dataset)
 
 
 def _sweep(args: argparse.Namespace, base_config, tags: dict[str, str], data, debug: bool) -> int:
@@ -263,7 +366,7 @@ def _sweep(args: argparse.Namespace, base_config, tags: dict[str, str], data, de
         print(f"{len(result.trials)} trials; best validation accuracy {accuracy} (run {best.run_id})")
         print(yaml.safe_dump({k: v for k, v in best.config.items()}, sort_keys=True))
     _print_ui_link(args.experiment)
-    return _report_outcome(frame, [*(space or DEFAULT_SPACE), "run_id"])
+    return _report_outcome(frame, [*(space or DEFAULT_SPACE), "run_id"], args.dataset)
 
 
 def _sweep_roles(args: argparse.Namespace, space: dict[str, Any], base_config) -> dict[str, str]:
@@ -288,9 +391,13 @@ def _sweep_roles(args: argparse.Namespace, space: dict[str, Any], base_config) -
     }
 
 
-def _report_outcome(frame, label_columns: list[str]) -> int:
-    """Print each failed trial's reason and a summary line; exit 3 when every trial failed."""
+def _report_outcome(frame, label_columns: list[str], dataset: str = "fashion_mnist") -> int:
+    """Print each failed trial's reason and a summary line (collapsed trials counted apart); exit 3 when
+    every trial failed."""
     from collections import Counter
+
+    from lib.report import n_classes
+    from lib.stats import COLLAPSE_MARGIN, collapsed
 
     failed = frame[frame["status"] != "finished"] if len(frame) else frame
     for _, row in failed.iterrows():
@@ -300,7 +407,10 @@ def _report_outcome(frame, label_columns: list[str]) -> int:
         print(f"failed {label}: {row.get('failure_kind') or 'error'}: {reason}")
     kinds = Counter(str(k or "error").replace("_", " ") for k in failed.get("failure_kind", []))
     detail = f" ({', '.join(f'{n} {k}' if len(kinds) > 1 else k for k, n in kinds.most_common())})" if kinds else ""
-    print(f"{len(frame)} trials: {len(frame) - len(failed)} finished, {len(failed)} failed{detail}")
+    done = frame[frame["status"] == "finished"] if len(frame) else frame
+    fell = int(collapsed(done["val_accuracy"], n_classes(dataset)).sum()) if len(done) else 0
+    chance = f" ({fell} collapsed to chance accuracy: at most {100 / n_classes(dataset) + 100 * COLLAPSE_MARGIN:.0f}%)"
+    print(f"{len(frame)} trials: {len(done)} finished{chance if fell else ''}, {len(failed)} failed{detail}")
     if len(frame) and len(failed) == len(frame):
         print("every trial failed: see the reasons above (exit code 3)", file=sys.stderr)
         return EXIT_ALL_FAILED

@@ -163,12 +163,43 @@ def _add_debug(parser: argparse.ArgumentParser) -> None:
     )
 
 
+USER_HELP = """\
+hypertune: train a small CNN many times, log every trial to MLflow (the fixed folder mlruns/), and turn the
+runs into figures and a table you can trust. Run from the project folder with the project's Python
+(.venv/bin/python -m lib ..., or activate .venv first).
+
+Your first study (about a minute on 2 cores): a grid, a search, then the report:
+  python -m lib grid --experiment first --dataset digits --set norm_type=batch --set epochs=10 \\
+      --factor dropout_p=0,0.25,0.5 --factor num_conv_blocks=0,1,2 --seeds 0,1,2
+  python -m lib sweep --experiment first --dataset digits --name search --max-evals 30 --set epochs=10
+  python -m lib report --experiment first --out runs/first
+
+Each command's own --help explains its options, with an example. A mistake prints one line naming the
+problem and the fix (add --debug for the traceback). More: README.md and docs/troubleshooting.md."""
+
+_FORMAT = argparse.RawDescriptionHelpFormatter
+
+
+def _command(commands, name: str, summary: str, description: str, example: str) -> argparse.ArgumentParser:
+    """A sub-command whose --help says what it does and shows one example."""
+    return commands.add_parser(
+        name, help=summary, description=description, epilog=f"example:\n  {example}", formatter_class=_FORMAT
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m lib", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="python -m lib", description=USER_HELP, formatter_class=_FORMAT)
     parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    data = commands.add_parser("data", help="fetch, verify and place a data set under data/ (default Fashion-MNIST)")
+    data = _command(
+        commands,
+        "data",
+        "fetch, verify and place a data set under data/ (default Fashion-MNIST)",
+        "Find the data set (data/, Debian's dataset-fashion-mnist, or torchvision's download), check every file "
+        "against its recorded checksum, and print its size, classes and the validation split.",
+        "python -m lib data --dataset digits",
+    )
     data.add_argument("--no-download", action="store_true", help="never try torchvision's downloader")
     _add_dataset(data)
 
@@ -182,7 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _grid_parser(commands) -> argparse.ArgumentParser:
-    grid = commands.add_parser("grid", help="run a controlled grid: factors x seeds, cached and resumable")
+    grid = _command(
+        commands,
+        "grid",
+        "run a controlled grid: factors x seeds, cached and resumable",
+        "Train every combination of the --factor values on every seed, everything else fixed (--set), and log "
+        "each trial to MLflow. A trial already in the store is not trained again; Ctrl-C and the same command "
+        "resume. With --tune, nuisance hyperparameters are tuned for each factor value first.",
+        "python -m lib grid --experiment first --dataset digits --factor dropout_p=0,0.25,0.5 --seeds 0,1,2",
+    )
     _add_common(grid)
     grid.add_argument(
         "--factor",
@@ -199,7 +238,8 @@ def _grid_parser(commands) -> argparse.ArgumentParser:
         metavar="NAME=V1,V2",
         default=[],
         help="a nuisance hyperparameter, tuned for EACH factor value on --tune-seeds, e.g. --tune lr=1e-3,3.2e-3,1e-2; "
-        "each arm's winner is then re-measured on the fresh --seeds (repeat for more)",
+        "each arm's winner is then re-measured on the fresh --seeds (repeat for more); with --halving a range "
+        "NAME=LOW:HIGH[:log], e.g. --tune lr=3e-4:3e-2:log",
     )
     grid.add_argument(
         "--tune-seeds",
@@ -212,6 +252,7 @@ def _grid_parser(commands) -> argparse.ArgumentParser:
         default="last",
         help="with --tune: the checkpoint rule that scores a trial: last epoch (default) or best epoch on validation",
     )
+    _add_halving(grid)
     grid.add_argument("--seeds", default="0,1,2", help="comma-separated seeds, every arm gets all (default 0,1,2)")
     grid.add_argument(
         "--workers",
@@ -222,8 +263,64 @@ def _grid_parser(commands) -> argparse.ArgumentParser:
     return grid
 
 
+def _add_halving(grid: argparse.ArgumentParser) -> None:
+    """``grid``'s successive-halving options (``lib.engine.halving``): rungs, points, eta, extensions."""
+    grid.add_argument(
+        "--halving",
+        metavar="EPOCHS,...",
+        default=None,
+        help="tune the --tune ranges per arm by successive halving: rising epochs per rung, the last equal to "
+        "--set epochs, e.g. --halving 1,3,9 --set epochs=9 (the cost is printed before training)",
+    )
+    grid.add_argument("--points", default=None, help="with --halving: quasi-random points per arm (default 27)")
+    grid.add_argument("--eta", default=None, help="with --halving: keep 1/eta of the points per rung (default 3)")
+    grid.add_argument(
+        "--max-extensions",
+        default=None,
+        help="with --halving: how often a range whose winner lies at an edge is widened, per arm (default 2)",
+    )
+
+
+def tune_range(item: str):
+    """A ``--tune NAME=LOW:HIGH[:log]`` item as a :class:`lib.engine.halving.Range` (a one-line error)."""
+    from lib.engine.backend import StudyError
+    from lib.engine.halving import parse_range
+
+    try:
+        return parse_range(item)
+    except StudyError as exc:
+        raise UsageError(f"--tune: {exc}") from None
+
+
+def rungs(text: str) -> list[int]:
+    """``--halving 1,3,9``: rising whole numbers of epochs."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts or not all(part.isdigit() and int(part) >= 1 for part in parts):
+        raise UsageError(f"--halving {text!r}: give rising whole numbers of epochs >= 1, e.g. --halving 1,3,9")
+    values = [int(part) for part in parts]
+    if values != sorted(set(values)):
+        raise UsageError(f"--halving {text!r}: the epochs must rise from rung to rung, e.g. --halving 1,3,9")
+    return values
+
+
+def whole(text: str | None, option: str, default: int, minimum: int) -> int:
+    """A whole-number option (``--points``, ``--eta``, ``--max-extensions``) or its default."""
+    if text is None:
+        return default
+    if not text.strip().isdigit() or int(text) < minimum:
+        raise UsageError(f"{option} {text!r}: give a whole number >= {minimum} (default {default})")
+    return int(text)
+
+
 def _sweep_parser(commands) -> argparse.ArgumentParser:
-    sweep = commands.add_parser("sweep", help="run or resume a hyperopt TPE sweep (child runs under one parent)")
+    sweep = _command(
+        commands,
+        "sweep",
+        "run or resume a hyperopt search (TPE, random or quasi-random), one MLflow run per trial",
+        "Search the space (default: every model and training hyperparameter; --space FILE for your own) for "
+        "--max-evals trials with hyperopt, each trial a child run under one parent run. The same --name resumes.",
+        "python -m lib sweep --experiment first --dataset digits --name search --max-evals 20",
+    )
     _add_common(sweep)
     sweep.add_argument("--name", required=True, help="sweep name; the same name resumes the same sweep")
     sweep.add_argument(
@@ -273,13 +370,27 @@ def _sweep_parser(commands) -> argparse.ArgumentParser:
 
 
 def _study_parser(commands) -> argparse.ArgumentParser:
-    study = commands.add_parser("study", help="execute the numbered notebooks in place with papermill")
+    study = _command(
+        commands,
+        "study",
+        "run the numbered notebooks 01-04 with papermill; outputs go to runs/<profile>/",
+        "Run the numbered notebooks in order with papermill. Executed notebooks, figures and tables go to "
+        "runs/<profile>/ (ignored by git); a progress line after each cell estimates the time left.",
+        "python -m lib study --profile quick",
+    )
     study.add_argument(
         "--profile",
-        default="full",
+        default="quick",
         choices=["smoke", "quick", "full", "deep"],
-        help="budget: smoke (tests), quick (~10 min), full (the report, <= 60 min), deep (05 only, <= 2 h; "
-        "needs the full run's 02/02b runs first)",
+        help="budget: quick (a try-out, the default, about 10 min), smoke (the tests' seconds-long run), full "
+        "(the study, about 1 h 40 min here), deep (notebook 05 only, about 1 h 30 min; needs the full profile's "
+        "02/02b runs first)",
+    )
+    study.add_argument(
+        "--reference",
+        action="store_true",
+        help="maintainers only: refresh the committed notebooks/ and figures/ in place (profiles full, deep; quick "
+        "for 00_by_hand)",
     )
     study.add_argument(
         "--notebooks",
@@ -298,15 +409,29 @@ def _study_parser(commands) -> argparse.ArgumentParser:
 
 
 def _report_parsers(commands) -> None:
-    report = commands.add_parser(
-        "report", help="figures, top_runs.csv and report.md for any experiments in the store (grids or sweeps)"
+    report = _command(
+        commands,
+        "report",
+        "figures, top_runs.csv and report.md for any experiments in the store (grids or sweeps)",
+        "Read the trials of the experiments from MLflow and write, into --out: acc_vs_dropout.png, "
+        "acc_vs_num_conv_blocks.png (and acc_vs_<name>.png for every other hyperparameter that varied), "
+        "lr_weight_decay_scatter.png, top_runs.csv and report.md with the checks (range edges, failed and "
+        "collapsed trials).",
+        "python -m lib report --experiment first --out runs/first",
     )
     report.add_argument(
         "--experiment", action="append", required=True, help="an MLflow experiment name (repeat for more)"
     )
     report.add_argument("--out", type=Path, default=Path("report"), help="output folder (default: ./report)")
     report.add_argument("--top", type=int, default=10, help="configurations per budget in top_runs.csv (default 10)")
-    links = commands.add_parser("links", help="print MLflow UI links that open each experiment's runs table")
+    links = _command(
+        commands,
+        "links",
+        "print MLflow UI links that open each experiment's runs table",
+        "Print, per experiment, a link that opens MLflow's runs table (not its GenAI traces view) with the "
+        "varied hyperparameters and val_accuracy as columns. Start the UI with make ui.",
+        "python -m lib links --experiment first",
+    )
     links.add_argument("--experiment", action="append", default=None, help="only this experiment (repeatable)")
     links.add_argument(
         "--base", default=None, help="UI address (default: HYPERTUNE_UI_URL, a tracking server, or 127.0.0.1:5000)"
