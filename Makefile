@@ -1,15 +1,21 @@
 # hypertune: two commands on a fresh machine.
-#   make run   set everything up, then execute the full study (notebooks 01-04 with papermill, in place);
-#              PROFILE=quick (a try-out) writes to runs/quick/ instead, PROFILE=deep runs 05 in place
+#   make run   set everything up, then run notebooks 01-04 with papermill in the quick profile (about 10 min);
+#              PROFILE=full for the whole study (about 1 h 40 min here), PROFILE=deep for notebook 05.
+#              Outputs go to runs/<profile>/ (ignored): the committed notebooks/ and figures/ stay as they are.
 #   make test  set everything up, then lint, unit tests and the notebooks under nbval (smoke profile)
 #   make test-fast  lint and the unit tests not marked slow (the edit loop, under 2 minutes)
+#   make reference  maintainers only: refresh the committed notebooks/ and figures/ (REF=full or REF=deep)
 # Set-up is idempotent: a second call does no work (stamps in .stamps/).
+# TORCH=cpu (on a fresh clone): torch and torchvision from PyTorch's CPU-only index, without the CUDA libraries.
 
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMPS := .stamps
-PROFILE ?= full
+PROFILE ?= quick
+REF ?= full
+TORCH ?= default
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 PORT ?= 5000
 HOST ?= 127.0.0.1
 LAB_PORT ?= 8888
@@ -18,13 +24,16 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # apt waits (up to 10 min) for a lock another install holds, e.g. `make test` and `make run` set up side by side
 APT := apt-get -o DPkg::Lock::Timeout=600
 
-.PHONY: run test test-fast setup data ui server class-server test-server lab bench bench-numerics bench-dropout-numerics gpu-check clean lint lock lock-upgrade
+.PHONY: run reference results test test-fast setup data ui server class-server test-server lab handout bench bench-numerics \
+	bench-dropout-numerics gpu-check clean lint lock lock-upgrade
 
 setup: $(STAMPS)/venv $(STAMPS)/data
 
 # Installs the locked versions (constraints.txt); `make lock` rewrites the lock from a venv that passed.
 $(STAMPS)/venv: requirements.txt constraints.txt pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
+	@if [ "$(TORCH)" = cpu ]; then $(PY) -m pip install -q --index-url $(TORCH_CPU_INDEX) \
+	   "$$(grep '^torch==' constraints.txt)" "$$(grep '^torchvision==' constraints.txt)"; fi
 	$(PY) -m pip install -q -r requirements.txt -c constraints.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	$(PY) -m ipykernel install --sys-prefix --name hypertune --display-name "Python (hypertune)" >/dev/null
@@ -75,9 +84,23 @@ data: $(STAMPS)/venv
 	@rm -f $(STAMPS)/data
 	@$(MAKE) --no-print-directory $(STAMPS)/data
 
-# full (and deep for 05) refresh notebooks/ and figures/; any other profile writes to runs/<profile>/ (ignored).
+# Every profile writes to runs/<profile>/ (ignored); it prints where, and the time left after each cell.
 run: setup
 	$(PY) -m lib study --profile $(PROFILE)
+
+# Maintainers: refresh the committed reference in place (REF=full: notebooks 01-04; REF=deep: 05;
+# REF=quick: 00_by_hand), then docs/results.md from its template and the new CSVs.
+reference: setup
+	$(PY) -m lib study --profile $(REF) --reference $(if $(filter quick,$(REF)),--notebooks 00_by_hand,)
+	$(PY) -m lib.study.results_doc
+
+# docs/results.md from docs/results-template.md and figures/*.csv (the tables are never typed by hand).
+results: $(STAMPS)/venv
+	$(PY) -m lib.study.results_doc
+
+# Student versions of the notebooks in handout/: cells tagged `solution` become TODO stubs (docs/teaching.md).
+handout: setup
+	$(PY) -m lib.handout --out handout
 
 lint: $(STAMPS)/venv
 	$(PY) -m ruff check lib tests benchmarks
@@ -141,9 +164,14 @@ class-server: setup $(STAMPS)/postgres
 test-server: setup $(STAMPS)/ray $(STAMPS)/postgres
 	$(PY) -m pytest -p no:cacheprovider -v tests/test_class_server.py
 
-# JupyterLab on notebooks/ (loopback) with the project's kernel; runs log to the same fixed store.
+# JupyterLab (loopback) with the project's kernel on your own copy of the notebooks, runs/lab/notebooks/
+# (made once; your edits and outputs stay there, the committed notebooks/ stay clean; figures and docs are
+# linked beside it so the notebooks' links work). Runs log to the same fixed store.
 lab: setup
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --port=$(LAB_PORT) --no-browser \
+	@mkdir -p runs/lab/notebooks && cp -n notebooks/*.ipynb runs/lab/notebooks/
+	@ln -sfn ../../figures runs/lab/figures && ln -sfn ../../docs runs/lab/docs
+	@echo "JupyterLab on runs/lab/notebooks/ (your copy; the committed notebooks/ stay as they are)"
+	$(VENV)/bin/jupyter lab --notebook-dir=runs/lab/notebooks --ip=127.0.0.1 --port=$(LAB_PORT) --no-browser \
 	  $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 # The speed table of docs/performance.md in both precisions (about 8 minutes), the controlled accuracy

@@ -3,6 +3,10 @@
 Every location is absolute and derived from the project root, so notebooks (which run from
 ``notebooks/``) and scripts (which run from the root) see the same folders. Environment variables
 override them for tests and shared servers; nothing else in ``lib`` hard-codes a path.
+
+The committed reference (``figures/``) is written only when it is asked for by name: the reference
+refresh (``make reference``) sets ``HYPERTUNE_FIGURES_DIR`` to it. Everything else (a notebook run in
+JupyterLab or by papermill, a try-out profile) writes under ``runs/<profile>/``, which git ignores.
 """
 
 from __future__ import annotations
@@ -23,9 +27,28 @@ def mlruns_dir() -> Path:
     return PROJECT_ROOT / "mlruns"
 
 
+DEFAULT_PROFILE = "quick"  # the profile of a notebook run that names none (JupyterLab, papermill by hand)
+
+
+def current_profile() -> str:
+    """The study profile of this process: ``HYPERTUNE_PROFILE``, else ``quick``."""
+    return os.environ.get("HYPERTUNE_PROFILE", DEFAULT_PROFILE)
+
+
+def reference_figures_dir() -> Path:
+    """The committed figures and tables (``figures/``): written only by the reference refresh."""
+    return PROJECT_ROOT / "figures"
+
+
+def tryout_dir(profile: str | None = None) -> Path:
+    """The ignored folder of a profile's try-out outputs: ``runs/<profile>`` (default: this process's profile)."""
+    return PROJECT_ROOT / "runs" / (profile or current_profile())
+
+
 def figures_dir() -> Path:
-    """Where figures and tables are written. Override: ``HYPERTUNE_FIGURES_DIR`` (tests use a temp dir)."""
-    path = Path(os.environ.get("HYPERTUNE_FIGURES_DIR", PROJECT_ROOT / "figures"))
+    """Where figures and tables are written: ``HYPERTUNE_FIGURES_DIR`` when set (the reference refresh sets
+    it to ``figures/``, tests to a temp dir), else ``runs/<profile>/figures`` (never the committed ``figures/``)."""
+    path = Path(os.environ.get("HYPERTUNE_FIGURES_DIR") or tryout_dir() / "figures")
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -264,15 +264,17 @@ def test_a_new_execution_closes_only_its_own_stale_runs(mlflow_store):
 # --- Try-outs never overwrite the reference.
 
 
-def test_reference_profiles_refresh_the_committed_outputs_and_try_outs_go_to_runs(monkeypatch):
+def test_only_the_named_reference_refresh_writes_the_committed_outputs_and_every_other_run_goes_to_runs(monkeypatch):
     monkeypatch.delenv("HYPERTUNE_FIGURES_DIR")
     root = PROJECT_ROOT
-    full = runner.outputs_for("03_conv_blocks", "full")
+    full = runner.outputs_for("03_conv_blocks", "full", reference=True)
     assert (full.final, full.figures) == (root / "notebooks" / "03_conv_blocks.ipynb", root / "figures")
     assert full.working == root / "runs" / "full" / "notebooks" / "03_conv_blocks.ipynb"  # moved into place at the end
-    deep = runner.outputs_for("05_budget_and_search", "deep")
+    deep = runner.outputs_for("05_budget_and_search", "deep", reference=True)
     assert (deep.final, deep.figures) == (root / "notebooks" / "05_budget_and_search.ipynb", root / "figures")
-    for name, profile in [("03_conv_blocks", "quick"), ("01_baseline", "smoke"), ("05_budget_and_search", "full")]:
+    tries = [("03_conv_blocks", "quick"), ("01_baseline", "smoke"), ("05_budget_and_search", "full")]
+    tries += [("03_conv_blocks", "full"), ("05_budget_and_search", "deep")]  # make run PROFILE=full is a try-out too
+    for name, profile in tries:
         tryout = runner.outputs_for(name, profile)
         assert tryout.final is None
         assert tryout.working == root / "runs" / profile / "notebooks" / f"{name}.ipynb"
@@ -308,14 +310,22 @@ def test_a_try_out_writes_under_runs_and_says_where_and_a_full_run_refreshes_not
     executed = nbformat.read(tmp_path / "runs" / "quick" / "notebooks" / "03_conv_blocks.ipynb", as_version=4)
     assert executed.cells[0].outputs[0]["text"].strip() == str(tmp_path / "runs" / "quick" / "figures" / "a_figure.png")
     assert "-> runs/quick/notebooks/03_conv_blocks.ipynb, figures in runs/quick/figures/" in out
-    assert "try-out outputs are in runs/quick/" in out
+    assert "outputs are in runs/quick/" in out
 
-    assert cli.main(["study", "--profile", "full", "--notebooks", "03_conv_blocks"]) == 0
+    assert cli.main(["study", "--profile", "full", "--notebooks", "03_conv_blocks"]) == 0  # no --reference
+    assert (tmp_path / "notebooks" / "03_conv_blocks.ipynb").read_text() == committed
+    assert not (tmp_path / "figures").exists()
+    assert "outputs are in runs/full/" in capfd.readouterr().out
+
+    assert cli.main(["study", "--profile", "smoke", "--reference", "--notebooks", "03_conv_blocks"]) == 2
+    assert "--reference: profile 'smoke' makes no committed outputs" in capfd.readouterr().err
+
+    assert cli.main(["study", "--profile", "full", "--reference", "--notebooks", "03_conv_blocks"]) == 0
     refreshed = nbformat.read(tmp_path / "notebooks" / "03_conv_blocks.ipynb", as_version=4)
     assert refreshed.cells[0].outputs[0]["text"].strip() == str(tmp_path / "figures" / "a_figure.png")
     assert refreshed.metadata["papermill"]["output_path"] == "notebooks/03_conv_blocks.ipynb"
     assert not (tmp_path / "runs" / "full" / "notebooks" / "03_conv_blocks.ipynb").exists()  # moved, not copied
-    assert "try-out" not in capfd.readouterr().out
+    assert "outputs are in runs/" not in capfd.readouterr().out
 
 
 def test_a_cell_that_raises_is_one_line_naming_the_cell_and_the_notebook(tmp_path, monkeypatch, capfd):

@@ -15,6 +15,7 @@ from typing import Any
 
 from lib.data import DataSpec
 from lib.datasets import DEFAULT, slug
+from lib.paths import current_profile
 
 
 def _lr_grid(low_exp: float, high_exp: float, per_decade: int) -> list[float]:
@@ -73,17 +74,19 @@ PROFILES: dict[str, dict[str, Any]] = {
         "budget_profile": "smoke",
         "workers": 1,
     },
+    # A try-out of every notebook and figure in about 10 minutes on 2 cores (measured: MEASURED_SECONDS). Its
+    # budgets are below the short-budget rule (lib.study.verdicts.MIN_IMAGE_EPOCHS): no decision is made.
     "quick": {
         "dataset": "fashion_mnist",
-        "train_subset": 3000,
-        "val_subset": 2000,
+        "train_subset": 1500,
+        "val_subset": 1000,
         "epochs": 2,
         "dropout_epochs": 3,
         "seeds": [0, 1, 2],
         "baseline_epochs": 4,
         "baseline_seeds": [0, 1, 2],
         "dropout_values": [0.0, 0.25, 0.6],
-        "lr_values": _lr_grid(-4, -1, 2),
+        "lr_values": _lr_grid(-4, -1, 1),
         "lr_epochs": 2,
         "lr_seeds": [0, 1, 2],
         "tune_lr_values": [1e-3, 3e-3],
@@ -94,10 +97,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         "sweep_evals": 4,
         "candidate_seeds": [0, 1, 2],
         "candidate_epochs": 2,
-        "candidate_train_subset": 10000,
+        "candidate_train_subset": 5000,
         "final_seeds": [100, 101],
         "final_epochs": 2,
-        "final_train_subset": 10000,
+        "final_train_subset": 5000,
         "budget_train_subset": 10000,
         "budget_epochs": 4,
         "budget_seeds": [0, 1, 2],
@@ -154,6 +157,18 @@ PROFILES: dict[str, dict[str, Any]] = {
         "workers": "auto",
     },
 }
+# Measured wall seconds per notebook and profile on the 2-core course machine (README and docs/teaching.md
+# give date and load). The study runner prints its time-left estimate from them; a notebook without a
+# measurement gets none. full: v3's run of 2026-12-02 (under load for 01-02); deep: 05 on 2026-12-02;
+# quick: `make run` on 2026-12-06 (217 s in all, load 2.7 falling to 0.9), 00_by_hand's own run under load.
+MEASURED_SECONDS: dict[str, dict[str, float]] = {
+    "quick": {"00_by_hand": 136, "01_baseline": 28, "02_norm_dropout": 82, "02b_dropout_bn": 26,
+              "03_conv_blocks": 27, "04_analysis": 54},
+    "full": {"01_baseline": 141, "02_norm_dropout": 3761, "02b_dropout_bn": 369, "03_conv_blocks": 382,
+             "04_analysis": 1386},
+    "deep": {"05_budget_and_search": 5392},
+}
+
 # `make run PROFILE=deep` (05 only, <= 2 h): the full profile's knobs, its runs tagged "deep"; it
 # reads 02/02b's full-profile runs, so run `make run` first. Estimate: H1 at full budget, 8 arms x 5
 # seeds x 550k images, 2 workers: 852 s per seed (177 s per no-dropout or head-dropout trial,
@@ -184,8 +199,8 @@ SWEEP_SPACE: dict[str, Any] = {
 
 
 def default_profile() -> str:
-    """``HYPERTUNE_PROFILE`` or ``quick``."""
-    return os.environ.get("HYPERTUNE_PROFILE", "quick")
+    """``HYPERTUNE_PROFILE`` or ``quick`` (:func:`lib.paths.current_profile`)."""
+    return current_profile()
 
 
 def resolve(profile: str, **overrides: Any) -> dict[str, Any]:

@@ -1,10 +1,12 @@
 """The notebook runner: ``python -m lib study`` executes the numbered notebooks with papermill.
 
-Where things go: the reference profiles (``full`` for 01-04, ``deep`` for 05) refresh the committed
-notebooks (``notebooks/``, replaced only when a notebook completes) and figures (``figures/``); every
-other profile (a try-out) writes its executed notebooks to ``runs/<profile>/notebooks/`` and its figures
+Where things go: every run writes its executed notebooks to ``runs/<profile>/notebooks/`` and its figures
 and tables to ``runs/<profile>/figures/`` (an ignored folder) and says so, so a try-out never overwrites
-the worked example. ``--output-dir`` and ``HYPERTUNE_FIGURES_DIR`` override the two folders.
+the worked example. Only the reference refresh (``--reference``, ``make reference``) in a reference profile
+(``full`` for 01-04, ``deep`` for 05) replaces the committed notebooks (``notebooks/``, each only when it
+completes) and figures (``figures/``). ``--output-dir`` and ``HYPERTUNE_FIGURES_DIR`` override the two folders.
+While it runs, each finished cell prints a progress line with the time left, estimated from the measured
+times of :data:`lib.study.profiles.MEASURED_SECONDS`.
 
 How it stops: each notebook runs in a fresh ``hypertune`` kernel (its own process group, sockets as IPC
 files in a temporary folder), driven from a thread so that this process alone decides what Ctrl-C does:
@@ -37,10 +39,12 @@ from typing import Any
 from lib.engine.grid import StudyError
 from lib.environ import environment
 from lib.paths import PROJECT_ROOT
+from lib.study.profiles import MEASURED_SECONDS
 
 NOTEBOOKS = ("01_baseline", "02_norm_dropout", "02b_dropout_bn", "03_conv_blocks", "04_analysis")
 DEEP_NOTEBOOKS = ("05_budget_and_search",)  # `--profile deep`: the budget and search study (after the full run)
-REFERENCE = {"full": NOTEBOOKS, "deep": DEEP_NOTEBOOKS}  # the profile whose outputs are committed, per notebook
+BY_HAND = ("00_by_hand",)  # the assignment by hand: its committed outputs are a quick-profile run
+REFERENCE = {"full": NOTEBOOKS, "deep": DEEP_NOTEBOOKS, "quick": BY_HAND}  # whose outputs are committed, per notebook
 INTERRUPT_GRACE_SECONDS = 20.0  # after Ctrl-C: how long an interrupted cell may take to close its runs
 EXIT_NOTEBOOK_FAILED = 1
 
@@ -63,7 +67,7 @@ class Outputs:
 
 
 def tryout_dir(profile: str) -> Path:
-    """The ignored folder of a try-out profile's outputs: ``runs/<profile>``."""
+    """The ignored folder of a profile's outputs: ``runs/<profile>``."""
     return PROJECT_ROOT / "runs" / profile
 
 
@@ -82,20 +86,30 @@ def is_reference(name: str, profile: str) -> bool:
     return name in REFERENCE.get(profile, ())
 
 
-def outputs_for(name: str, profile: str, output_dir: Path | None = None) -> Outputs:
-    """Where notebook ``name`` in ``profile`` writes (see the module docstring for the rules)."""
+def outputs_for(name: str, profile: str, output_dir: Path | None = None, reference: bool = False) -> Outputs:
+    """Where notebook ``name`` in ``profile`` writes (see the module docstring for the rules): in place only
+    with ``reference`` and a reference profile for that notebook."""
     stem = Path(name).stem
-    reference = is_reference(name, profile)
+    reference = reference and is_reference(name, profile)
     figures = Path(os.environ["HYPERTUNE_FIGURES_DIR"]) if os.environ.get("HYPERTUNE_FIGURES_DIR") else None
-    figures = figures or (PROJECT_ROOT / "figures" if reference else tryout_dir(profile) / "figures")
+    committed = PROJECT_ROOT / "figures" / ("by_hand" if stem in BY_HAND else "")  # 00's own four outputs apart
+    figures = figures or (committed if reference else tryout_dir(profile) / "figures")
     if output_dir is not None:
         return Outputs(Path(output_dir) / f"{stem}.ipynb", None, figures)
     working = tryout_dir(profile) / "notebooks" / f"{stem}.ipynb"
     return Outputs(working, PROJECT_ROOT / "notebooks" / f"{stem}.ipynb" if reference else None, figures)
 
 
-def run_study(profile: str, notebooks: str | None = None, output_dir: Path | None = None, debug: bool = False) -> int:
+def run_study(
+    profile: str,
+    notebooks: str | None = None,
+    output_dir: Path | None = None,
+    debug: bool = False,
+    reference: bool = False,
+) -> int:
     """Execute the notebooks in order with papermill; 0 when all completed, 1 when one failed.
+
+    ``reference``: refresh the committed notebooks and figures (only ``full`` and ``deep`` make them).
 
     The profile travels as ``HYPERTUNE_PROFILE`` (which every parameters cell reads), not as an
     injected parameters cell: executed notebooks saved in place then contain no hard-coded
@@ -103,8 +117,20 @@ def run_study(profile: str, notebooks: str | None = None, output_dir: Path | Non
     :class:`KeyboardInterrupt` once the kernel is stopped (the command line turns it into one line).
     """
     _register_progress_engine()
-    names = [n.strip() for n in (notebooks or ",".join(DEEP_NOTEBOOKS if profile == "deep" else NOTEBOOKS)).split(",")]
-    plans = [(notebook_source(name), outputs_for(name, profile, output_dir)) for name in names if name]
+    default = {"deep": DEEP_NOTEBOOKS}.get(profile, NOTEBOOKS)
+    names = [n.strip() for n in (notebooks or ",".join(default)).split(",")]
+    if reference and profile not in REFERENCE:
+        raise StudyError(
+            f"--reference: profile {profile!r} makes no committed outputs; use --profile full (01-04), deep (05) "
+            "or quick (00_by_hand), or leave --reference out for a try-out under runs/"
+        )
+    plans = [(notebook_source(name), outputs_for(name, profile, output_dir, reference)) for name in names if name]
+    _PLAN.clear()
+    _PLAN.extend(Path(str(source)).stem for source, _ in plans)
+    _PLAN_PROFILE[0] = profile
+    estimate = estimated_seconds(profile, _PLAN)
+    if estimate:
+        print(f"study ({profile}): {len(plans)} notebook(s), measured time about {_minutes(estimate)}", flush=True)
     started = time.perf_counter()
     environ = {"HYPERTUNE_PROFILE": profile, "HYPERTUNE_PROGRESS_BARS": "0"}  # saved notebooks end with summary lines
     with environment(environ), _Reaper() as reaper, tempfile.TemporaryDirectory(prefix="hypertune-kernel-") as sockets:
@@ -116,8 +142,32 @@ def run_study(profile: str, notebooks: str | None = None, output_dir: Path | Non
     print(f"study ({profile}) wall time: {time.perf_counter() - started:.0f} s", flush=True)
     if output_dir is None and any(outputs.final is None for _, outputs in plans):
         where = _shown(tryout_dir(profile))
-        print(f"try-out outputs are in {where}/ (the committed notebooks and figures are untouched)", flush=True)
+        print(f"outputs are in {where}/ (notebooks/ and figures/, the committed reference, are untouched)", flush=True)
     return 0
+
+
+_PLAN: list[str] = []  # the notebooks of the study in flight, in order (for the time-left estimate)
+_PLAN_PROFILE = ["quick"]
+
+
+def estimated_seconds(profile: str, notebooks: list[str]) -> float:
+    """The measured seconds of these notebooks in this profile (0 for a notebook never measured)."""
+    measured = MEASURED_SECONDS.get(profile, {})
+    return float(sum(measured.get(name, 0.0) for name in notebooks))
+
+
+def time_left(profile: str, notebooks: list[str], current: str, elapsed: float) -> float | None:
+    """Seconds left: what the measured times leave of ``current`` (at least a tenth of it) plus the notebooks
+    after it; ``None`` when this profile has no measured times."""
+    measured = MEASURED_SECONDS.get(profile, {})
+    if current not in measured or current not in notebooks:
+        return None
+    later = notebooks[notebooks.index(current) + 1 :]
+    return max(measured[current] - elapsed, 0.1 * measured[current]) + estimated_seconds(profile, later)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
 def _shown(path: Path) -> str:
@@ -405,7 +455,9 @@ def _register_progress_engine() -> None:
                     done = code.index(cell_index) + 1
                     first = next((line for line in cell.source.splitlines() if line.strip()), "")[:60]
                     elapsed = time.perf_counter() - began
-                    print(f"   {name}: cell {done}/{len(code)} done, {elapsed:.0f} s  | {first}", flush=True)
+                    left = time_left(_PLAN_PROFILE[0], _PLAN, name, elapsed)
+                    eta = f", about {_minutes(left)} left" if left is not None else ""
+                    print(f"   {name}: cell {done}/{len(code)} done, {elapsed:.0f} s{eta}  | {first}", flush=True)
 
             nb_man.cell_start, nb_man.cell_complete = cell_start, cell_complete
             return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
