@@ -38,7 +38,7 @@ from lib.engine.trial import TrialResult, execute_trial
 # grid's workers start in a fraction of a second instead of each importing torch (about 3 s here).
 # The server starts once per Python session and computes nothing, so forking it is thread-safe.
 # torch._dynamo (with sympy, triton, torch.distributed: about 870 modules) is imported lazily by the
-# first optimizer.step(); preloading it saves every worker of every pool 1.2-2.3 s (measured, issue 21).
+# first optimizer.step(); preloading it saves every worker of every pool 1.2-2.3 s (measured).
 _WORKER_PRELOAD = ["torch", "torch._dynamo", "tqdm.auto", "lib.engine.trial", "lib.train", "lib.model", "lib.data"]
 STARTUP_SECONDS = 300  # a worker answers its first call within this time, or the pool is given up
 MAIN_GUARD_HINT = (
