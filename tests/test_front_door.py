@@ -242,3 +242,12 @@ def test_a_placeholder_naming_a_missing_claim_is_one_clear_error(tmp_path):
         results_doc.render("{{effect | verdicts.csv | headline | nothing like this}}", tmp_path)
     with pytest.raises(results_doc.TemplateError, match="no such table"):
         results_doc.render("{{table | missing.csv | headline}}", tmp_path)
+
+
+def test_every_relative_link_in_the_readme_and_docs_points_at_a_file():
+    broken = []
+    for page in [README, *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text(encoding="utf-8")):
+            if not target.startswith(("http:", "https:", "mailto:")) and not (page.parent / target).exists():
+                broken.append(f"{page.name}: {target}")
+    assert broken == []
