@@ -239,7 +239,8 @@ def tuning_expected_max_figure(runs: pd.DataFrame) -> tuple[plt.Figure, str] | N
     if table.empty:
         return None
     epochs = int(runs.loc[runs[PHASE] == "tune", "epochs"].min())
-    fig = plots.expected_max_figure(table, budget=f"tuning points at {epochs} epochs (mean over the tuning seeds)")
+    unit = "epoch" if epochs == 1 else "epochs"
+    fig = plots.expected_max_figure(table, budget=f"tuning points at {epochs} {unit} (mean over the tuning seeds)")
     caption = (
         "Expected best tuning score of n of each arm's quasi-random nuisance points (Tang et al. 2020, without "
         "replacement; band: 95% bootstrap over the points), at the first rung's budget where every point ran. "
