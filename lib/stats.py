@@ -179,6 +179,8 @@ class Effect:
             return float(min(1.0, 2 * max(tail, 1 / (draws.size + 1))))
         if self.method == "sign":
             return sign_test([value - margin for _, value in self.diffs])
+        if self.method == "sign-flip":
+            return sign_flip_test([value for _, value in self.diffs], margin)
         if self.method == "two-way t":
             return float("nan") if self.degenerate or not self.terms else _two_way_p(self.mean - margin, self.terms)
         if self.n < 2 or self.degenerate or not self.sd > 0:
@@ -516,6 +518,54 @@ def sign_test(differences: Sequence[float]) -> float:
     if above + below == 0:
         return float("nan")
     return float(scipy_stats.binomtest(above, above + below, 0.5).pvalue)
+
+
+def sign_flip_test(differences: Sequence[float], margin: float = 0.0) -> float:
+    """Exact two-sided sign-flip (permutation) p-value of the mean paired difference against ``margin``.
+
+    Under the null the differences (minus the margin) are symmetric about 0, so each sign is equally
+    likely: p is the share of the 2^k sign assignments whose |mean| reaches the observed one. Exact and
+    distribution-free; its smallest p is 2 / 2^k (k = 3 seeds: 0.25, k = 6: 0.031), so a 5% decision needs
+    at least 6 seeds. ``nan`` with no difference; k above 20 is refused (use a t-test there).
+    """
+    values = np.asarray([d for d in differences if d == d], dtype=float) - margin
+    if values.size == 0:
+        return float("nan")
+    if values.size > 20:
+        raise ValueError(f"sign_flip_test: {values.size} differences; the exact test enumerates 2^k, use k <= 20")
+    signs = 1 - 2 * ((np.arange(2**values.size)[:, None] >> np.arange(values.size)) & 1)
+    means = np.abs(signs @ values) / values.size
+    observed = abs(values.mean())
+    return float(np.mean(means >= observed - 1e-12 * max(1.0, observed)))
+
+
+def interpolated_width(lrs: Sequence[float], accuracy: Sequence[float], floor: float) -> tuple[float, bool]:
+    """Width in decades of the learning rates where accuracy stays at or above ``floor``, read off the curve
+    between the grid points (piecewise linear in log10 lr), around the curve's best point: no lattice.
+
+    The usable range is the contiguous stretch through the best grid point; each end is where the curve
+    crosses ``floor`` (interpolated), or the grid's edge, in which case ``touches_edge`` is True (the width
+    is then a lower bound). ``(nan, False)`` when every accuracy is missing.
+    """
+    x = np.log10(np.asarray(lrs, dtype=float))
+    y = np.asarray(accuracy, dtype=float)
+    order = np.argsort(x)
+    x, y = x[order], np.nan_to_num(y[order], nan=0.0)
+    if not len(x) or not np.isfinite(y).any():
+        return float("nan"), False
+    best = int(np.argmax(y))
+    ends = []
+    for step in (-1, 1):
+        i = best
+        while 0 <= i + step < len(x) and y[i + step] >= floor:
+            i += step
+        j = i + step
+        if not 0 <= j < len(x):
+            ends.append((x[i], True))
+        else:  # the curve leaves [floor, ...] between i and j: where it crosses
+            fraction = (y[i] - floor) / (y[i] - y[j]) if y[i] != y[j] else 0.0
+            ends.append((x[i] + fraction * (x[j] - x[i]), False))
+    return float(ends[1][0] - ends[0][0]), bool(ends[0][1] or ends[1][1])
 
 
 def median_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:

@@ -1,5 +1,6 @@
 """Statistics and hypothesis verdicts on synthetic results with known answers."""
 
+import itertools
 import json
 import math
 
@@ -109,8 +110,12 @@ def test_h2_lr_range_compares_each_norm_with_its_own_best():
                 rows.append({"seed": seed, "norm_type": norm, "lr": lr, "val_accuracy": acc})
     widths, row = analysis.h2_lr_range(_grid(rows))
     by_norm = widths.groupby("norm_type")["usable_decades"].mean()
-    assert by_norm["batch"] == pytest.approx(1.0) and by_norm["none"] == pytest.approx(0.0)
-    assert row.loc[0, "verdict"] == "supported"
+    # each norm's own best mean, interpolated: batch from 2/3 of the first step up to the edge, none across
+    # 2/3 of the step below its best and 1/18 of the step above it
+    steps = np.log10([1e-3 / 3e-4, 3e-3 / 1e-3, 1e-2 / 3e-3])
+    assert by_norm["batch"] == pytest.approx(steps[0] * 2 / 3 + steps[1] + steps[2])
+    assert by_norm["none"] == pytest.approx(steps[1] * 2 / 3 + steps[2] * 0.02 / 0.36)
+    assert row.loc[0, "p_value"] == pytest.approx(2 / 8) and row.loc[0, "verdict"] == "not shown"  # 3 seeds
 
 
 def test_final_choice_only_follows_supported_effects():
@@ -553,16 +558,33 @@ def _lr_rows(batch: list[float], none: list[float], seeds=range(5), jitter=None)
     return _grid(rows)
 
 
-def test_h2a_resolution_floor_is_step_over_sqrt_3():
-    """Defect 7: a difference of two widths, each the difference of two rounded grid points, carries 4 h²/12
-    = h²/3 of rounding variance; the old floor was h/sqrt(6)."""
-    frame = _lr_rows([0.80, 0.89, 0.90, 0.89, 0.60], [0.70, 0.80, 0.90, 0.70, 0.50])  # identical per seed
-    _, row = analysis.h2_lr_range(frame)
-    step = 0.5
-    expected_half = scipy_stats.t.ppf(0.975, 4) * (step / math.sqrt(3)) / math.sqrt(5)
-    assert row.loc[0, "effect"] == pytest.approx(2 * step)
-    assert row.loc[0, "ci_high"] - row.loc[0, "effect"] == pytest.approx(expected_half)
-    assert row.loc[0, "test"] == "t"
+def test_h2a_is_lattice_free_and_decided_by_the_exact_sign_flip_test():
+    """The widths are read off each seed's curve (interpolated between grid points), so they are not
+    multiples of the grid step, and the claim is decided by the exact sign-flip test over seeds: 5 seeds all
+    on one side give p = 2/32 = 0.0625, which cannot decide at 5%; 6 seeds can (2/64)."""
+    batch, none = [0.80, 0.89, 0.90, 0.89, 0.60], [0.70, 0.80, 0.90, 0.70, 0.50]
+    widths, row = analysis.h2_lr_range(_lr_rows(batch, none))
+    # batch: floor 0.88; up from 1e-4.5 (0.89) to 1e-4 (0.80) crosses at 1/9 of the step; down to 1e-2 (0.60)
+    # at 1/29 of it: 0.5 * (1/9 + 2 + 1/29) decades. none: floor 0.88 crosses at 0.2 and 0.1 of the steps.
+    expected_batch, expected_none = 0.5 * (1 / 9 + 2 + 1 / 29), 0.5 * (0.2 + 0.1)
+    by_norm = widths.groupby("norm_type")["usable_decades"].mean()
+    assert by_norm["batch"] == pytest.approx(expected_batch) and by_norm["none"] == pytest.approx(expected_none)
+    assert row.loc[0, "test"] == "sign-flip" and row.loc[0, "p_value"] == pytest.approx(2 / 32)
+    assert row.loc[0, "verdict"] == "not shown" and "smallest possible p 0.0625" in row.loc[0, "note"]
+    assert "at 1 / 2 / 3 points of tolerance" in row.loc[0, "note"]
+    assert {"width_1pp", "width_2pp", "width_3pp"} <= set(widths.columns)
+    _, six = analysis.h2_lr_range(_lr_rows(batch, none, seeds=range(6)))
+    assert six.loc[0, "p_value"] == pytest.approx(2 / 64) and six.loc[0, "verdict"] == "supported"
+
+
+def test_sign_flip_test_is_exact():
+    from lib.stats import sign_flip_test
+
+    assert sign_flip_test([1.0, 2.0, 3.0]) == pytest.approx(2 / 8)
+    assert sign_flip_test([1.0, -1.0, 2.0, 0.5]) == pytest.approx(
+        np.mean([abs(np.dot(s, [1.0, -1.0, 2.0, 0.5])) >= 2.5 - 1e-12 for s in itertools.product([1, -1], repeat=4)])
+    )
+    assert sign_flip_test([0.3, 0.4], margin=1.0) == pytest.approx(2 / 4)
 
 
 def test_h2a_without_a_usable_rate_is_censored_and_decided_by_a_sign_test():

@@ -11,19 +11,20 @@ budget and search comparisons (``comparisons``).
 
 from __future__ import annotations
 
-import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
 from lib.data import DataSpec
-from lib.stats import NOT_SHOWN, Effect, censored_effect, mean_ci, paired_effect, usable_lr_run, verdict
+from lib.stats import NOT_SHOWN, Effect, censored_effect, interpolated_width, mean_ci, paired_effect, verdict
 from lib.study.inputs import budget_text, finished
 from lib.study.verdicts import adjust, effect_between, verdict_row
 
 MODERATE_DROPOUT = (0.2, 0.4)
 HIGH_DROPOUT_ABOVE = 0.5
-LR_TOLERANCE = 0.02  # "usable": within 2 accuracy points of the norm type's best mean in the LR grid
+LR_TOLERANCE = 0.02  # "usable": within 2 accuracy points of the norm type's best mean in the LR grid (decided)
+LR_TOLERANCES = (0.01, 0.02, 0.03)  # shown side by side: a claim that flips between them sits on a knife edge
 LITTLE_GAIN = 0.005  # "more blocks give little": less than half an accuracy point
 
 
@@ -124,47 +125,49 @@ def lr_grid_step(frame: pd.DataFrame) -> float:
     return float(np.median(np.diff(np.log10(lrs)))) if len(lrs) > 1 else 0.0
 
 
-def usable_widths(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per seed and norm type: the usable learning-rate range (``nan`` width: no usable rate at all).
+def usable_widths(frame: pd.DataFrame, tolerances: tuple[float, ...] = LR_TOLERANCES) -> pd.DataFrame:
+    """Per seed and norm type: the usable learning-rate range in decades, read off the curve (no lattice).
 
-    A learning rate is usable for a norm type when a seed's accuracy there is within
-    :data:`LR_TOLERANCE` of that norm type's *own* best mean accuracy over the grid (failed trials
-    count as 0): the range measures how forgiving the choice of learning rate is, apart from how
-    high the best accuracy is (H2b).
+    A learning rate is usable for a norm type when a seed's accuracy there is within the tolerance of that
+    norm type's *own* best mean accuracy over the grid (failed trials count as 0): the range measures how
+    forgiving the choice of learning rate is, apart from how high the best accuracy is (H2b). Its ends are
+    interpolated between grid points (:func:`lib.stats.interpolated_width`), so the width is a number, not
+    a multiple of the grid step. ``usable_decades`` is the decided tolerance (:data:`LR_TOLERANCE`, 2
+    points); ``width_1pp``, ``width_2pp``, ``width_3pp`` show the others side by side. ``nan``: not one
+    rate of that seed within the tolerance (censored). ``touches_edge``: the range reaches the grid's
+    edge, so its width is a lower bound.
     """
     filled = frame.fillna({"val_accuracy": 0.0})
     best_mean = filled.groupby(["norm_type", "lr"])["val_accuracy"].mean().groupby(level=0).max()
-    edges = (filled["lr"].min(), filled["lr"].max())
     rows = []
     for (seed, norm), group in filled.groupby(["seed", "norm_type"]):
-        width, low, high = usable_lr_run(group, LR_TOLERANCE, best_mean[norm])
-        rows.append(
-            {
-                "seed": seed,
-                "norm_type": norm,
-                "reference": best_mean[norm],
-                "usable_decades": width,
-                "usable_low": low,
-                "usable_high": high,
-                "touches_edge": bool(low == edges[0] or high == edges[1]),
-            }
-        )
+        curve = group.groupby("lr")["val_accuracy"].mean()
+        row = {"seed": seed, "norm_type": norm, "reference": best_mean[norm]}
+        for tolerance in tolerances:
+            floor = best_mean[norm] - tolerance
+            width, edge = interpolated_width(curve.index, curve.to_numpy(), floor)
+            censored = not (curve >= floor).any()
+            column = f"width_{round(100 * tolerance)}pp"
+            row[column] = float("nan") if censored else width
+            if tolerance == LR_TOLERANCE:
+                row |= {"usable_decades": row[column], "touches_edge": edge and not censored}
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
 def h2_lr_range(frame: pd.DataFrame, data: DataSpec | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """H2a: usable learning-rate range (decades) per seed and norm (:func:`usable_widths`), batch - none.
 
-    Widths are multiples of the grid step h: the zero-width guard floors the standard deviation of
-    the per-seed differences of two widths at h/sqrt(3) (``lib.stats``). A seed with no usable rate
-    for a norm type has no width (censored below 0 decades): when any seed is censored, the claim is
-    decided by the exact sign test over all seeds and the effect is the median difference
-    (``test = sign``); no invented width enters a t-test. A range that touches the grid's edge is only
-    a lower bound; the row's note says so.
+    Lattice-free: the widths are interpolated on each seed's curve, and the claim is decided by the exact
+    sign-flip test over seeds (:func:`lib.stats.sign_flip_test`, ``test = sign-flip``), which assumes no
+    distribution and no grid; with k seeds its smallest p is 2 / 2^k, so fewer than 6 seeds cannot decide
+    it at 5%. The interval shown is the t-interval of the per-seed differences (a description). A seed with
+    no usable rate for a norm type is censored: then the exact sign test over all seeds decides and the
+    effect is the median difference (``test = sign``). The note gives the effect at 1, 2 and 3 points of
+    tolerance side by side, and says when a range reaches the grid's edge (a lower bound).
     """
     widths = usable_widths(frame)
     by_seed = widths.pivot(index="seed", columns="norm_type", values="usable_decades")
-    step = lr_grid_step(frame)
     name = "usable LR decades, batch - none"
     censored = {norm: int(by_seed[norm].isna().sum()) for norm in ("batch", "none")}
     if any(censored.values()):
@@ -172,20 +175,23 @@ def h2_lr_range(frame: pd.DataFrame, data: DataSpec | None = None) -> tuple[pd.D
         notes = ["no usable rate for " + ", ".join(f"{norm} in {n} seeds" for norm, n in censored.items() if n)]
         notes.append("decided by the exact sign test over seeds (censored ranks lowest); effect = median difference")
     else:
-        effect = paired_effect(by_seed["batch"], by_seed["none"], name, min_sd=step / math.sqrt(3))
-        notes = []
-    edges = (frame["lr"].min(), frame["lr"].max())
+        effect = _sign_flip_effect(by_seed["batch"], by_seed["none"], name)
+        smallest = 2 / 2**effect.n
+        notes = [f"decided by the exact sign-flip test over {effect.n} seeds (smallest possible p {smallest:.3g})"]
+    notes.append(_tolerance_note(widths))
     open_ended = sorted(widths.loc[widths["touches_edge"], "norm_type"].unique())
+    edges = (frame["lr"].min(), frame["lr"].max())
     notes.append(
         f"range reaches the grid edge for {', '.join(open_ended)}: that width is a lower bound"
         if open_ended
-        else f"both ranges bounded inside the grid ({edges[0]:.2g} to {edges[1]:.2g}, step {step:.2f} decades)"
+        else f"both ranges bounded inside the grid ({edges[0]:.2g} to {edges[1]:.2g})"
     )
+    rule = {"t": "CI > 0 (decades)", "sign-flip": "sign-flip test > 0 (decades)"}.get(effect.method)
     result = verdict_row(
         "H2a",
         "BatchNorm widens the usable learning-rate range",
         effect,
-        "CI > 0 (decades)" if effect.method == "t" else "sign test > 0 (decades)",
+        rule or "sign test > 0 (decades)",
         _h2a_verdict(effect),
         budget_text=budget_text(frame, data),
         unit="decades",
@@ -194,9 +200,26 @@ def h2_lr_range(frame: pd.DataFrame, data: DataSpec | None = None) -> tuple[pd.D
     return widths, pd.DataFrame([result])
 
 
+def _sign_flip_effect(batch: pd.Series, none: pd.Series, name: str) -> Effect:
+    """The paired mean difference with the t-interval as a description and the exact sign-flip p-value."""
+    described = paired_effect(batch, none, name)
+    return replace(described, method="sign-flip")
+
+
+def _tolerance_note(widths: pd.DataFrame) -> str:
+    """``batch - none at 1 / 2 / 3 points: +x / +y / +z decades`` (means over seeds; the decided one is 2)."""
+    parts = []
+    for tolerance in LR_TOLERANCES:
+        column = f"width_{round(100 * tolerance)}pp"
+        table = widths.pivot(index="seed", columns="norm_type", values=column)
+        parts.append(f"{(table['batch'] - table['none']).mean():+.2f}")
+    points = " / ".join(f"{round(100 * t)}" for t in LR_TOLERANCES)
+    return f"batch - none at {points} points of tolerance: {' / '.join(parts)} decades (mean over seeds)"
+
+
 def _h2a_verdict(effect: Effect) -> str:
-    """The raw verdict: the interval rule, or for a sign test its raw p-value and the effect's side."""
-    if effect.method != "sign":
+    """The raw verdict: for a sign or sign-flip test its raw p-value and the effect's side, else the interval."""
+    if effect.method not in ("sign", "sign-flip"):
         return verdict(effect)
     p = effect.p_value()
     if not p < 0.05:
