@@ -720,6 +720,24 @@ def test_trial_runs_map_the_report_error_to_a_missing_input(monkeypatch):
         analysis.trial_runs("02_norm_dropout", "H1", "full")
 
 
+def test_the_ledger_flags_a_configuration_read_before_as_a_re_reading(tmp_path):
+    from lib.paths import PROJECT_ROOT
+    from lib.study import ledger
+
+    committed = ledger.rereadings(PROJECT_ROOT / "figures" / "test_readings.csv")
+    assert committed["rereading_of"].tolist() == ["", "", "2", "", "4"]  # v3's winner was v2's read config
+    path = tmp_path / "ledger.csv"
+    first = {"commit": "a", "candidate": "c", "epochs": 1, "train_images": 10, "n_test": 100, "path": path}
+    ledger.append_reading(config="lr=0.001, norm_type=batch", seeds=[1], accuracies=[0.9], **first)
+    again = ledger.append_reading(config="norm_type=batch, lr=0.001, dropout_impl=fast", seeds=[2],
+                                  accuracies=[0.8], note="v4", **first)  # fmt: skip
+    assert again["note"].startswith("re-reading: this configuration read the test set before")
+    assert "90.00%" in again["note"]
+    other = ledger.append_reading(config="lr=0.002, norm_type=batch", seeds=[3], accuracies=[0.8], **first)
+    assert "re-reading" not in other["note"]
+    assert ledger.rereadings(path)["rereading_of"].tolist() == ["", "1", ""]
+
+
 def test_the_ledger_lists_the_committed_readings_and_takes_new_seeds_only(tmp_path):
     from lib.paths import PROJECT_ROOT
     from lib.study import ledger

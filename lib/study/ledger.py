@@ -2,7 +2,10 @@
 
 ``figures/test_readings.csv`` lists them (date, commit, notebook, candidate, config, budget, seeds,
 per-seed accuracies, mean and interval). :func:`append_reading` adds the next one; :func:`readings`
-reads the ledger, so a notebook or the README can say how many readings there were.
+reads the ledger, so a notebook or the README can say how many readings there were. The ledger guards
+seeds (a new reading needs seeds never used) *and* configurations: a reading of a configuration that
+has read the test set before is a **re-reading**; :func:`append_reading` says so in its note with the
+earlier readings' dates and accuracies, and :func:`rereadings` flags every such row of the ledger.
 
 What this is not: the test-set evaluation itself (the final trials compute it) or a place that decides
 anything: a reading is recorded whatever it says.
@@ -78,6 +81,10 @@ def append_reading(
     if reused := sorted(used & {int(s) for s in seeds}):
         raise ValueError(f"seeds {reused} already read the test set (see {path}): use seeds never used before")
     interval = combined_test_interval(accuracies, n_test)
+    earlier = earlier_readings(config, path)
+    if len(earlier):
+        before = "; ".join(f"{r['date']} ({100 * float(r['accuracy']):.2f}%)" for _, r in earlier.iterrows())
+        note = f"re-reading: this configuration read the test set before, {before}" + (f"; {note}" if note else "")
     row = {
         "date": (date or dt.date.today()).isoformat(),
         "commit": commit,
@@ -110,6 +117,25 @@ def used_seeds(path: Path | None = None) -> set[int]:
     return {int(s) for text in seen["seeds"].astype(str) for s in text.split("/") if s.strip().isdigit()}
 
 
+def earlier_readings(config: str, path: Path | None = None) -> pd.DataFrame:
+    """The ledger's readings of this very configuration (its ``name=value`` parts in any order)."""
+    seen = readings(path)
+    wanted = _parts(config)
+    return seen[seen["config"].astype(str).map(lambda text: _parts(text) == wanted)] if len(seen) else seen
+
+
+def rereadings(path: Path | None = None) -> pd.DataFrame:
+    """The ledger with ``rereading_of``: for each row, the 1-based numbers of the earlier rows that read the
+    same configuration (empty for a first reading). A configuration read twice was chosen with the first
+    reading in view, so the second is not a fresh test of it."""
+    seen = readings(path).reset_index(drop=True)
+    keys = seen["config"].astype(str).map(_parts)
+    seen["rereading_of"] = [
+        ", ".join(str(j + 1) for j in range(i) if keys.iloc[j] == keys.iloc[i]) for i in range(len(seen))
+    ]
+    return seen
+
+
 def _joined_seeds(seeds: Sequence[int]) -> str:
     return "/".join(str(int(s)) for s in seeds)
 
@@ -118,9 +144,14 @@ def _joined_accuracies(accuracies: Sequence[float]) -> str:
     return "/".join(f"{a:.4f}" for a in accuracies)
 
 
+IMPLEMENTATION_ONLY = ("dropout_impl",)  # how a layer is computed, not which model: ignored when comparing configs
+
+
 def _parts(config: str) -> tuple[str, ...]:
-    """A config's ``name=value`` parts in a fixed order (two spellings of one config compare equal)."""
-    return tuple(sorted(part.strip() for part in config.split(", ")))
+    """A config's ``name=value`` parts in a fixed order (two spellings of one config compare equal), without
+    the implementation-only fields."""
+    parts = (part.strip() for part in config.split(", "))
+    return tuple(sorted(p for p in parts if p.split("=", 1)[0] not in IMPLEMENTATION_ONLY))
 
 
 def record_reading(**reading: object) -> tuple[dict[str, object], bool]:

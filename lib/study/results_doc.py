@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from lib.paths import PROJECT_ROOT, reference_figures_dir
+from lib.study.ledger import rereadings
 from lib.study.verdicts import decision_words
 
 TEMPLATE = PROJECT_ROOT / "docs" / "results-template.md"
@@ -73,14 +74,16 @@ def verdict_table(rows: pd.DataFrame) -> str:
 
 
 def ledger_table(readings: pd.DataFrame) -> str:
-    """Every test-set reading: date, candidate, epochs, seeds, mean test accuracy with its interval, note."""
-    lines = ["| date | candidate | epochs | seeds | test accuracy (95% CI) | interval over | note |"]
-    lines.append("|---|---|---:|---|---|---|---|")
-    for _, row in readings.iterrows():
+    """Every test-set reading: number, date, candidate, epochs, seeds, mean test accuracy with its interval,
+    and which earlier readings read the same configuration (:func:`lib.study.ledger.rereadings`)."""
+    lines = ["| # | date | candidate | epochs | seeds | test accuracy (95% CI) | re-reading of | note |"]
+    lines.append("|---:|---|---|---:|---|---|---|---|")
+    for number, (_, row) in enumerate(readings.iterrows(), start=1):
         accuracy = f"{100 * row['accuracy']:.2f}% ({100 * row['ci_low']:.2f} to {100 * row['ci_high']:.2f})"
+        again = f"#{row['rereading_of'].replace(', ', ', #')}" if row.get("rereading_of") else "—"
         lines.append(
-            f"| {row['date']} | {row['candidate']} | {row['epochs']} | {row['seeds']} | {accuracy} | "
-            f"{row['interval']} | {row['note']} |"
+            f"| {number} | {row['date']} | {row['candidate']} | {row['epochs']} | {row['seeds']} | {accuracy} | "
+            f"{again} | {row['note']} |"
         )
     return "\n".join(lines)
 
@@ -124,7 +127,8 @@ def render(template: str, folder: Path | None = None) -> str:
         kind = match.group(1)
         parts = [p.strip() for p in match.group(2).split("|")[1:]]
         if kind == "ledger":
-            return ledger_table(tables.read("test_readings.csv"))
+            tables.read("test_readings.csv")  # a missing ledger: the same one-line error as any table
+            return ledger_table(rereadings(tables.folder / "test_readings.csv"))
         if kind == "table" and len(parts) == 2:
             return verdict_table(tables.family(*parts))
         if kind in ("effect", "decision") and len(parts) == 3:
