@@ -610,11 +610,12 @@ class AnalysisRun:
         return Path(path)
 
     def log_table(self, frame: pd.DataFrame, name: str, last: bool = False) -> Path:
-        """Write ``frame`` as ``<figures>/<name>.csv`` and log it as one step; returns the file's path."""
+        """Write ``frame`` as ``<figures>/<name>.csv`` (without in-memory ``_`` columns) and log it as one step;
+        returns the file's path."""
         from lib.paths import figures_dir
 
         path = figures_dir() / f"{name}.csv"
-        frame.to_csv(path, index=False)
+        frame.drop(columns=[c for c in frame.columns if str(c).startswith("_")]).to_csv(path, index=False)
         return self.log_artifact(path, last)
 
     def log_metrics(self, metrics: dict[str, float], last: bool = False) -> None:

@@ -248,3 +248,35 @@ def test_an_interaction_of_effects_without_per_image_results_stays_on_the_seeds(
     both = difference_of_effects(first, second)
     assert both.uncertainty == "seeds" and both.method == "t"
     assert both.p_value() == pytest.approx(scipy_stats.ttest_1samp([0.02, 0.03, 0.0], 0.0).pvalue)
+
+
+def test_the_budget_interaction_of_two_in_memory_rows_counts_the_shared_images(mlflow_store):
+    """05's same-arm interaction: two verdict rows that carry their two-source Effects (the same validation
+    images) get the image term; the same rows read back from a CSV (seed_diffs only) get seeds alone. The
+    CSV a notebook logs never holds the in-memory Effect."""
+    from lib import tracking
+    from lib.study import analysis
+    from lib.study.verdicts import verdict_row
+
+    rng = np.random.default_rng(3)
+    k, n = 5, 2000
+    hard = rng.random(n) < 0.3  # images the treatment helps at full budget but not at the grid budget
+
+    def arm(shift: float) -> np.ndarray:
+        return (rng.random((k, n)) < 0.8 + shift * hard).astype(float)
+
+    rows = {}
+    for budget, shift in (("8,000 img × 10 ep", 0.0), ("55,000 img × 10 ep", 0.05)):
+        effect = two_source_effect(arm(shift), arm(0.0), "0.25 - none", seeds=list(range(k)))
+        row = verdict_row("H1a", "norm=batch, block: dropout 0.25 beats none", effect, "CI > 0", "not shown",
+                          budget_text=budget)  # fmt: skip
+        rows[budget] = pd.DataFrame([row | {"decision": "not shown"}])
+    grid, full = rows["8,000 img × 10 ep"], rows["55,000 img × 10 ep"]
+    both = analysis.budget_changes(grid, full).iloc[0]
+    seeds_only = analysis.budget_changes(grid.drop(columns="_effect"), full.drop(columns="_effect")).iloc[0]
+    assert both["interaction"] == pytest.approx(seeds_only["interaction"])
+    width = both["interaction_ci_high"] - both["interaction_ci_low"]
+    assert width > seeds_only["interaction_ci_high"] - seeds_only["interaction_ci_low"]
+    run = tracking.analysis_run("exp", notebook="05", profile="smoke")
+    path = run.log_table(full, "verdicts_test")
+    assert "_effect" not in pd.read_csv(path).columns and "seed_diffs" in pd.read_csv(path).columns

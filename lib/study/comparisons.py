@@ -220,6 +220,20 @@ def interaction(large_diffs: object, small_diffs: object, name: str = "budget x 
     return difference_of_effects(_effect_of(large_diffs, "full"), _effect_of(small_diffs, "grid"), name)
 
 
+def _interaction_of(
+    large_diffs: object, small_diffs: object, full: object, grid: object, unit: object
+) -> tuple[float, float, float, float]:
+    """(interaction, CI low, CI high, p) of one row pair in the row's unit: over seeds *and* validation
+    images when both rows carry their two-source Effect (in memory, the same images), else over seeds."""
+    two_source = [isinstance(e, Effect) and e.per_image is not None for e in (full, grid)]
+    if all(two_source):
+        scale = 100.0 if unit == "pp" else 1.0
+        both = difference_of_effects(full, grid, "budget x dropout")  # type: ignore[arg-type]
+        return both.mean * scale, both.ci_low * scale, both.ci_high * scale, both.p_value()
+    seeds = interaction(large_diffs, small_diffs)
+    return seeds.mean, seeds.ci_low, seeds.ci_high, seeds.p_value()
+
+
 def budget_changes(
     small: pd.DataFrame, large: pd.DataFrame, alpha: float = ALPHA, same_arms: bool = False
 ) -> pd.DataFrame:
@@ -236,6 +250,10 @@ def budget_changes(
     """
     columns = ["hypothesis", "norm", "variant", "budget", "effect", "ci_low", "ci_high", "decision", "seed_diffs"]
     small, large = _with_keys(small), _with_keys(large)
+    for table in (small, large):  # rows read back from a CSV have no Effect: their interaction is seeds-only
+        if "_effect" not in table:
+            table["_effect"] = None
+    columns = [*columns, "_effect"]
     keys = ["hypothesis", "norm"] + (["variant"] if same_arms else [])
     if same_arms:
         small = small.assign(variant_grid=small["variant"])
@@ -243,11 +261,13 @@ def budget_changes(
     merged = large.merge(small[columns], on=keys, how="left", suffixes=("", "_grid"))
     merged["same_arm"] = merged["variant"] == merged["variant_grid"]
     merged["changed"] = merged["decision"] != merged["decision_grid"]
-    effects = [interaction(a, b) for a, b in zip(merged["seed_diffs"], merged["seed_diffs_grid"], strict=True)]
-    merged["interaction"] = [e.mean for e in effects]
-    merged["interaction_ci_low"] = [e.ci_low for e in effects]
-    merged["interaction_ci_high"] = [e.ci_high for e in effects]
-    merged["interaction_p"] = [e.p_value() for e in effects]
+    units = merged["unit"] if "unit" in merged else pd.Series("pp", index=merged.index)
+    sides = (merged["seed_diffs"], merged["seed_diffs_grid"], merged["_effect"], merged["_effect_grid"], units)
+    effects = [_interaction_of(*row) for row in zip(*sides, strict=True)]
+    merged["interaction"] = [e[0] for e in effects]
+    merged["interaction_ci_low"] = [e[1] for e in effects]
+    merged["interaction_ci_high"] = [e[2] for e in effects]
+    merged["interaction_p"] = [e[3] for e in effects]
     merged["interaction_p_holm"] = holm(merged["interaction_p"].to_numpy(dtype=float), alpha)[0] if len(merged) else []
     merged["interaction_decision"] = np.where(merged["interaction_p_holm"] < alpha, "shown", "not shown")
     keep = ["hypothesis", "norm", "variant", "variant_grid", "same_arm", "budget_grid", "effect_grid", "ci_low_grid"]

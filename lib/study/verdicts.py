@@ -169,6 +169,9 @@ def verdict_row(
         "degenerate": effect.degenerate,
         "note": note,
         "seed_diffs": json.dumps({str(seed): value * scale for seed, value in effect.diffs}),
+        # in memory only (CSV writers drop "_" columns): the Effect itself, so an interaction of two rows can
+        # use its per-image differences (lib.stats.difference_of_effects) instead of the seeds alone
+        "_effect": effect,
     }
     # the v1 column names, kept for readers of verdicts*.csv
     suffix = "pp" if unit == "pp" else "decades"
