@@ -82,10 +82,13 @@ def _explain(cls: type[BaseModel], exc: ValidationError) -> str:
 
 
 class ModelConfig(_Strict):
-    """The CNN: ``num_conv_blocks`` x (Conv -> Norm -> Act -> Dropout -> Pool), then a dense head.
+    """The CNN: ``num_conv_blocks`` x ((Conv -> Norm -> Act) x ``convs_per_block`` -> Dropout -> Pool),
+    then a dense head.
 
-    Block ``i`` has ``conv_out_channels * channel_multiplier**i`` channels. Every hidden Linear is
-    followed by Norm -> Act -> Dropout; the output Linear has neither norm nor dropout.
+    Block ``i`` has ``conv_out_channels * channel_multiplier**i`` channels, in every one of its
+    ``convs_per_block`` convolutions (default 1: the course's block; 2 is a VGG-style block that sees a
+    wider neighbourhood before each pool). Dropout follows the block's last activation only. Every
+    hidden Linear is followed by Norm -> Act -> Dropout; the output Linear has neither norm nor dropout.
     ``dropout_placement``: ``block`` = after every activation (the course's order), ``head`` = only
     in the dense head (no dropout feeds a later BatchNorm), ``pool`` = in conv blocks after the pool
     instead of before it (max-pooling then no longer picks the rescaled survivors).
@@ -106,6 +109,9 @@ class ModelConfig(_Strict):
     dropout_placement: DropoutPlacement = "block"
     dropout_impl: DropoutImpl = "fast"
     activation: Activation = "relu"
+    # Added in study v4, last so the earlier fields keep their order; a config that leaves it at 1 keeps
+    # the fingerprint it had before the field existed (TrialConfig.fingerprint).
+    convs_per_block: int = Field(1, ge=1, le=4)
 
     @field_validator("conv_kernel_size")
     @classmethod
@@ -205,8 +211,15 @@ class TrialConfig(_Strict):
         return self.model_copy(update={"model": model, "train": train})
 
     def fingerprint(self) -> str:
-        """Stable hash of the canonical config."""
-        text = json.dumps(self.canonical().flat(), sort_keys=True, default=list)
+        """Stable hash of the canonical config.
+
+        ``convs_per_block`` enters it only when it is not 1, so a config of one conv per block has the
+        fingerprint it had before the field existed.
+        """
+        flat = self.canonical().flat()
+        if flat["convs_per_block"] == 1:
+            del flat["convs_per_block"]
+        text = json.dumps(flat, sort_keys=True, default=list)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -1,8 +1,9 @@
 """The configurable CNN, built from a validated :class:`lib.config.ModelConfig`.
 
-Layout: ``num_conv_blocks`` blocks of Conv -> Norm -> Activation -> Dropout -> Pool (0 blocks is a
-plain MLP), then a dense head where each hidden Linear is followed by Norm -> Activation -> Dropout,
-then the output Linear with no norm and no dropout. The model knows nothing about training.
+Layout: ``num_conv_blocks`` blocks of (Conv -> Norm -> Activation) x ``convs_per_block`` -> Dropout ->
+Pool (0 blocks is a plain MLP; one conv per block is the course's block), then a dense head where each
+hidden Linear is followed by Norm -> Activation -> Dropout, then the output Linear with no norm and no
+dropout. The model knows nothing about training.
 """
 
 from __future__ import annotations
@@ -91,21 +92,23 @@ class ConvNet(nn.Module):
         in_channels = input_shape[0]
         for out_channels in config.channels():
             conv_dropout = _dropout(config) if config.dropout_placement != "head" else nn.Identity()
-            layers = [
-                nn.Conv2d(
-                    in_channels,
-                    out_channels,
-                    config.conv_kernel_size,
-                    padding=config.conv_kernel_size // 2,
-                    bias=config.norm_type == "none",
-                ),
-                _norm(config, out_channels, spatial=True),
-                act(),
-            ]
-            pool = pool_cls(config.pool_kernel_size)
+            layers: list[nn.Module] = []
+            for _ in range(config.convs_per_block):  # every conv of a block has the block's channels
+                layers += [
+                    nn.Conv2d(
+                        in_channels,
+                        out_channels,
+                        config.conv_kernel_size,
+                        padding=config.conv_kernel_size // 2,
+                        bias=config.norm_type == "none",
+                    ),
+                    _norm(config, out_channels, spatial=True),
+                    act(),
+                ]
+                in_channels = out_channels
+            pool = pool_cls(config.pool_kernel_size)  # dropout only after the block's last activation
             layers += [pool, conv_dropout] if config.dropout_placement == "pool" else [conv_dropout, pool]
             self.blocks.append(nn.Sequential(*layers))
-            in_channels = out_channels
         channels, height, width = sizes[-1]
         head: list[nn.Module] = [nn.Flatten()]
         width_in = channels * height * width
@@ -146,14 +149,34 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def conv_block_parameters(config: ModelConfig, in_channels: int, out_channels: int) -> int:
+    """Trainable parameters of one conv block (its ``convs_per_block`` convolutions and their norms).
+
+    A conv has ``k*k*c_in*c_out`` weights plus ``c_out`` biases without a norm layer; a norm layer
+    adds ``2*c_out`` (scale and shift; BatchNorm's running statistics are buffers, not parameters).
+    """
+    total, k = 0, config.conv_kernel_size
+    for _ in range(config.convs_per_block):
+        total += k * k * in_channels * out_channels
+        total += out_channels if config.norm_type == "none" else 2 * out_channels
+        in_channels = out_channels
+    return total
+
+
 def describe(config: ModelConfig, input_shape: tuple[int, int, int], n_classes: int) -> str:
-    """A short text summary: feature-map size after each block and the parameter count."""
+    """A short text summary: feature-map size after each block and the parameter count.
+
+    With more than one conv per block, each block's line also says how many convs it has and their
+    parameters (one conv per block prints exactly as before the option existed).
+    """
     sizes = feature_map_sizes(config, input_shape)
     model = build_model(config, input_shape, n_classes)
     lines = [f"input            {sizes[0][0]:>4} x {sizes[0][1]:>2} x {sizes[0][2]:>2}"]
-    lines += [
-        f"after block {i:<4} {c:>4} x {h:>2} x {w:>2}  ({c * h * w} values)"
-        for i, (c, h, w) in enumerate(sizes[1:], start=1)
-    ]
+    for i, (c, h, w) in enumerate(sizes[1:], start=1):
+        line = f"after block {i:<4} {c:>4} x {h:>2} x {w:>2}  ({c * h * w} values)"
+        if config.convs_per_block > 1:
+            params = conv_block_parameters(config, sizes[i - 1][0], c)
+            line += f", {config.convs_per_block} convs: {params:,} parameters"
+        lines.append(line)
     lines.append(f"parameters       {count_parameters(model):,}")
     return "\n".join(lines)

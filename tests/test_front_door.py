@@ -120,7 +120,9 @@ def test_one_verdict_vocabulary_and_the_short_budget_rule():
     )  # fmt: skip
     decided = verdicts.adjust(table)["decision"].tolist()
     assert decided == ["contradicted", verdicts.TOO_SHORT, verdicts.TOO_SHORT]
-    assert set(verdicts.WORDS.values()) == {*stats.VERDICTS, verdicts.TOO_SHORT}
+    assert set(verdicts.WORDS.values()) == {
+        *stats.VERDICTS, verdicts.TOO_SHORT, verdicts.DESCRIBED_WORDS, verdicts.NOT_DECIDED_RANGE
+    }
     assert verdicts.decision_words("inconclusive") == "not shown"  # how CSVs of older code are read
 
 

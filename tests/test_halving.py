@@ -359,3 +359,15 @@ def test_a_halving_study_killed_hard_resumes_to_the_same_trials(tmp_path):
     assert winners and winners == [
         line for line in straight.stdout.splitlines() if line.startswith(("arm ", "extension "))
     ]
+
+
+def test_the_fixed_nuisance_remeasure_runs_on_its_own_seeds_or_not_at_all(monkeypatch):
+    surface = _Surface({0.0: {"lr": 3e-3, "weight_decay": 3e-4}})
+    monkeypatch.setattr(grid, "run_trials", surface)
+    (arm,) = _run(surface, [LR, WD], fixed_seeds=[0]).arms
+    assert [r.config["seed"] for r in arm.fixed] == [0] and len(arm.remeasured) == 3
+    surface.calls.clear()
+    (arm,) = _run(surface, [LR, WD], fixed_seeds=[]).arms
+    remeasure = [configs for tags, configs in surface.calls if tags["phase"] == "remeasure"]
+    assert arm.fixed == [] and [len(c) for c in remeasure] == [3]  # the winner only
+    assert all(tags["tune_seeds"] == "100,101" for tags, _ in surface.calls)  # every run names its tuning seeds

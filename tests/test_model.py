@@ -6,8 +6,15 @@ import pytest
 import torch
 from torch import nn
 
-from lib.config import ConfigError, ModelConfig
-from lib.model import build_model, count_parameters, feature_map_sizes, max_conv_blocks
+from lib.config import ConfigError, ModelConfig, TrialConfig
+from lib.model import (
+    build_model,
+    conv_block_parameters,
+    count_parameters,
+    describe,
+    feature_map_sizes,
+    max_conv_blocks,
+)
 
 FASHION = (1, 28, 28)
 _NORM_TYPES = {
@@ -223,3 +230,70 @@ def test_count_parameters():
     # only trainable parameters count
     model.head[-1].weight.requires_grad_(False)
     assert count_parameters(model) == total - model.head[-1].weight.numel()
+
+
+# --- convs_per_block (study v4): (Conv -> Norm -> Act) x n -> Dropout -> Pool ---------------------------
+
+
+@pytest.mark.parametrize("placement", ["block", "pool"])
+def test_two_convs_per_block_repeat_conv_norm_act_then_one_dropout_and_the_pool(placement):
+    model = _model(norm_type="batch", dropout_p=0.3, dropout_placement=placement, num_conv_blocks=2, convs_per_block=2)
+    act_pair = [nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Conv2d, nn.BatchNorm2d, nn.ReLU]
+    for block, channels in zip(model.blocks, [32, 64], strict=True):
+        kinds = _types(block)
+        assert kinds[:6] == act_pair
+        tail = kinds[6:]
+        assert len(tail) == 2 and issubclass(tail[0 if placement == "block" else 1], nn.Dropout)
+        assert tail[1 if placement == "block" else 0] is nn.MaxPool2d
+        convs = [m for m in block if isinstance(m, nn.Conv2d)]
+        assert [c.out_channels for c in convs] == [channels, channels]  # both convs: the block's width
+        assert convs[1].in_channels == channels
+    assert model.blocks[1][0].in_channels == 32
+    assert _forward(model, FASHION).shape == (4, 10)
+    assert feature_map_sizes(model.config, FASHION)[-1] == (64, 7, 7)  # 'same' convs: only pools shrink
+
+
+def test_one_conv_per_block_is_the_course_block_unchanged():
+    one = _model(norm_type="batch", dropout_p=0.3, num_conv_blocks=2)
+    assert [_types(block) for block in one.blocks] == [
+        [nn.Conv2d, nn.BatchNorm2d, nn.ReLU, type(one.blocks[0][3]), nn.MaxPool2d]
+    ] * 2
+    text = describe(ModelConfig(norm_type="batch"), FASHION, 10)
+    assert "convs" not in text and text.splitlines()[-1] == "parameters       421,866"
+
+
+def test_parameter_count_of_a_two_conv_block():
+    # by hand on an 8x8 grey image, 4 channels, no norm (convs have biases), no hidden layer:
+    # conv 1->4: 4*9 + 4; conv 4->4: 4*4*9 + 4; output Linear on 4x4x4 values: 64*10 + 10
+    two = _model((1, 8, 8), num_conv_blocks=1, conv_out_channels=4, hidden_sizes=(), convs_per_block=2)
+    assert count_parameters(two) == (4 * 9 + 4) + (4 * 4 * 9 + 4) + (4 * 4 * 4 * 10 + 10)
+    config = ModelConfig(norm_type="batch", convs_per_block=2)
+    model = build_model(config, FASHION, 10)
+    # with BatchNorm: no conv bias, 2 parameters per channel and norm layer
+    assert conv_block_parameters(config, 1, 32) == (9 * 32 + 2 * 32) + (9 * 32 * 32 + 2 * 32)
+    for block, (c_in, c_out) in zip(model.blocks, [(1, 32), (32, 64)], strict=True):
+        assert count_parameters(block) == conv_block_parameters(config, c_in, c_out)
+    assert "2 convs: 9,632 parameters" in describe(config, FASHION, 10)
+
+
+@pytest.mark.parametrize("value", [0, 5, 1.5, "two"])
+def test_bad_convs_per_block_is_a_one_line_error_naming_the_field(value):
+    with pytest.raises(ConfigError) as excinfo:
+        build_model({"convs_per_block": value}, FASHION, 10)
+    message = str(excinfo.value)
+    assert "convs_per_block" in message and "\n" not in message
+    with pytest.raises(ConfigError, match="convs_per_block"):
+        TrialConfig.from_flat({"convs_per_block": value})
+
+
+def test_one_conv_per_block_keeps_the_fingerprint_it_had_before_the_field_existed():
+    import hashlib
+    import json
+
+    for flat in ({}, {"norm_type": "batch", "dropout_p": 0.25}, {"convs_per_block": 1, "lr": 2e-3}):
+        config = TrialConfig.from_flat(flat)
+        before = {k: v for k, v in config.canonical().flat().items() if k != "convs_per_block"}
+        text = json.dumps(before, sort_keys=True, default=list)
+        assert config.fingerprint() == hashlib.sha256(text.encode()).hexdigest()[:16]
+    assert TrialConfig.from_flat({"convs_per_block": 2}).fingerprint() != TrialConfig().fingerprint()
+    assert TrialConfig.from_flat({"convs_per_block": 2}).flat()["convs_per_block"] == 2

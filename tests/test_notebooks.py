@@ -18,6 +18,7 @@ def test_all_numbered_notebooks_exist():
         "03_conv_blocks",
         "04_analysis",
         "05_budget_and_search",
+        "06_final_model",
     ]
 
 

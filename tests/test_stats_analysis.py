@@ -22,7 +22,7 @@ from lib.stats import (
     usable_lr_decades,
     verdict,
 )
-from lib.study import analysis
+from lib.study import analysis, comparisons
 
 
 def test_mean_ci_matches_the_t_interval():
@@ -181,9 +181,10 @@ def test_adjusted_decisions_per_family_and_direction():
     # headline (m = 4): 0.001 x 4, 0.004 x 3, 0.03 x 2, then max(0.04 x 1, 0.06); "other" is a family of one
     assert result["p_holm"].tolist() == pytest.approx([0.004, 0.012, 0.06, 0.06, 0.03])
     assert result["decision"].tolist() == ["supported", "contradicted", "not shown", "not shown", "supported"]
-    # a notebook holding 2 of a declared family of 8: the 6 missing claims count as p = 1 (conservative)
-    partial = analysis.adjust(table.iloc[:2])
-    assert partial["p_holm"].tolist() == pytest.approx([0.008, 0.028])
+    # a notebook holding 2 of a declared family of 4 (H1): the 2 missing claims count as p = 1 (conservative)
+    partial = analysis.adjust(table.iloc[:2].assign(family="H1"))
+    assert partial["p_holm"].tolist() == pytest.approx([0.004, 0.012])
+    assert set(partial["adjusted_over"]) == {"partial: 2 of 4 claims"}
 
 
 def test_p_value_matches_the_interval_rule():
@@ -255,7 +256,7 @@ def test_verdict_rows_state_budget_family_and_adjusted_decision():
     table = analysis.adjust(analysis.h1(_grid(rows), DataSpec(train_subset=8000)))
     assert set(table["budget"]) == {"8,000 training images × 10 epochs | validated on all 5,000 images"}
     assert set(table["uncertainty"]) == {"seeds"}
-    assert set(table["family"]) == {"headline"} and (table["n_seeds"] == 5).all()
+    assert set(table["family"]) == {"H1"} and (table["n_seeds"] == 5).all()
     assert table["decision"].tolist() == ["supported", "supported"]
     shown = analysis.display(table)  # the short view: the full row stays in the CSV
     assert list(shown.columns) == ["claim", "effect", "95% interval", "decision"]
@@ -333,12 +334,14 @@ def test_full_profile_meets_the_study_design():
     from lib.study.profiles import PROFILES
 
     full = PROFILES["full"]
-    assert len(full["seeds"]) >= 5 and len(full["budget_seeds"]) >= 5 and len(full["candidate_seeds"]) >= 3
+    assert len(full["seeds"]) >= 5 and len(full["budget_seeds"]) >= 3 and len(full["candidate_seeds"]) >= 3
     decades = np.log10(np.array(full["lr_values"]))
     assert decades.max() - decades.min() >= 3 and np.allclose(np.diff(decades), 0.5, atol=0.01)  # v3: half decades
-    assert full["lr_epochs"] >= 6 and len(full["lr_seeds"]) >= 3  # v3: H2a at three times v2's steps
+    assert full["lr_epochs"] * full["train_subset"] >= 24_000 and len(full["lr_seeds"]) >= 6  # sign-flip at 5%
     assert not set(full["tune_seeds"]) & set(full["seeds"])  # each arm's winner is re-measured on fresh seeds
-    assert 1e-3 in full["tune_lr_values"]  # the fixed rate is a tuning value: the fixed-lr rows are cache hits
+    assert len(full["tune_seeds"]) >= 2 and full["h1_rungs"][-1] == full["dropout_epochs"]
+    assert full["h3_rungs"][-1] == full["epochs"]
+    assert {round(p, 2) for p in full["dropout_values"]} >= {0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6}  # dose-response
     assert all(profile["dataset"] == "fashion_mnist" for profile in PROFILES.values())
     assert PROFILES["deep"]["budget_profile"] == "deep" and PROFILES["deep"]["study_profile"] == "full"
 
@@ -351,7 +354,8 @@ def _synthetic_grids() -> dict[str, pd.DataFrame]:
 
     def run(**values):
         return {"status": "finished", "tag.trial_key": f"k{next(key)}", "epochs": 10, "lr": 1e-3,
-                "dropout_p": 0.0, "dropout_placement": "block", "num_conv_blocks": 2, **values}  # fmt: skip
+                "weight_decay": 5e-4, "dropout_p": 0.0, "dropout_placement": "block", "num_conv_blocks": 2,
+                **values}  # fmt: skip
 
     h1, h2, h3, shift = [], [], [], []
     small = [-0.001, -0.005, -0.002, -0.004, -0.003]  # none: 0.25 - 0 per seed, -0.3 pp, raw p about 0.01
@@ -372,30 +376,65 @@ def _synthetic_grids() -> dict[str, pd.DataFrame]:
             arm = {"norm_type": "batch", "dropout_p": 0.25, "dropout_placement": placement, "recalibrate_bn": True}
             shift.append(run(seed=seed, epochs=4, val_accuracy=acc, val_accuracy_before_recalibration=before, **arm))
     frames = {name: pd.DataFrame(rows) for name, rows in [("H1", h1), ("H2", h2), ("H3", h3), ("shift", shift)]}
-    return frames | {"H2b": frames["H1"].iloc[:0]}
+    return frames | {"H1-fixed": frames["H1"].iloc[:0], "H3-fixed": frames["H3"].iloc[:0]}
 
 
-def test_grid_verdicts_decide_each_claim_over_its_whole_family():
+def test_grid_verdicts_decide_each_claim_over_its_own_hypothesis_family():
     verdicts = analysis.grid_verdicts(_synthetic_grids())
-    headline = verdicts[verdicts["family"] == "headline"]
-    assert sorted(headline["hypothesis"]) == ["H1a", "H1a", "H1b", "H1b", "H2a", "H2b", "H3a", "H3b"]
-    assert headline["p_holm"].tolist() == pytest.approx(holm(headline["p_value"].to_numpy(), 0.05)[0].tolist())
-    shift = verdicts[verdicts["family"] == "variance shift"]
-    assert shift["p_holm"].tolist() == pytest.approx(holm(shift["p_value"].to_numpy(), 0.05)[0].tolist())
-    # 05 compares its full-budget H1 with these decisions: adjusting H1's four claims alone (the other
-    # four of the family counted as p = 1) is more cautious and may not decide what the family decides
-    h1_alone = analysis.adjust(analysis.h1(_synthetic_grids()["H1"])).set_index("claim")
-    together = headline.set_index("claim").loc[h1_alone.index]
-    assert (together["p_holm"] <= h1_alone["p_holm"] + 1e-12).all()
-    small = together.loc["norm=none: dropout 0.25 beats none"]  # the claim names the value run
-    assert small["decision"] == "contradicted" and small["adjusted_over"] == "whole family (8 claims)"
-    assert h1_alone.loc["norm=none: dropout 0.25 beats none", "decision"] == "not shown"
-    assert set(h1_alone["adjusted_over"]) == {"partial: 4 of 8 claims"}
-    assert "partial: 4 of 8 claims" in analysis.summary_markdown(h1_alone.reset_index())
+    for family, claims in [("H1", ["H1a", "H1a", "H1b", "H1b"]), ("H2", ["H2a", "H2b"]), ("H3", ["H3a", "H3b"])]:
+        rows = verdicts[verdicts["family"] == family]
+        assert sorted(rows["hypothesis"]) == claims
+        assert rows["p_holm"].tolist() == pytest.approx(holm(rows["p_value"].to_numpy(), 0.05)[0].tolist())
+        assert set(rows["adjusted_over"]) == {f"whole family ({len(claims)} claims)"}
+    shift = verdicts[verdicts["family"] == "sensitivity"]  # 02b: described, never decided
+    assert len(shift) and set(shift["decision"]) == {"described, not decided"} and shift["p_holm"].isna().all()
+    small = verdicts.set_index("claim").loc["norm=none, block: dropout 0.25 beats none"]  # names the value run
+    assert small["decision"] == "contradicted" and small["family"] == "H1"
+    # H2b compares the two dropout-0 arms of H1, each at its own lr and weight decay
+    h2b = verdicts[verdicts["hypothesis"] == "H2b"].iloc[0]
+    assert "batch at lr=0.001, weight_decay" in h2b["claim"] and h2b["n_seeds"] == 5
 
 
-def test_budget_changes_say_which_rows_differ_only_in_budget():
-    def rows(claims, budget, sign):
+def test_described_rows_and_tuning_edges_are_never_decided():
+    table = pd.DataFrame(
+        {
+            "hypothesis": ["H1a", "H1b", "H1a"],
+            "family": ["H1", "H1", "sensitivity"],
+            "p_value": [0.001, 0.001, 0.001],
+            "effect": [1.0, -1.0, 1.0],
+            "margin": [0.0, 0.0, 0.0],
+            "direction": ["greater", "less", "greater"],
+            "tuning_decided": ["yes", "no", "yes"],
+        }
+    )
+    result = analysis.adjust(table)
+    assert result["decision"].tolist()[1:] == ["not decided: tuning range", "described, not decided"]
+    assert np.isnan(result["p_holm"].iloc[2])
+
+
+def test_design_columns_name_the_tuning_design_and_the_edges():
+    tuned = pd.DataFrame(
+        {
+            "seed": [20, 21, 22],
+            "tag.halving_rungs": ["2,4,12"] * 3,
+            "tag.halving_eta": ["3"] * 3,
+            "tag.tune_seeds": ["10,11"] * 3,
+            "tag.tuning_ranges": ["lr=0.0003:0.03:log weight_decay=1e-05:0.01:log"] * 3,
+            "tag.tuning_decided": ["yes", "yes", "not decided: tuning range"],
+            "tag.range_extensions": ["[]"] * 3,
+        }
+    )
+    columns = analysis.design_columns(tuned)
+    assert "rungs 2/4/12 epochs, eta 3, tuning seeds 10,11" in columns["design"]
+    assert "re-measured on seeds 20-22" in columns["design"] and columns["tuning_decided"] == "no"
+    fixed = analysis.design_columns(pd.DataFrame({"seed": [0, 1], "lr": [1e-3, 1e-3], "weight_decay": [5e-4] * 2}))
+    assert fixed == {"design": "fixed lr 0.001, weight_decay 0.0005; seeds 0,1", "tuning_decided": "yes"}
+
+
+def test_budget_changes_describe_the_interaction_and_decide_nothing():
+    """v4: H1 is decided in 02; 05's rows across budgets and their interaction are described (no Holm)."""
+
+    def rows(claims, budget, sign, family="sensitivity"):
         return pd.DataFrame(
             [
                 {
@@ -406,6 +445,7 @@ def test_budget_changes_say_which_rows_differ_only_in_budget():
                     "ci_low": e - 1,
                     "ci_high": e + 1,
                     "decision": d,
+                    "family": family,
                     "seed_diffs": json.dumps({str(seed): e + sign * 0.05 * (seed - 2) for seed in range(5)}),
                 }
                 for h, c, e, d in claims
@@ -414,46 +454,64 @@ def test_budget_changes_say_which_rows_differ_only_in_budget():
 
     grid = rows(
         [
-            ("H1a", "norm=batch: dropout 0.25 beats none", -2.2, "contradicted"),
-            ("H1a", "norm=none: dropout 0.25 beats none", -0.3, "contradicted"),
+            ("H1a", "norm=batch: dropout 0.3 beats none", -2.2, "contradicted"),
+            ("H1a", "norm=none: dropout 0.3 beats none", -0.3, "contradicted"),
         ],
-        "8,000 img × 10 ep",
+        "4,000 training images × 12 epochs | validated on all 5,000 images",
         +1,
+        family="H1",
     )
     full = rows(
         [
-            ("H1a", "norm=batch, head + recalibration: dropout 0.25 beats none", 0.0, "inconclusive"),
-            ("H1a", "norm=batch, block + recalibration: dropout 0.25 beats none", -2.0, "contradicted"),
-            ("H1a", "norm=none, block: dropout 0.25 beats none", 0.1, "inconclusive"),
+            ("H1a", "norm=batch, head: dropout 0.3 beats none", 0.0, "described, not decided"),
+            ("H1a", "norm=none, block: dropout 0.3 beats none", 0.1, "described, not decided"),
         ],
-        "55,000 img × 10 ep",
+        "55,000 training images × 12 epochs | validated on all 5,000 images",
         -1,
     )
     changes = analysis.budget_changes(grid, full).set_index("variant")
-    assert changes["same_arm"].to_dict() == {
-        "head + recalibration": False,
-        "block + recalibration": False,
-        "block": True,
-    }
-    assert changes["changed"].to_dict() == {"head + recalibration": True, "block + recalibration": False, "block": True}
-    assert changes.loc["block", "decision_grid"] == "contradicted"
+    assert changes["same_arm"].to_dict() == {"head": False, "block": True}  # a claim without placement: block
+    assert "interaction_p_holm" not in changes and "interaction_decision" not in changes
+    assert set(changes["interaction_family"]) == {"sensitivity"}
     # the interaction (full - grid, paired by seed): per seed 0.4 - 0.1 (seed - 2), a t-interval over 5 seeds
     half = scipy_stats.t.ppf(0.975, 4) * np.std([0.4 - 0.1 * (s - 2) for s in range(5)], ddof=1) / math.sqrt(5)
     assert changes.loc["block", "interaction"] == pytest.approx(0.4)
     assert changes.loc["block", "interaction_ci_low"] == pytest.approx(0.4 - half)
-    assert changes.loc["block", "interaction_decision"] == "shown"
+    p = scipy_stats.ttest_1samp([0.4 - 0.1 * (s - 2) for s in range(5)], 0.0).pvalue
+    assert changes.loc["block", "interaction_p"] == pytest.approx(p)
     lines = analysis.budget_change_lines(changes.reset_index())
-    assert "2 of 3" in lines[0] and "(only the budget differs): 1 of 1" in lines[0] and "1 of 1 same-arm" in lines[0]
+    assert "2 rows, 1 of them the same arm" in lines[0] and "described, not decided" in lines[0]
     assert lines[1].startswith(
-        "- H1a norm=none, block (same arm): contradicted at 8,000 img × 10 ep (-0.30 pp) → not shown at "
-        "55,000 img × 10 ep (+0.10 pp); interaction +0.40 pp"
+        "- H1a norm=none, block (same arm): -0.30 pp (95% CI -1.30 to +0.70 pp), decided in its family: "
+        "contradicted at 4,000 training images × 12 epochs → +0.10 pp (95% CI -0.90 to +1.10 pp) at "
+        "55,000 training images × 12 epochs; change +0.40 pp"
     )
-    assert "inconclusive" not in "\n".join(lines) and "no effect" not in "\n".join(lines)
-    # 05's grid twins: the full-budget arms themselves at the grid budget, matched arm by arm
-    twins = full.assign(budget="8,000 img × 10 ep", effect=full["effect"] - 1.0)
+    assert lines[1].endswith(": described, not decided")
+    text = "\n".join(lines).lower()
+    assert "inconclusive" not in text and "no effect" not in text and " shown" not in text
+    # 05's twins: the same arms at 02's budget, matched arm by arm; every interaction a described verdict row
+    twins = rows(
+        [
+            ("H1a", "norm=batch, head: dropout 0.3 beats none", -1.0, "described, not decided"),
+            ("H1a", "norm=none, block: dropout 0.3 beats none", -0.9, "described, not decided"),
+        ],
+        grid["budget"].iloc[0],
+        +1,
+    )
     same = analysis.budget_changes(twins, full, same_arms=True).set_index("variant")
-    assert len(same) == 3 and same["same_arm"].all()
-    assert same["effect_grid"].to_dict() == {"head + recalibration": -1.0, "block + recalibration": -3.0, "block": -0.9}
+    assert len(same) == 2 and same["same_arm"].all()
+    assert same["effect_grid"].to_dict() == {"head": -1.0, "block": -0.9}
+    interactions = comparisons.interaction_rows(same.reset_index())
+    assert len(interactions) == 2 and set(interactions["family"]) == {"sensitivity"}
+    assert set(interactions["hypothesis"]) == {"budget x dropout"}
+    assert interactions["effect"].tolist() == pytest.approx([1.0, 1.0])  # from the seeds only: no _effect
+    assert interactions["uncertainty"].tolist() == ["seeds", "seeds"]
+    assert "larger at 55,000 training images × 12 epochs than at 4,000" in interactions.iloc[0]["claim"]
+    adjusted = analysis.adjust(interactions)
+    assert set(adjusted["decision"]) <= {"described, not decided", "budget too short to decide"}
+    findings = comparisons.budget_findings(same.reset_index())
+    assert findings[0].startswith('- **BatchNorm, dropout in the dense head**, "dropout 0.3 beats none": +0.00 points')
+    assert "the change is +1.00 points" in findings[0]
 
 
 def test_budget_interaction_without_shared_seeds_is_welch():

@@ -270,10 +270,13 @@ def test_only_the_named_reference_refresh_writes_the_committed_outputs_and_every
     full = runner.outputs_for("03_conv_blocks", "full", reference=True)
     assert (full.final, full.figures) == (root / "notebooks" / "03_conv_blocks.ipynb", root / "figures")
     assert full.working == root / "runs" / "full" / "notebooks" / "03_conv_blocks.ipynb"  # moved into place at the end
-    deep = runner.outputs_for("05_budget_and_search", "deep", reference=True)
-    assert (deep.final, deep.figures) == (root / "notebooks" / "05_budget_and_search.ipynb", root / "figures")
+    for name in ("05_budget_and_search", "06_final_model"):  # the deep profile's reference notebooks
+        deep = runner.outputs_for(name, "deep", reference=True)
+        assert (deep.final, deep.figures) == (root / "notebooks" / f"{name}.ipynb", root / "figures")
+    assert runner.outputs_for("06_final_model", "full", reference=True).final is None  # 06 is deep's, not full's
     tries = [("03_conv_blocks", "quick"), ("01_baseline", "smoke"), ("05_budget_and_search", "full")]
     tries += [("03_conv_blocks", "full"), ("05_budget_and_search", "deep")]  # make run PROFILE=full is a try-out too
+    tries += [("06_final_model", "deep"), ("06_final_model", "smoke")]
     for name, profile in tries:
         tryout = runner.outputs_for(name, profile)
         assert tryout.final is None

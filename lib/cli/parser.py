@@ -383,8 +383,8 @@ def _study_parser(commands) -> argparse.ArgumentParser:
         default="quick",
         choices=["smoke", "quick", "full", "deep"],
         help="budget: quick (a try-out, the default, about 10 min), smoke (the tests' seconds-long run), full "
-        "(the study, about 1 h 40 min here), deep (notebook 05 only, about 1 h 30 min; needs the full profile's "
-        "02/02b runs first)",
+        "(notebooks 01-04, meant for <= 60 min here), deep (notebooks 05 and 06, meant for <= 2 h; needs the "
+        "full profile's runs first)",
     )
     study.add_argument(
         "--reference",

@@ -516,14 +516,24 @@ def _tune(study: _Study, arms: list[HalvingArm], points: list[dict[str, float]],
         arm.decided = not _on_edge(arm)
 
 
-def _remeasure(study: _Study, arms: list[HalvingArm], seeds: Sequence[int], fixed_nuisance: dict[str, Any]) -> None:
-    """Each arm's winner and the fixed-nuisance configuration on the fresh ``seeds`` (one call); the winner
-    runs get the arm's ``tuning_decided`` and ``range_extensions`` tags."""
-    wanted = []
+def _remeasure(
+    study: _Study,
+    arms: list[HalvingArm],
+    seeds: Sequence[int],
+    fixed_nuisance: dict[str, Any],
+    fixed_seeds: Sequence[int] | None = None,
+) -> None:
+    """Each arm's winner on the fresh ``seeds`` and the fixed-nuisance configuration on ``fixed_seeds``
+    (default: the same seeds; ``[]``: none), in one call; the winner runs get the arm's ``tuning_decided``,
+    ``tuning_ranges`` and ``range_extensions`` tags."""
+    fixed_on = list(seeds) if fixed_seeds is None else list(fixed_seeds)
+    configs = []
     for arm in arms:
-        wanted += [arm.value | fixed_nuisance] + ([arm.value | arm.winner] if arm.winner else [])
+        if fixed_on:
+            configs += grid.point_configs(study.base, [arm.value | fixed_nuisance], fixed_on)
+        if arm.winner:
+            configs += grid.point_configs(study.base, [arm.value | arm.winner], seeds)
     tags = study.tags | {TAG_PHASE: "remeasure"}
-    configs = grid.point_configs(study.base, wanted, seeds)
     results = _unique(grid.run_trials(configs, study.experiment, study.data, tags, **study.options))
     _tag_cached(results, tags)
     for arm in arms:
@@ -560,13 +570,18 @@ def run_halving(
     seed: int = 0,
     log: Callable[[str], None] | None = print,
     winner_hypothesis: str | None = None,
+    fixed_seeds: Sequence[int] | None = None,
+    fixed_hypothesis: str | None = None,
     **options: Any,
 ) -> HalvingGrid:
     """Tune ``ranges`` per scientific value by successive halving with range extension, then re-measure each
     arm's winner and the fixed-nuisance configuration on the fresh ``seeds`` (module docstring).
 
     ``base``'s ``epochs`` is the claim's budget and must equal ``rungs[-1]``. ``log`` gets one line per
-    extension (``None``: silent). ``options`` are :func:`lib.engine.grid.run_trials`' (``workers``,
+    extension (``None``: silent). ``fixed_seeds``: the seeds of the fixed-nuisance re-measure (default
+    ``seeds``; ``[]``: skip it); ``winner_hypothesis``/``fixed_hypothesis`` are added to the ``hypotheses``
+    tag of the re-measured winners / fixed-nuisance runs.
+    ``options`` are :func:`lib.engine.grid.run_trials`' (``workers``,
     ``progress``, ``engine``).
     """
     check_rule(rule)
@@ -578,13 +593,16 @@ def run_halving(
     common = (tags or {}) | roles.tags() | {TAG_TUNING_ID: identity, TAG_CHECKPOINT_RULE: rule}
     common |= {TAG_FIXED_NUISANCE: json.dumps(fixed_nuisance, default=str), "halving_rungs": ",".join(map(str, rungs))}
     common["halving_eta"] = str(eta)
+    common["tune_seeds"] = ",".join(map(str, tune_seeds))
     values = _arm_values(roles)
     study = _Study(base_config, values, list(rungs), eta, list(tune_seeds), rule, experiment, data, common, options)
     arms = [HalvingArm(value, pd.DataFrame(), None, ranges={r.name: r for r in ranges}) for value in values]
     _tune(study, arms, points, max_extensions=max_extensions, n_points=n_points, seed=seed, log=log)
-    _remeasure(study, arms, seeds, fixed_nuisance)
+    _remeasure(study, arms, seeds, fixed_nuisance, fixed_seeds)
     winners = [tracking.get_run(r.run_id) for arm in arms for r in arm.remeasured if r.run_id]
     records.add_hypothesis(winners, winner_hypothesis)
+    fixed_runs = [tracking.get_run(r.run_id) for arm in arms for r in arm.fixed if r.run_id]
+    records.add_hypothesis(fixed_runs, fixed_hypothesis)
     cost = halving_cost(n_points, list(rungs), eta, len(set(tune_seeds)), len(seeds), len(arms))
     return HalvingGrid(
         roles, list(arms), list(tune_seeds), list(seeds), rule, identity, fixed_nuisance,

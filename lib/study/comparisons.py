@@ -1,32 +1,141 @@
-"""Notebook 05's comparisons: H1 across budgets (an interaction test), overfitting at full budget, TPE vs random.
+"""Notebook 05's comparisons: 02's H1 arms at full budget (described), overfitting (described), TPE vs random.
 
-- :func:`budget_changes`: H1's effects at the grid budget next to those at full budget, and the
-  budget x dropout **interaction** (the difference of the two effects, paired by seed where they
-  share seeds) that decides whether the budget changed an effect; a change of decision alone is
-  not a test (family ``budget x dropout``).
-- :func:`overfitting`: per run (one full configuration and seed), the last epoch's gap, and whether
-  the validation loss at the last epoch is above that at a declared earlier epoch, paired per seed.
-- :func:`search_comparison`: the best validation accuracy after all trials, TPE vs random.
+Study v4 decides H1 in 02, at a budget where the no-dropout control has stopped improving, with each
+arm's lr and weight decay tuned. 05 asks what happens to those same tuned arms on all training images,
+and describes it (family ``sensitivity``: effects and intervals, no Holm, no decision):
 
-What this is not: the grid-budget hypotheses (``hypotheses``) or their figures (``figures``).
+- :func:`budget_arms`: the arms of 02's ``H1`` input (the re-measured tuned winners), one configuration
+  per (norm type, placement, dropout value) with its own tuned ``lr`` and ``weight_decay``;
+  :func:`budget_configs` trains them at full budget, :func:`twin_runs` are the same arms' runs at 02's
+  budget on the same seeds (02's own runs, nothing retrained).
+- :func:`budget_changes`: each H1 row at 02's budget next to the same row at full budget, with the
+  budget x dropout **interaction** (full - 02, paired by seed and validation image where both rows
+  carry their per-image effect); :func:`interaction_rows` writes them as verdict rows of family
+  ``sensitivity``.
+- :func:`overfitting`: per run, the last epoch's gap, and whether the validation loss (and accuracy) at
+  the last epoch differs from that at a declared earlier epoch, paired per seed (``sensitivity``).
+- :func:`search_comparison`: the best validation accuracy after all trials, TPE vs random: the one
+  decision family of 05 (``search``).
+
+What this is not: H1's decision (``hypotheses``, in 02) or the study's figures (``figures``).
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from lib import tracking
-from lib.config import TRIAL_FIELDS
+from lib.config import TRIAL_FIELDS, TrialConfig
 from lib.data import DataSpec
-from lib.stats import Effect, difference_of_effects, holm, mean_ci, paired_effect, verdict
-from lib.study.inputs import budget_text, finished
-from lib.study.verdicts import ALPHA, decision_words, verdict_row
+from lib.stats import Effect, difference_of_effects, mean_ci, paired_effect, verdict
+from lib.study.final import identity, run_config
+from lib.study.hypotheses import SENSITIVITY
+from lib.study.inputs import GRID_INPUTS, budget_text, finished, trial_runs
+from lib.study.verdicts import DESCRIBED_WORDS, decision_words, verdict_row
 
 OVERFIT_REFERENCE = 0.5  # declared: the last epoch's validation loss vs the one at half the epochs
+
+
+ARM_KEYS = ["norm_type", "dropout_placement", "dropout_p"]
+
+
+# --- 02's tuned H1 arms at full budget ---------------------------------------------------------
+
+
+def tuned_h1_runs(named: Callable[[str], str], profile: str) -> pd.DataFrame:
+    """02's ``H1`` input of ``profile`` (:data:`lib.study.inputs.GRID_INPUTS`: the re-measured tuned winners),
+    without reading the other inputs. ``named`` maps a notebook to its experiment, as for ``grid_inputs``."""
+    for name, base, hypothesis in GRID_INPUTS:
+        if name == "H1":
+            return trial_runs(named(base), hypothesis, profile)
+    raise KeyError("lib.study.inputs.GRID_INPUTS has no 'H1' input")
+
+
+def arm_label(norm_type: object, placement: object) -> str:
+    """``none/block``, ``batch/head``: a norm type and where its dropout sits (the dropout-0 point included)."""
+    return f"{norm_type}/{placement}"
+
+
+def budget_arms(runs: pd.DataFrame, dropout_values: Sequence[float]) -> pd.DataFrame:
+    """One row per arm of 02's H1 runs at ``dropout_values``: its whole tuned configuration.
+
+    An arm is a (norm type, dropout placement, dropout value) of the finished runs in ``runs``; its
+    ``config`` (every trial field but seed and epochs, :func:`lib.study.final.run_config`) carries the
+    arm's own tuned ``lr`` and ``weight_decay``. Where a store holds several configurations of one arm
+    (an older tuning of the same profile), the latest run's is kept and ``alternatives`` counts the
+    others. ``seeds`` are the seeds 02 ran that configuration on, ``label`` the arm's line
+    (:func:`arm_label`; a dropout-0 arm takes its norm type's dropout placement where that is one).
+    Raises ``ValueError`` naming the values 02 ran when a norm type lacks one of ``dropout_values``.
+    """
+    done = finished(runs).copy()
+    done["dropout_p"] = done["dropout_p"].astype(float)
+    done["_identity"] = [identity(run_config(row)) for _, row in done.iterrows()]
+    order = "start_time" if "start_time" in done else "_identity"
+    wanted = [float(p) for p in dropout_values]
+    rows = []
+    for norm, arm_runs in done.groupby("norm_type", sort=True):
+        ran = sorted(arm_runs["dropout_p"].unique())
+        missing = [p for p in wanted if not np.isclose(ran, p).any()]
+        if missing:
+            raise ValueError(
+                f"budget_dropout_values {wanted}: 02's H1 runs with norm={norm} have no dropout_p "
+                f"{missing}; allowed: {[float(p) for p in ran]}"
+            )
+        placements = arm_runs.loc[arm_runs["dropout_p"] > 0, "dropout_placement"].unique()
+        for (placement, p), group in arm_runs.groupby(["dropout_placement", "dropout_p"], sort=True):
+            if not np.isclose(wanted, p).any():
+                continue
+            latest = group.sort_values(order).iloc[-1]
+            chosen = group[group["_identity"] == latest["_identity"]]
+            line = placements[0] if p == 0 and len(placements) == 1 else placement
+            rows.append(
+                {
+                    "label": arm_label(norm, line),
+                    "norm_type": norm,
+                    "dropout_placement": placement,
+                    "dropout_p": float(p),
+                    "lr": float(latest["lr"]),
+                    "weight_decay": float(latest["weight_decay"]),
+                    "seeds": sorted(int(s) for s in chosen["seed"]),
+                    "budget": budget_text(chosen),
+                    "alternatives": int(group["_identity"].nunique() - 1),
+                    "identity": latest["_identity"],
+                    "config": run_config(latest),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def budget_configs(arms: pd.DataFrame, epochs: int, seeds: Sequence[int]) -> list[TrialConfig]:
+    """Every arm's tuned configuration at ``epochs`` with every seed: one list, so that one call of
+    ``lib.engine.grid.run_trials`` keeps all workers busy across arms."""
+    return [
+        TrialConfig.from_flat(config | {"epochs": int(epochs), "seed": int(seed)})
+        for config in arms["config"]
+        for seed in seeds
+    ]
+
+
+def with_arm_labels(frame: pd.DataFrame, arms: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (trial results or runs) with each arm's ``arm`` label from :func:`budget_arms`."""
+    labels = arms[ARM_KEYS + ["label"]].rename(columns={"label": "arm"})
+    keyed = frame.drop(columns=["arm"], errors="ignore").assign(dropout_p=frame["dropout_p"].astype(float))
+    return keyed.merge(labels, on=ARM_KEYS, how="left")
+
+
+def twin_runs(runs: pd.DataFrame, arms: pd.DataFrame, seeds: Sequence[int]) -> pd.DataFrame:
+    """02's own runs of the arms of :func:`budget_arms` (the same configuration, tuned lr and weight decay
+    included) on ``seeds``: the same arms at 02's budget, paired by seed with the full-budget runs."""
+    done = finished(runs)
+    keys = pd.Series([identity(run_config(row)) for _, row in done.iterrows()], index=done.index, dtype=object)
+    wanted = {int(s) for s in seeds}
+    chosen = done[keys.isin(set(arms["identity"])) & done["seed"].astype(int).isin(wanted)]
+    return with_arm_labels(chosen, arms).reset_index(drop=True)
 
 
 # --- overfitting ------------------------------------------------------------------------------
@@ -129,9 +238,9 @@ def overfitting(
 
     The claim "the validation loss rises late in training" compares, paired per seed, the validation
     loss at the last epoch with that at the declared ``reference_epoch`` (default: the epoch at
-    :data:`OVERFIT_REFERENCE` of the training, ``ceil(epochs / 2)``); CI > 0 says it rose (family
-    ``budget``). A model that is still improving gives a negative difference, so the null is not
-    tilted towards "overfits".
+    :data:`OVERFIT_REFERENCE` of the training, ``ceil(epochs / 2)``); CI > 0 says it rose. A model that
+    is still improving gives a negative difference, so the null is not tilted towards "overfits".
+    The claims are described, not decided (family :data:`SENSITIVITY`).
     """
     last_epoch = int(epochs or histories["epoch"].max())
     reference = int(reference_epoch or max(1, math.ceil(last_epoch * OVERFIT_REFERENCE)))
@@ -145,15 +254,16 @@ def overfitting(
 
 def _overfit_rows(by_seed: pd.DataFrame, norm: str, last_epoch: int, reference: int, text: str) -> list[dict]:
     """The two overfitting claims of one no-dropout arm, paired per seed: the validation loss rose late
-    (CI > 0), and the validation accuracy fell late (CI < 0): accuracy is what a user keeps."""
+    (CI > 0), and the validation accuracy fell late (CI < 0): accuracy is what a user keeps. Described
+    (family :data:`SENSITIVITY`)."""
     loss = paired_effect(by_seed["val_loss_last"], by_seed["val_loss_reference"], f"overfitting, loss ({norm})")
     accuracy = paired_effect(by_seed["val_acc_last"], by_seed["val_acc_reference"], f"overfitting, accuracy ({norm})")
     stem = f"norm={norm}, no dropout: validation"
     rows = [
         verdict_row("overfit", f"{stem} loss at epoch {last_epoch} is above that at epoch {reference}", loss,
-                    "CI > 0 (loss)", verdict(loss), budget_text=text, family="budget", unit="loss"),
+                    "CI > 0 (loss)", verdict(loss), budget_text=text, family=SENSITIVITY, unit="loss"),
         verdict_row("overfit", f"{stem} accuracy at epoch {last_epoch} is below that at epoch {reference}", accuracy,
-                    "CI < 0", verdict(accuracy, direction="less"), budget_text=text, family="budget",
+                    "CI < 0", verdict(accuracy, direction="less"), budget_text=text, family=SENSITIVITY,
                     direction="less"),
     ]  # fmt: skip
     return rows if by_seed["val_acc_last"].notna().all() else rows[:1]  # histories without accuracy: loss only
@@ -189,29 +299,34 @@ def search_comparison(curves: pd.DataFrame, budget_text: str = "") -> pd.DataFra
     )
 
 
-# --- H1 across budgets: the interaction -------------------------------------------------------
+# --- H1 across budgets: the interaction (described) -------------------------------------------
 
 
 def _with_keys(table: pd.DataFrame) -> pd.DataFrame:
     table = table.copy()
     table["norm"] = table["claim"].str.extract(r"norm=(\w+)")[0]
-    # no placement in the claim (02's grid): the course's block order, as is
+    # no placement in the claim (a grid without placements): the course's block order, as is
     table["variant"] = table["claim"].str.extract(r"norm=\w+(?:, ([^:]+))?:")[0].fillna("block")
     if "seed_diffs" not in table:
         table["seed_diffs"] = ""
+    if "decision" not in table:  # rows not yet through verdicts.adjust: their raw verdict
+        table["decision"] = table.get("verdict", "")
+    for column, default in (("family", ""), ("unit", "pp"), ("_effect", None)):
+        if column not in table:  # rows read back from a CSV have no Effect: their interaction is seeds-only
+            table[column] = default
     return table
 
 
-def _effect_of(seed_diffs: object, name: str) -> Effect:
-    """An effect with only its per-seed differences (from a verdict row's ``seed_diffs``)."""
+def _effect_of(seed_diffs: object, name: str, scale: float = 1.0) -> Effect:
+    """An effect with only its per-seed differences (from a verdict row's ``seed_diffs``, divided by ``scale``)."""
     values = json.loads(seed_diffs) if isinstance(seed_diffs, str) and seed_diffs else {}
-    pairs = tuple((seed, float(v)) for seed, v in values.items())
+    pairs = tuple((seed, float(v) / scale) for seed, v in values.items())
     nan = float("nan")
     return Effect(name, nan, nan, nan, nan, nan, len(pairs), diffs=pairs)
 
 
 def interaction(large_diffs: object, small_diffs: object, name: str = "budget x dropout") -> Effect:
-    """The budget x dropout interaction of one H1 claim: its effect at full budget minus at the grid budget.
+    """The budget x dropout interaction of one H1 claim: its effect at full budget minus at the smaller budget.
 
     Both arguments are verdict rows' ``seed_diffs`` (JSON ``{seed: difference}``, in the row's unit).
     Paired by seed when both budgets ran the same seeds, Welch otherwise
@@ -220,78 +335,110 @@ def interaction(large_diffs: object, small_diffs: object, name: str = "budget x 
     return difference_of_effects(_effect_of(large_diffs, "full"), _effect_of(small_diffs, "grid"), name)
 
 
-def _interaction_of(
+def _interaction_effect(
     large_diffs: object, small_diffs: object, full: object, grid: object, unit: object
-) -> tuple[float, float, float, float]:
-    """(interaction, CI low, CI high, p) of one row pair in the row's unit: over seeds *and* validation
-    images when both rows carry their two-source Effect (in memory, the same images), else over seeds."""
-    two_source = [isinstance(e, Effect) and e.per_image is not None for e in (full, grid)]
-    if all(two_source):
-        scale = 100.0 if unit == "pp" else 1.0
-        both = difference_of_effects(full, grid, "budget x dropout")  # type: ignore[arg-type]
-        return both.mean * scale, both.ci_low * scale, both.ci_high * scale, both.p_value()
-    seeds = interaction(large_diffs, small_diffs)
-    return seeds.mean, seeds.ci_low, seeds.ci_high, seeds.p_value()
+) -> Effect | None:
+    """The interaction of one row pair in raw units (accuracy as a fraction): over seeds *and* validation
+    images when both rows carry their two-source Effect (in memory, the same images), else over seeds;
+    ``None`` without a row at both budgets."""
+    if not (isinstance(large_diffs, str) and large_diffs and isinstance(small_diffs, str) and small_diffs):
+        return None
+    name = "budget x dropout"
+    if all(isinstance(e, Effect) and e.per_image is not None for e in (full, grid)):
+        return difference_of_effects(full, grid, name)  # type: ignore[arg-type]
+    scale = 100.0 if unit == "pp" else 1.0
+    return difference_of_effects(_effect_of(large_diffs, "full", scale), _effect_of(small_diffs, "grid", scale), name)
 
 
-def budget_changes(
-    small: pd.DataFrame, large: pd.DataFrame, alpha: float = ALPHA, same_arms: bool = False
-) -> pd.DataFrame:
-    """H1's rows at the grid budget (02) next to those at full budget (05), per norm type, with the interaction.
+def budget_changes(small: pd.DataFrame, large: pd.DataFrame, same_arms: bool = False) -> pd.DataFrame:
+    """H1's rows at a smaller budget next to the same rows at full budget, with the budget x dropout interaction.
 
-    ``same_arm`` is true where the two rows differ only in budget: the grid's arm (02: dropout in the
-    block order, no recalibration) is the full-budget row's arm. Where it is false (BatchNorm with
-    recalibration or dropout in the head at full budget), a difference mixes budget with the fix of
-    02b. ``interaction`` (full - grid, pp) and its CI decide "the budget changed the effect", Holm over
-    these rows (family ``budget x dropout``): ``interaction_decision`` is ``shown`` or ``not shown``.
+    ``small``: H1 rows at the smaller budget (05: 02's own runs of the same tuned arms, its *twins*;
+    04: 02's H1 rows); ``large``: the same claims at full budget. ``interaction`` (full - small, in the
+    rows' unit) with its 95% interval and raw p-value says how far the effect moved with the budget; it
+    is **described, not decided** (family :data:`SENSITIVITY`: no Holm; :func:`interaction_rows` makes
+    verdict rows of it). A changed decision is no test of a change either way.
 
-    ``same_arms=True``: ``small`` holds the full-budget arms themselves at the grid budget (05's grid
-    twins), so rows are matched on the arm too and every row differs only in budget.
+    Rows match on hypothesis and norm type, and with ``same_arms=True`` on the arm (the claim's variant)
+    too; ``same_arm`` says whether the two rows' arms name the same placement. The in-memory column
+    ``_interaction`` holds each interaction's Effect in raw units (accuracy as a fraction).
     """
-    columns = ["hypothesis", "norm", "variant", "budget", "effect", "ci_low", "ci_high", "decision", "seed_diffs"]
     small, large = _with_keys(small), _with_keys(large)
-    for table in (small, large):  # rows read back from a CSV have no Effect: their interaction is seeds-only
-        if "_effect" not in table:
-            table["_effect"] = None
-    columns = [*columns, "_effect"]
+    columns = ["hypothesis", "norm", "variant", "budget", "effect", "ci_low", "ci_high", "decision", "seed_diffs"]
+    columns += ["family", "_effect"]
     keys = ["hypothesis", "norm"] + (["variant"] if same_arms else [])
     if same_arms:
         small = small.assign(variant_grid=small["variant"])
         columns = [*columns, "variant_grid"]
     merged = large.merge(small[columns], on=keys, how="left", suffixes=("", "_grid"))
     merged["same_arm"] = merged["variant"] == merged["variant_grid"]
-    merged["changed"] = merged["decision"] != merged["decision_grid"]
-    units = merged["unit"] if "unit" in merged else pd.Series("pp", index=merged.index)
-    sides = (merged["seed_diffs"], merged["seed_diffs_grid"], merged["_effect"], merged["_effect_grid"], units)
-    effects = [_interaction_of(*row) for row in zip(*sides, strict=True)]
-    merged["interaction"] = [e[0] for e in effects]
-    merged["interaction_ci_low"] = [e[1] for e in effects]
-    merged["interaction_ci_high"] = [e[2] for e in effects]
-    merged["interaction_p"] = [e[3] for e in effects]
-    merged["interaction_p_holm"] = holm(merged["interaction_p"].to_numpy(dtype=float), alpha)[0] if len(merged) else []
-    merged["interaction_decision"] = np.where(merged["interaction_p_holm"] < alpha, "shown", "not shown")
-    keep = ["hypothesis", "norm", "variant", "variant_grid", "same_arm", "budget_grid", "effect_grid", "ci_low_grid"]
-    keep += ["ci_high_grid", "decision_grid", "budget", "effect", "ci_low", "ci_high", "decision", "changed"]
-    keep += ["interaction", "interaction_ci_low", "interaction_ci_high", "interaction_p", "interaction_p_holm"]
-    return merged[[*keep, "interaction_decision"]]
+    sides = (merged["seed_diffs"], merged["seed_diffs_grid"], merged["_effect"], merged["_effect_grid"], merged["unit"])
+    effects = [_interaction_effect(*row) for row in zip(*sides, strict=True)]
+    scales = np.where(merged["unit"] == "pp", 100.0, 1.0)
+    nan = float("nan")
+    merged["interaction"] = [e.mean * s if e else nan for e, s in zip(effects, scales, strict=True)]
+    merged["interaction_ci_low"] = [e.ci_low * s if e else nan for e, s in zip(effects, scales, strict=True)]
+    merged["interaction_ci_high"] = [e.ci_high * s if e else nan for e, s in zip(effects, scales, strict=True)]
+    merged["interaction_p"] = [e.p_value() if e else nan for e in effects]
+    merged["interaction_uncertainty"] = [e.uncertainty if e else "" for e in effects]
+    merged["_interaction"] = effects
+    merged["interaction_family"] = SENSITIVITY
+    keep = ["hypothesis", "claim", "norm", "variant", "variant_grid", "same_arm", "unit", "budget_grid"]
+    keep += ["effect_grid", "ci_low_grid", "ci_high_grid", "decision_grid", "family_grid", "budget", "effect"]
+    keep += ["ci_low", "ci_high", "decision", "family", "interaction", "interaction_ci_low", "interaction_ci_high"]
+    keep += ["interaction_p", "interaction_uncertainty", "interaction_family", "_interaction"]
+    return merged[keep]
+
+
+def interaction_rows(changes: pd.DataFrame) -> pd.DataFrame:
+    """The interactions of :func:`budget_changes` as verdict rows (hypothesis ``budget x dropout``, family
+    :data:`SENSITIVITY`: ``verdicts.adjust`` describes them and decides nothing); pairs without both
+    budgets are left out."""
+    rows = []
+    for _, r in changes.iterrows():
+        effect = r["_interaction"]
+        if not isinstance(effect, Effect):
+            continue
+        claim = f"{r['claim']}: the effect is larger at {_images(r['budget'])} than at {_images(r['budget_grid'])}"
+        both = " ; ".join(dict.fromkeys([str(r["budget"]), str(r["budget_grid"])]))
+        rows.append(
+            verdict_row("budget x dropout", claim, effect, "CI > 0 (described)", verdict(effect),
+                        budget_text=both, family=SENSITIVITY, unit=r["unit"])
+        )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _images(budget: object) -> str:
+    """``55,000 training images × 10 epochs``: the trial budget without its validation part."""
+    return str(budget).split(" | ")[0]
+
+
+def _ci(low: float, high: float, unit: str = "pp") -> str:
+    return f"95% CI {low:+.2f} to {high:+.2f} {unit}" if low == low and high == high else "no interval"
 
 
 def budget_change_lines(changes: pd.DataFrame) -> list[str]:
-    """Markdown lines for 04 and 05: H1 across budgets, decided by the interaction, same-arm rows first."""
+    """Markdown lines for 04 and 05: each H1 effect at the smaller budget and at full budget, and the
+    difference of the two with its interval, described (never decided), same-arm rows first."""
     same = changes[changes["same_arm"]]
-    shown = same[same["interaction_decision"] == "shown"] if "interaction_decision" in same else same.iloc[0:0]
     lines = [
-        f"H1 decisions that differ between the grid budget and full budget: {int(changes['changed'].sum())} of "
-        f"{len(changes)}; among the rows whose arm is the same at both budgets (only the budget differs): "
-        f"{int(same['changed'].sum())} of {len(same)}. A different decision is not a test: the budget changed "
-        f"an effect only where the budget x dropout interaction is shown ({len(shown)} of {len(same)} same-arm rows)."
+        f"How each dropout effect moved from the smaller budget to full budget ({len(changes)} rows, {len(same)} "
+        "of them the same arm at both budgets, so that only the budget differs). The change (full minus "
+        f"smaller budget) is *{DESCRIBED_WORDS}*: an interval that excludes zero is a lead for a new study, one "
+        "that covers zero means this run cannot tell, never that the budget does not matter."
     ]
     for r in changes.sort_values("same_arm", ascending=False).itertuples():
-        arm = "same arm" if r.same_arm else f"grid arm: {r.variant_grid}, no recalibration; not the budget alone"
+        arm = "same arm" if r.same_arm else f"smaller budget's arm: {r.variant_grid}; not the budget alone"
+        grid = (
+            f"{r.effect_grid:+.2f} pp ({_ci(r.ci_low_grid, r.ci_high_grid)})"
+            if r.effect_grid == r.effect_grid
+            else "n/a"
+        )
+        if isinstance(r.family_grid, str) and r.family_grid not in ("", SENSITIVITY):
+            grid += f", decided in its family: {decision_words(r.decision_grid)}"
         lines.append(
-            f"- {r.hypothesis} norm={r.norm}, {r.variant} ({arm}): {decision_words(r.decision_grid)} at "
-            f"{r.budget_grid} ({r.effect_grid:+.2f} pp) → {decision_words(r.decision)} at {r.budget} "
-            f"({r.effect:+.2f} pp); interaction {_interval(r)}: **{getattr(r, 'interaction_decision', 'not shown')}**"
+            f"- {r.hypothesis} norm={r.norm}, {r.variant} ({arm}): {grid} at {_images(r.budget_grid)} → "
+            f"{r.effect:+.2f} pp ({_ci(r.ci_low, r.ci_high)}) at {_images(r.budget)}; change {_interval(r)}"
         )
     return lines
 
@@ -299,7 +446,67 @@ def budget_change_lines(changes: pd.DataFrame) -> list[str]:
 def _interval(r: object) -> str:
     value = getattr(r, "interaction", float("nan"))
     if value != value:
-        return "n/a (no per-seed values)"
-    low, high = r.interaction_ci_low, r.interaction_ci_high
-    ci = f"95% CI {low:+.2f} to {high:+.2f}" if low == low else "no interval"
-    return f"{value:+.2f} pp ({ci}, Holm p {r.interaction_p_holm:.3g})"
+        return "n/a (no row at both budgets)"
+    over = getattr(r, "interaction_uncertainty", "") or "seeds"
+    return f"{value:+.2f} pp ({_ci(r.interaction_ci_low, r.interaction_ci_high)}, over {over}): {DESCRIBED_WORDS}"
+
+
+# --- findings in plain words ------------------------------------------------------------------
+
+_NORM_WORDS = {"none": "no normalization", "batch": "BatchNorm"}
+_PLACEMENT_WORDS = {"block": "dropout in the conv blocks", "head": "dropout in the dense head"}
+
+
+def _arm_words(norm: object, variant: object) -> str:
+    placement = str(variant).split(" ")[0]
+    return f"{_NORM_WORDS.get(str(norm), str(norm))}, {_PLACEMENT_WORDS.get(placement, str(variant))}"
+
+
+def budget_findings(changes: pd.DataFrame) -> list[str]:
+    """One plain sentence per H1 row of :func:`budget_changes`: the effect at both budgets and its change,
+    each with its 95% interval, all described (for a week-2 reader; no decision is made here)."""
+    lines = []
+    for r in changes.sort_values(["norm", "hypothesis"]).itertuples():
+        what = str(r.claim).split(": ", 1)[-1]
+        at_grid = (
+            f"{r.effect_grid:+.2f} points ({_ci(r.ci_low_grid, r.ci_high_grid, 'points')}) at {_images(r.budget_grid)}"
+            if r.effect_grid == r.effect_grid
+            else "no row at the smaller budget"
+        )
+        change = (
+            f"the change is {r.interaction:+.2f} points ({_ci(r.interaction_ci_low, r.interaction_ci_high, 'points')})"
+            if r.interaction == r.interaction
+            else "no change can be computed"
+        )
+        lines.append(
+            f'- **{_arm_words(r.norm, r.variant)}**, "{what}": {r.effect:+.2f} points '
+            f"({_ci(r.ci_low, r.ci_high, 'points')}) at {_images(r.budget)}, against {at_grid}; {change}."
+        )
+    return lines
+
+
+def overfit_findings(claims: pd.DataFrame) -> list[str]:
+    """One plain sentence per overfitting claim of :func:`overfitting` (described): a loss change in units of
+    validation loss, an accuracy change in points."""
+    lines = []
+    for r in claims.itertuples():
+        if r.unit == "pp":
+            size = f"{r.effect:+.2f} points ({_ci(r.ci_low, r.ci_high, 'points')})"
+        else:
+            ci = f"95% CI {r.ci_low:+.3f} to {r.ci_high:+.3f}" if r.ci_low == r.ci_low else "no interval"
+            size = f"{r.effect:+.3f} in validation loss ({ci})"
+        lines.append(f"- {r.claim}: {size}.")
+    return lines
+
+
+def search_findings(row: pd.Series, best_final: pd.Series, reference: tuple[float, float, float]) -> list[str]:
+    """The search comparison in plain words: the decided difference, then each algorithm's mean best and
+    the default configuration's accuracy (a reference, not tested)."""
+    decision = decision_words(row["decision"] if "decision" in row.index else row["verdict"])
+    means = ", ".join(f"{algo} {value:.2%}" for algo, value in best_final.items())
+    return [
+        f"- {row['claim']}: {row['effect']:+.2f} points ({_ci(row['ci_low'], row['ci_high'], 'points')}, "
+        f"{int(row['n_seeds'])} sweep seeds): **{decision}**.",
+        f"- Mean best validation accuracy after all trials: {means}; the default configuration at the same "
+        f"budget: {reference[0]:.2%} (95% CI {reference[1]:.2%} to {reference[2]:.2%}; a reference line, not tested).",
+    ]

@@ -112,3 +112,24 @@ def train_val_gap(summary: pd.DataFrame) -> plt.Figure:
         ax.set(title=title, xlabel="configuration", ylabel="cross-entropy difference (mean ± 95% CI)")
     fig.tight_layout()
     return fig
+
+
+def control_curves(histories: pd.DataFrame, budget: str = "") -> plt.Figure:
+    """Validation accuracy per epoch of the no-dropout controls: one panel per norm type, a thin line per
+    run (seed and budget), the mean per budget in bold (02's plateau check)."""
+    norms = sorted(histories["norm_type"].unique()) if len(histories) else []
+    fig, axes = plt.subplots(1, max(len(norms), 1), figsize=(5 * max(len(norms), 1), 3.6), squeeze=False)
+    for ax, norm in zip(axes[0], norms, strict=False):
+        part = histories[histories["norm_type"] == norm]
+        for index, (epochs, runs) in enumerate(part.groupby("epochs")):
+            colour = f"C{index}"
+            for _, run in runs.groupby("seed"):
+                ax.plot(run["epoch"], 100 * run["val_accuracy"], color=colour, alpha=0.3, linewidth=0.8)
+            mean = runs.groupby("epoch")["val_accuracy"].mean()
+            ax.plot(mean.index, 100 * mean.to_numpy(), color=colour, linewidth=2, label=f"{int(epochs)} epochs")
+        ax.set(title=f"norm_type={norm}, dropout 0", xlabel="epoch", ylabel="validation accuracy (%)")
+        ax.legend(loc="lower right")
+    if budget:
+        fig.suptitle(f"No-dropout control, lr and weight decay tuned ({budget})", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -22,7 +22,7 @@ from lib.config import TRIAL_FIELDS, TrialConfig
 from lib.data import DataSpec
 from lib.stats import mean_ci, verdict
 from lib.study.inputs import budget_text, finished
-from lib.study.verdicts import decision_words, effect_between, verdict_row
+from lib.study.verdicts import DESCRIBED_WORDS, decision_words, effect_between, verdict_row
 
 # The default configuration of the candidate list: the library's defaults (2 blocks of 32/64
 # channels, AdamW lr 1e-3, weight decay 5e-4, batch 128, cosine) with BatchNorm and no dropout,
@@ -36,8 +36,12 @@ REGULARISATION = {"augment_crop_padding": 2, "augment_flip": True, "label_smooth
 
 
 def _decisions(effects: pd.DataFrame) -> pd.Series:
-    """The adjusted decision where there is one, else the raw verdict."""
-    return effects["decision"] if "decision" in effects else effects["verdict"]
+    """The adjusted decision where there is one, else the raw verdict. 02b's rows are described, not decided
+    (family ``sensitivity``): for them the raw verdict builds the candidate, which the declared comparison
+    on validation then keeps or drops; it is never quoted as a decision."""
+    if "decision" not in effects:
+        return effects["verdict"]
+    return effects["decision"].where(effects["decision"] != DESCRIBED_WORDS, effects["verdict"])
 
 
 def best_bn_placement(shift_effects: pd.DataFrame) -> tuple[str, str]:

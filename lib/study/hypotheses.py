@@ -28,22 +28,72 @@ LR_TOLERANCES = (0.01, 0.02, 0.03)  # shown side by side: a claim that flips bet
 LITTLE_GAIN = 0.005  # "more blocks give little": less than half an accuracy point
 
 
-# The per-arm tuned re-measure of H1 and H3 (02, 03): its own family, its claims labelled by the design.
-TUNED = {"family": "tuned", "design": ", lr tuned per arm"}
-
-
 def grid_verdicts(inputs: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Every claim of the ``headline``, ``variance shift`` and ``tuned`` families, each decided over its whole family.
+    """Every claim of the ``H1``, ``H2`` and ``H3`` families, each decided over its whole family (Holm), and the
+    described ``sensitivity`` rows (the same arms at the fixed lr and weight decay, 02b's placement and
+    recalibration).
 
     The one place these decisions are made: 04 shows them, 05 sets its full-budget H1 next to them.
-    (Adjusting a part of a family, as 02 does, counts the missing claims as not rejected and can only
-    be more cautious.)
+    ``inputs`` are :func:`lib.study.inputs.grid_inputs`': ``H1``/``H3`` the re-measured winners of the
+    per-arm tuning, ``H1-fixed``/``H3-fixed`` the same arms at the fixed nuisance values, ``H2`` the
+    learning-rate grid, ``shift`` 02b's trials.
     """
-    _, h2a = h2_lr_range(inputs["H2"])
-    h2b = h2b_from_runs(inputs["H1"], inputs["H2b"], inputs["H2"])
+    _, h2a = h2_lr_range(inputs["H2"], family="H2")
+    decided = [h1(inputs["H1"], family="H1", by_placement=True), h2a, h2b_tuned(inputs["H1"])]
+    decided.append(h3(inputs["H3"], family="H3"))
     _, shift_effects = variance_shift(inputs["shift"])
-    tuned = [h1(inputs["H1-tuned"], **TUNED), h3(inputs["H3-tuned"], **TUNED)] if "H1-tuned" in inputs else []
-    return adjust(pd.concat([h1(inputs["H1"]), h2a, h2b, h3(inputs["H3"]), shift_effects, *tuned], ignore_index=True))
+    described = [shift_effects]
+    if len(inputs.get("H1-fixed", ())):
+        described.append(h1(inputs["H1-fixed"], family=SENSITIVITY, by_placement=True, design=FIXED_LABEL))
+    if len(inputs.get("H3-fixed", ())):
+        described.append(h3(inputs["H3-fixed"], family=SENSITIVITY, design=FIXED_LABEL))
+    return adjust(pd.concat([*decided, *described], ignore_index=True))
+
+
+SENSITIVITY = "sensitivity"  # described, never decided (lib.study.verdicts.DESCRIBED)
+FIXED_LABEL = ", lr and weight decay fixed"
+
+
+# --- the design a row was measured on ---------------------------------------------------------
+
+
+def _tag(frame: pd.DataFrame, name: str) -> list[str]:
+    column = f"tag.{name}"
+    return sorted({str(v) for v in frame[column].dropna()}) if column in frame else []
+
+
+def _seeds_text(seeds: list[int]) -> str:
+    seeds = sorted(seeds)
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ",".join(map(str, seeds))
+
+
+def design_columns(*frames: pd.DataFrame) -> dict[str, str]:
+    """``design`` (how the arms behind a verdict row were tuned and re-measured, read from the runs' tags) and
+    ``tuning_decided`` (``yes``, or ``no`` when an arm's tuned winner still sat on a movable edge of its
+    range after the allowed extensions: the row is then *not decided: tuning range*)."""
+    parts = [f for f in frames if len(f)]
+    if not parts:
+        return {"design": "", "tuning_decided": "yes"}
+    frame = pd.concat(parts, ignore_index=True)
+    seeds = _seeds_text([int(s) for s in frame["seed"].dropna().unique()]) if "seed" in frame else "?"
+    rungs = _tag(frame, "halving_rungs")
+    if not rungs:
+        fixed = []
+        for name in ("lr", "weight_decay"):
+            values = sorted(frame[name].dropna().unique()) if name in frame else []
+            fixed += [f"{name} {'/'.join(f'{v:g}' for v in values)}"] if len(values) else []
+        return {"design": f"fixed {', '.join(fixed)}; seeds {seeds}", "tuning_decided": "yes"}
+    ranges = " | ".join(_tag(frame, "tuning_ranges")) or "?"
+    extended = sum(1 for text in _tag(frame, "range_extensions") if text not in ("", "[]"))
+    how = f"rungs {' or '.join(r.replace(',', '/') for r in rungs)} epochs, eta {'/'.join(_tag(frame, 'halving_eta'))}"
+    how += f", tuning seeds {'/'.join(_tag(frame, 'tune_seeds'))}"
+    how += f", ranges extended for {extended} arm(s)" if extended else ""
+    text = f"lr x weight decay tuned per arm by successive halving over {ranges} ({how})"
+    text += f"; winners re-measured on seeds {seeds}"
+    decided = _tag(frame, "tuning_decided")
+    return {"design": text, "tuning_decided": "yes" if set(decided) <= {"yes"} else "no"}
 
 
 # --- H1: dropout ------------------------------------------------------------------------------
@@ -75,7 +125,7 @@ def _h1_groups(done: pd.DataFrame, by_placement: bool) -> list[tuple[str, pd.Dat
 def h1(
     frame: pd.DataFrame,
     data: DataSpec | None = None,
-    family: str = "headline",
+    family: str = "H1",
     by_placement: bool = False,
     design: str = "",
 ) -> pd.DataFrame:
@@ -97,7 +147,8 @@ def h1(
             continue
         gain = effect_between(moderate, none, f"moderate - none ({label})")
         claim = f"{label}: dropout {_values(moderate)} beats none"
-        rows.append(verdict_row("H1a", claim, gain, "CI > 0", verdict(gain), budget_text=text, family=family))
+        row = verdict_row("H1a", claim, gain, "CI > 0", verdict(gain), budget_text=text, family=family)
+        rows.append(row | design_columns(moderate, none))
         if not high.empty:
             loss = effect_between(high, moderate, f"high - moderate ({label})")
             claim = f"{label}: dropout {_values(high)} hurts vs {_values(moderate)}"
@@ -112,6 +163,7 @@ def h1(
                     family=family,
                     direction="less",
                 )
+                | design_columns(high, moderate)
             )
     return pd.DataFrame(rows)
 
@@ -155,7 +207,9 @@ def usable_widths(frame: pd.DataFrame, tolerances: tuple[float, ...] = LR_TOLERA
     return pd.DataFrame(rows)
 
 
-def h2_lr_range(frame: pd.DataFrame, data: DataSpec | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def h2_lr_range(
+    frame: pd.DataFrame, data: DataSpec | None = None, family: str = "H2"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """H2a: usable learning-rate range (decades) per seed and norm (:func:`usable_widths`), batch - none.
 
     Lattice-free: the widths are interpolated on each seed's curve, and the claim is decided by the exact
@@ -196,7 +250,9 @@ def h2_lr_range(frame: pd.DataFrame, data: DataSpec | None = None) -> tuple[pd.D
         budget_text=budget_text(frame, data),
         unit="decades",
         note="; ".join(notes),
+        family=family,
     )
+    result |= design_columns(frame)
     return widths, pd.DataFrame([result])
 
 
@@ -233,7 +289,9 @@ def best_lrs(frame: pd.DataFrame) -> dict[str, float]:
     return {norm: float(group.idxmax()[1]) for norm, group in means.groupby(level=0)}
 
 
-def h2_best(frame: pd.DataFrame, arm_columns: list[str] | None = None, data: DataSpec | None = None) -> pd.DataFrame:
+def h2_best(
+    frame: pd.DataFrame, arm_columns: list[str] | None = None, data: DataSpec | None = None, family: str = "H2"
+) -> pd.DataFrame:
     """H2b: BatchNorm vs no normalization, each at its own best arm (by mean), paired by seed.
 
     In v2 ``frame`` is the confirmation grid: each norm type at its own best learning rate from
@@ -253,30 +311,23 @@ def h2_best(frame: pd.DataFrame, arm_columns: list[str] | None = None, data: Dat
         best[norm] = done[mask]
     effect = effect_between(best["batch"], best["none"], "best batch arm - best none arm")
     claim = f"BatchNorm raises the best accuracy (batch at {labels['batch']} vs none at {labels['none']})"
-    return pd.DataFrame(
-        [verdict_row("H2b", claim, effect, "CI > 0", verdict(effect), budget_text=budget_text(done, data))]
-    )
+    text = budget_text(done, data)
+    row = verdict_row("H2b", claim, effect, "CI > 0", verdict(effect), budget_text=text, family=family)
+    return pd.DataFrame([row | design_columns(best["batch"], best["none"])])
 
 
-def h2b_from_runs(h1_runs: pd.DataFrame, h2b_runs: pd.DataFrame, lr_runs: pd.DataFrame) -> pd.DataFrame:
-    """H2b recomputed from MLflow runs (04): each norm type at its own best rate of the H2a grid.
-
-    A confirmation trial that was a cache hit of H1's grid (or of the H2a grid, when both train
-    equally long) is logged under that grid's tag, so all three are read.
-    """
-    own_best = best_lrs(lr_runs)
-    frame = pd.concat([h1_runs, lr_runs] + ([h2b_runs] if len(h2b_runs) else []), ignore_index=True)
-    frame = frame.drop_duplicates("tag.trial_key")
-    epochs = h1_runs["epochs"].max()  # the confirmation grid trains at H1's budget
-    mask = (frame["dropout_p"] == 0) & (frame["epochs"] == epochs)
-    mask &= frame.apply(lambda r: bool(np.isclose(r["lr"], own_best.get(r["norm_type"], np.nan))), axis=1)
-    return h2_best(frame[mask], ["lr"])
+def h2b_tuned(h1_runs: pd.DataFrame, data: DataSpec | None = None) -> pd.DataFrame:
+    """H2b on the tuned design: BatchNorm vs no normalization without dropout, each at its own tuned lr and
+    weight decay (H1's two ``dropout_p = 0`` arms, re-measured on the same fresh seeds): one arm per norm
+    type, so no arm is picked on these trials."""
+    done = finished(h1_runs)
+    return h2_best(done[done["dropout_p"] == 0], ["lr", "weight_decay"], data)
 
 
 # --- H3: conv blocks --------------------------------------------------------------------------
 
 
-def h3(frame: pd.DataFrame, data: DataSpec | None = None, family: str = "headline", design: str = "") -> pd.DataFrame:
+def h3(frame: pd.DataFrame, data: DataSpec | None = None, family: str = "H3", design: str = "") -> pd.DataFrame:
     """H3: 1-2 blocks beat 0; 3+ blocks add less than half a point over the best of 1-2.
 
     ``family`` and ``design`` (a label added to each claim) as in :func:`h1`.
@@ -289,6 +340,7 @@ def h3(frame: pd.DataFrame, data: DataSpec | None = None, family: str = "headlin
         verdict_row(
             "H3a", f"1-2 conv blocks beat 0{design}", gain, "CI > 0", verdict(gain), budget_text=text, family=family
         )
+        | design_columns(done[blocks.isin([1, 2])], done[blocks == 0])
     ]
     deep = done[blocks >= 3]
     if not deep.empty:
@@ -307,6 +359,7 @@ def h3(frame: pd.DataFrame, data: DataSpec | None = None, family: str = "headlin
                 direction="less",
                 family=family,
             )
+            | design_columns(deep, done[blocks == best_shallow])
         )
     return pd.DataFrame(rows)
 
@@ -317,7 +370,7 @@ def h3(frame: pd.DataFrame, data: DataSpec | None = None, family: str = "headlin
 def variance_shift(frame: pd.DataFrame, data: DataSpec | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Recalibration effect (after - before, same weights) and placement effects vs ``block``.
 
-    Returns (arm summary rows for the figure, effect rows with verdicts; family ``variance shift``).
+    Returns (arm summary rows for the figure, effect rows, described: family ``sensitivity``).
     """
     done = finished(frame)
     done = done[done["dropout_p"] > 0].copy()
@@ -330,9 +383,7 @@ def variance_shift(frame: pd.DataFrame, data: DataSpec | None = None) -> tuple[p
             effect = effect_between(placed, block, f"{placement} - block ({norm}, p={p:g})")
             claim = f"{norm}, p={p:g}: dropout placement '{placement}' beats 'block'"
             effects.append(
-                verdict_row(
-                    "placement", claim, effect, "CI > 0", verdict(effect), budget_text=text, family="variance shift"
-                )
+                verdict_row("placement", claim, effect, "CI > 0", verdict(effect), budget_text=text, family=SENSITIVITY)
             )
     summary = pd.DataFrame(
         [
@@ -361,9 +412,7 @@ def _recalibration_effects(done: pd.DataFrame, text: str) -> tuple[list[dict], l
             effect = paired_effect(after, plain, f"recalibration ({label})")
             claim = f"recalibrating BN helps: {label}"
             effects.append(
-                verdict_row(
-                    "shift", claim, effect, "CI > 0", verdict(effect), budget_text=text, family="variance shift"
-                )
+                verdict_row("shift", claim, effect, "CI > 0", verdict(effect), budget_text=text, family=SENSITIVITY)
             )
         else:
             arms.append({"arm": label, "values": group.set_index("seed")["val_accuracy"]})

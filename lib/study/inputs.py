@@ -24,15 +24,16 @@ class MissingRunsError(RuntimeError):
     """The runs an analysis needs are not in the store yet; the message says what to run."""
 
 
-# The controlled grids the headline and variance-shift families are decided from:
-# (input name, notebook experiment, hypothesis tag).
+# The controlled grids the H1, H2, H3 and sensitivity rows are decided (or described) from:
+# (input name, notebook experiment, hypothesis tag). H1 and H3 are the re-measured winners of the per-arm
+# tuning by successive halving; H1-fixed and H3-fixed the same arms at the fixed lr and weight decay.
 GRID_INPUTS = (
     ("H1", "02_norm_dropout", "H1"),
+    ("H1-fixed", "02_norm_dropout", "H1-fixed"),
     ("H2", "02_norm_dropout", "H2"),
     ("shift", "02b_dropout_bn", "variance_shift"),
     ("H3", "03_conv_blocks", "H3"),
-    ("H1-tuned", "02_norm_dropout", "H1-tuned"),  # the re-measured winners of 02's per-arm lr tuning
-    ("H3-tuned", "03_conv_blocks", "H3-tuned"),
+    ("H3-fixed", "03_conv_blocks", "H3-fixed"),
 )
 
 
@@ -75,15 +76,17 @@ def trial_runs_or_empty(experiment: str, hypothesis: str | None = None, profile:
 
 
 def grid_inputs(named: Callable[[str], str], profile: str) -> dict[str, pd.DataFrame]:
-    """The trial runs of 02, 02b and 03 in ``profile``, keyed as in :data:`GRID_INPUTS` plus ``H2b``.
+    """The trial runs of 02, 02b and 03 in ``profile``, keyed as in :data:`GRID_INPUTS`.
 
     ``named`` maps a notebook's base name to its experiment (``profiles.experiment_name`` for one
     data set and user). Raises :class:`MissingRunsError` naming the notebook to run when one is
-    missing. H2b's confirmation trials may all be cache hits of H1's grid, so none may carry its tag.
+    missing. The fixed-nuisance inputs may be empty (a profile may skip them).
     """
-    inputs = {name: trial_runs(named(base), hypothesis, profile) for name, base, hypothesis in GRID_INPUTS}
-    inputs["H2b"] = trial_runs_or_empty(named("02_norm_dropout"), "H2b", profile)
-    return inputs
+    optional = {"H1-fixed", "H3-fixed"}
+    return {
+        name: (trial_runs_or_empty if name in optional else trial_runs)(named(base), hypothesis, profile)
+        for name, base, hypothesis in GRID_INPUTS
+    }
 
 
 def finished(frame: pd.DataFrame) -> pd.DataFrame:

@@ -28,13 +28,16 @@ def _lr_grid(low_exp: float, high_exp: float, per_decade: int) -> list[float]:
 #   dataset                  the data set every grid trains on (``grid_data``/``final_data`` read it)
 #   train_subset, val_subset training/validation images of the grids (None = all 55k / 5k)
 #   seeds                    paired seeds of every controlled grid (every arm gets all of them)
-#   dropout_values/_epochs   H1 grid (02); H2b's confirmation grid uses the same budget
+#   grid_channels            the first block's channels of the grids' CNN (02, 02b, 03)
+#   dropout_values/_epochs   H1's dose-response (02); H2b compares its two dropout-0 arms
 #   lr_values, lr_epochs     H2a's learning-rate grid (02), on lr_seeds
-#   tune_lr_values, tune_seeds  02 and 03: the lr values tuned per arm on the tuning seeds (disjoint from
-#                            ``seeds``, on which each arm's winner is re-measured)
+#   tune_ranges, tune_*      02 and 03: lr x weight decay tuned per arm by successive halving (tune_points
+#   h1_rungs, h3_rungs       points, keep 1/tune_eta per rung, rungs in epochs, tune_extensions range
+#                            extensions) on tune_seeds, disjoint from ``seeds``, on which each arm's
+#                            winner is re-measured; fixed_seeds: the fixed lr/wd arms (described)
 #   epochs                   02b, 03 and the 04 sweep
-#   candidate_*              04: the declared candidates compared on validation before the final model
-#   final_*                  04: the winner retrained on train + validation, scored once on the test set
+#   candidate_*              06: the declared candidates compared on validation before the final model
+#   final_*                  06: the winner retrained on train + validation, scored once on the test set
 #   budget_*                 05: H1 re-asked at full budget
 #   search_*                 05: random search vs TPE at equal trials and budget
 #   study_profile            05 reads 02/02b runs of this profile; budget_profile: 04 reads 05's runs of this one
@@ -43,6 +46,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "dataset": "fashion_mnist",
         "train_subset": 600,
         "val_subset": 300,
+        "grid_channels": 16,
         "epochs": 1,
         "dropout_epochs": 1,
         "seeds": [0, 1],
@@ -52,17 +56,23 @@ PROFILES: dict[str, dict[str, Any]] = {
         "lr_values": [1e-3, 1e-2],
         "lr_epochs": 1,
         "lr_seeds": [0, 1],
-        "tune_lr_values": [1e-3, 3e-3],
-        "tune_seeds": [10],
+        "tune_ranges": ["lr=3e-4:3e-2:log", "weight_decay=1e-5:1e-2:log"],
+        "tune_points": 2,
+        "tune_eta": 2,
+        "tune_extensions": 0,
+        "h1_rungs": [1],
+        "h3_rungs": [1],
+        "tune_seeds": [10, 11],
+        "fixed_seeds": [0, 1],
         "shift_dropout_values": [0.5],
         "placements": ["block", "head"],
         "block_values": [0, 1, 2],
         "sweep_evals": 3,
         "candidate_seeds": [0, 1],
         "candidate_epochs": 1,
+        "candidate_recipe_epochs": 1,
         "candidate_train_subset": 600,
-        "final_seeds": [100, 101],
-        "final_epochs": 1,
+        "final_seeds": [300, 301],
         "final_train_subset": 1000,
         "budget_train_subset": 600,
         "budget_epochs": 2,
@@ -70,6 +80,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "budget_dropout_values": [0.0, 0.3, 0.6],
         "search_evals": 3,
         "search_seeds": [0, 1],
+        "search_epochs": 1,
         "study_profile": "smoke",
         "budget_profile": "smoke",
         "workers": 1,
@@ -80,33 +91,41 @@ PROFILES: dict[str, dict[str, Any]] = {
         "dataset": "fashion_mnist",
         "train_subset": 1500,
         "val_subset": 1000,
+        "grid_channels": 16,
         "epochs": 2,
         "dropout_epochs": 3,
         "seeds": [0, 1, 2],
         "baseline_epochs": 4,
         "baseline_seeds": [0, 1, 2],
-        "dropout_values": [0.0, 0.25, 0.6],
+        "dropout_values": [0.0, 0.3, 0.6],
         "lr_values": _lr_grid(-4, -1, 1),
         "lr_epochs": 2,
         "lr_seeds": [0, 1, 2],
-        "tune_lr_values": [1e-3, 3e-3],
-        "tune_seeds": [10],
+        "tune_ranges": ["lr=3e-4:3e-2:log", "weight_decay=1e-5:1e-2:log"],
+        "tune_points": 3,
+        "tune_eta": 3,
+        "tune_extensions": 0,
+        "h1_rungs": [1, 3],
+        "h3_rungs": [1, 2],
+        "tune_seeds": [10, 11],
+        "fixed_seeds": [],
         "shift_dropout_values": [0.5],
         "placements": ["block", "head"],
         "block_values": [0, 1, 2, 3],
         "sweep_evals": 4,
         "candidate_seeds": [0, 1, 2],
         "candidate_epochs": 2,
+        "candidate_recipe_epochs": 3,
         "candidate_train_subset": 5000,
-        "final_seeds": [100, 101],
-        "final_epochs": 2,
+        "final_seeds": [300, 301],
         "final_train_subset": 5000,
         "budget_train_subset": 10000,
         "budget_epochs": 4,
         "budget_seeds": [0, 1, 2],
-        "budget_dropout_values": [0.0, 0.25, 0.6],
+        "budget_dropout_values": [0.0, 0.3, 0.6],
         "search_evals": 4,
-        "search_seeds": [0, 1],
+        "search_seeds": [0, 1, 2],
+        "search_epochs": 2,
         "study_profile": "quick",
         "budget_profile": "quick",
         "workers": "auto",
@@ -117,41 +136,78 @@ PROFILES: dict[str, dict[str, Any]] = {
     # 03 382 s, 04 1,386 s (sweep, 4 candidates x 3 seeds at 55k x 6, the final 4 x 60k x 10).
     "full": {
         "dataset": "fashion_mnist",
-        "train_subset": 8000,
+        # v4: 4,000 training images, so that the no-dropout control stops improving within the H1 budget
+        # (12 epochs, shown in 02) and every arm can be tuned; the grids' CNN has 16 channels in its first
+        # block (grid_channels: about 2x faster than the default 32 on this CPU; a fixed choice).
+        "train_subset": 4000,
         "val_subset": None,
-        "epochs": 4,
-        "dropout_epochs": 10,
-        "seeds": [0, 1, 2, 3, 4],
-        "baseline_epochs": 10,
+        "grid_channels": 16,
+        "epochs": 8,
+        "dropout_epochs": 12,
+        "seeds": [20, 21, 22, 23, 24],
+        "baseline_epochs": 12,
         "baseline_seeds": [0, 1, 2],
-        "dropout_values": [0.0, 0.25, 0.6],
-        # v3: half decades from 1e-4 to 1 at 8,000 img x 6 epochs (v2: quarter decades at 2 epochs, where
-        # the low end mostly measured how fast a run converges), 3 seeds; the usable range's resolution
-        # floor is h/sqrt(3) = 0.29 decade. v2's probe: no normalization fails at 0.1, BatchNorm at ~1.
+        "dropout_values": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
+        # H2a: half decades from 1e-4 to 1 at 4,000 img x 6 epochs, 6 seeds (the sign-flip test's smallest
+        # p is 2/2^6 = 0.031); the widths are interpolated on each seed's curve (no lattice)
         "lr_values": _lr_grid(-4, 0, 2),
         "lr_epochs": 6,
-        "lr_seeds": [0, 1, 2],
-        # the per-arm tuning of H1 (02) and H3 (03): lr tuned on seed 10, each winner re-measured on `seeds`;
-        # the fixed value 1e-3 is one of them, so the fixed-lr rows are the grid's own (cached) runs
-        "tune_lr_values": [1e-3, 2e-3, 4e-3],
-        "tune_seeds": [10],
+        "lr_seeds": [0, 1, 2, 3, 4, 5],
+        # the per-arm tuning of H1 (02) and H3 (03): lr x weight decay over these ranges by successive
+        # halving (tune_points Halton points, keep 1/3 per rung, rungs in epochs, one range extension),
+        # on the tuning seeds; each arm's winner is re-measured on `seeds`, the fixed values
+        # (lr 1e-3, weight decay 5e-4) on `fixed_seeds` (described sensitivity)
+        "tune_ranges": ["lr=3e-4:3e-2:log", "weight_decay=1e-5:1e-2:log"],
+        "tune_points": 6,
+        "tune_eta": 3,
+        "tune_extensions": 1,
+        "h1_rungs": [2, 4, 12],
+        "h3_rungs": [1, 3, 8],
+        "tune_seeds": [10, 11],
+        "fixed_seeds": [20, 21, 22],
         "shift_dropout_values": [0.25, 0.5],
         "placements": ["block", "head"],
         "block_values": [0, 1, 2, 3, 4],
         "sweep_evals": 16,
+        # 06 (deep profile, <= 50 min on the 2-core machine, 2 workers): 4 candidates x 3 seeds on all 55,000
+        # training images, each at its own schedule (the final retrains the winner at the same one on 60,000).
+        # Measured (2026-12-06, 4,000 images x 2 epochs, crop 2 + flip, BatchNorm, 1 thread, 2 side by side):
+        # default 32 channels ~3,300 img/s, 2 convs/block at 16 channels ~3,150, at 32 channels ~1,200 (too
+        # slow for a long schedule: 3 seeds x 55k x 20 ep take 23 min on 2 workers, its final 33 more); v3's 04
+        # ran its candidates at ~3,300 and its finals at ~2,750 img/s per worker (+ ~90 s per final trial); one
+        # epoch on all 55,000 (2 side by side): the recipe 3,000 img/s, the default (no augmentation) 3,150. Sized
+        # at 3,000 img/s for candidates: sweep best, default, best controlled arm at 10 epochs (v3's final schedule):
+        # 9 x 550,000 img = 4.95M; the v4 recipe at 20 epochs: 3 x 1.1M = 3.3M; 8.25M / 6,000 = 1,375 s
+        # (~1,470 s as 12 trials pack on 2 workers). Final (the recipe, the dearest winner): 4 x 60,000 x 20 =
+        # 4.8M img / 5,500 = 873 s + 2 rounds x 90 s = 1,053 s. The notebook itself (kernel, reading 02-04's
+        # runs, verdicts, logging): ~120 s. In all ~2,640 s = 44 min.
         "candidate_seeds": [0, 1, 2],
-        "candidate_epochs": 6,
+        "candidate_epochs": 10,
+        "candidate_recipe_epochs": 20,
         "candidate_train_subset": None,
-        # v3's one new test reading: seeds never used before (v1/v2 read the test set with 100-103)
-        "final_seeds": [200, 201, 202, 203],
-        "final_epochs": 10,
+        # v4's one new test reading: seeds never used before (v1/v2 read the test set with 100-103, v3 200-203)
+        "final_seeds": [300, 301, 302, 303],
         "final_train_subset": None,
+        # 05 (deep profile: 05 + 06 <= 120 min; 05 <= 65 min) on the 2-core machine. Measured: the default 32-channel
+        # CNN trains ~3,500 img/s per 1-thread process with 2 side by side (4,300 alone), evaluation ~3x faster,
+        # ~1.5 s per trial; 02's arms are the grids' 16-channel CNN, measured alone at 10,000 (none), 8,000
+        # (batch/head) and 7,000 (none/block dropout) img/s, x 0.8 side by side.
+        # A: 02's tuned H1 arms (none/block, batch/head) x dropout {0, 0.3, 0.6} = 6 arms on 02's 5 seeds (the
+        #    same arms at 02's budget are then 02's own runs: 0 s) at 55,000 img x 12 ep (02's H1 epochs, so
+        #    only the images differ) = 660,000 img: 83 s (none, p=0), 3 x 103 s (batch), 2 x 118 s (block
+        #    dropout) + 6 x 5 s eval and overhead = 658 worker-s per seed, 329 s on 2 workers; x 5 = 1,645 s.
+        # B: 5 sweep seeds x (16 random + 11 new TPE trials; TPE's 5 start-up points are random's) = 135 trials,
+        #    one at a time, on the grids' 4,000 img x 8 ep (>= the 24,000 image-epochs a decision needs):
+        #    32,000 img / 4,300 = 7.4 s (32 channels; 16 is faster) + 3.1 s eval + 1.5 s = 12 s: 1,620 s;
+        #    the default reference (32 channels), 5 seeds x 14.4 s on 2 workers: 43 s.
+        # The notebook itself (kernel, reading runs, histories and intervals): ~180 s. In all ~3,490 s = 58 min.
         "budget_train_subset": None,
-        "budget_epochs": 10,
-        "budget_seeds": [0, 1, 2, 3, 4],
-        "budget_dropout_values": [0.0, 0.25, 0.6],
+        "budget_epochs": 12,
+        "budget_seeds": [20, 21, 22, 23, 24],
+        "budget_dropout_values": [0.0, 0.3, 0.6],
         "search_evals": 16,
-        "search_seeds": [0, 1, 2, 3],
+        "search_seeds": [0, 1, 2, 3, 4],
+        "search_epochs": 8,
         "study_profile": "full",
         "budget_profile": "deep",
         "workers": "auto",
@@ -169,12 +225,10 @@ MEASURED_SECONDS: dict[str, dict[str, float]] = {
     "deep": {"05_budget_and_search": 5392},
 }
 
-# `make run PROFILE=deep` (05 only, <= 2 h): the full profile's knobs, its runs tagged "deep"; it
-# reads 02/02b's full-profile runs, so run `make run` first. Estimate: H1 at full budget, 8 arms x 5
-# seeds x 550k images, 2 workers: 852 s per seed (177 s per no-dropout or head-dropout trial,
-# 239-259 s per block-dropout trial) = 4,260 s + 3% evaluation; default reference 5 x 32k = 45 s;
-# 4 sweep seeds x (16 random + 11 new TPE trials; the 5 start-up points are shared) x 32k images at
-# 3,400 img/s one trial at a time + 1.5 s per trial = 1,180 s. In all about 95 min.
+# `make run PROFILE=deep` (05 and 06, meant for <= 2 h): the full profile's knobs, its runs tagged "deep";
+# it reads the full profile's runs of 02-04, so run `make run PROFILE=full` first. Estimates (not yet
+# measured for study v4): 05 about 58 min (the arithmetic at its budget_*/search_* knobs), 06 about
+# 44 min (at its candidate_*/final_* knobs).
 PROFILES["deep"] = PROFILES["full"] | {"study_profile": "full", "budget_profile": "deep"}
 
 

@@ -3,7 +3,7 @@
 Where things go: every run writes its executed notebooks to ``runs/<profile>/notebooks/`` and its figures
 and tables to ``runs/<profile>/figures/`` (an ignored folder) and says so, so a try-out never overwrites
 the worked example. Only the reference refresh (``--reference``, ``make reference``) in a reference profile
-(``full`` for 01-04, ``deep`` for 05) replaces the committed notebooks (``notebooks/``, each only when it
+(``full`` for 01-04, ``deep`` for 05, 06) replaces the committed notebooks (``notebooks/``, each only when it
 completes) and figures (``figures/``). ``--output-dir`` and ``HYPERTUNE_FIGURES_DIR`` override the two folders.
 While it runs, each finished cell prints a progress line with the time left, estimated from the measured
 times of :data:`lib.study.profiles.MEASURED_SECONDS`.
@@ -42,7 +42,8 @@ from lib.paths import PROJECT_ROOT
 from lib.study.profiles import MEASURED_SECONDS
 
 NOTEBOOKS = ("01_baseline", "02_norm_dropout", "02b_dropout_bn", "03_conv_blocks", "04_analysis")
-DEEP_NOTEBOOKS = ("05_budget_and_search",)  # `--profile deep`: the budget and search study (after the full run)
+# `--profile deep` (after the full run): the budget and search study, then the final model and its one test reading
+DEEP_NOTEBOOKS = ("05_budget_and_search", "06_final_model")
 BY_HAND = ("00_by_hand",)  # the assignment by hand: its committed outputs are a quick-profile run
 REFERENCE = {"full": NOTEBOOKS, "deep": DEEP_NOTEBOOKS, "quick": BY_HAND}  # whose outputs are committed, per notebook
 INTERRUPT_GRACE_SECONDS = 20.0  # after Ctrl-C: how long an interrupted cell may take to close its runs
@@ -82,7 +83,7 @@ def notebook_source(name: str) -> Path:
 
 
 def is_reference(name: str, profile: str) -> bool:
-    """Whether this notebook in this profile produces the committed outputs (``full`` 01-04, ``deep`` 05)."""
+    """Whether this notebook in this profile produces the committed outputs (``full`` 01-04, ``deep`` 05, 06)."""
     return name in REFERENCE.get(profile, ())
 
 
@@ -121,7 +122,7 @@ def run_study(
     names = [n.strip() for n in (notebooks or ",".join(default)).split(",")]
     if reference and profile not in REFERENCE:
         raise StudyError(
-            f"--reference: profile {profile!r} makes no committed outputs; use --profile full (01-04), deep (05) "
+            f"--reference: profile {profile!r} makes no committed outputs; use --profile full (01-04), deep (05, 06) "
             "or quick (00_by_hand), or leave --reference out for a try-out under runs/"
         )
     plans = [(notebook_source(name), outputs_for(name, profile, output_dir, reference)) for name in names if name]
