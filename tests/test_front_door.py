@@ -241,9 +241,9 @@ def test_docs_results_regenerates_byte_identical_from_the_committed_csvs():
 def test_a_placeholder_naming_a_missing_claim_is_one_clear_error(tmp_path):
     (tmp_path / "verdicts.csv").write_text((ROOT / "figures" / "verdicts.csv").read_text())
     with pytest.raises(results_doc.TemplateError, match="no claim 'nothing like this'"):
-        results_doc.render("{{effect | verdicts.csv | headline | nothing like this}}", tmp_path)
+        results_doc.render("{{effect | verdicts.csv | H1 | nothing like this}}", tmp_path)
     with pytest.raises(results_doc.TemplateError, match="no such table"):
-        results_doc.render("{{table | missing.csv | headline}}", tmp_path)
+        results_doc.render("{{table | missing.csv | H1}}", tmp_path)
 
 
 def test_every_relative_link_in_the_readme_and_docs_points_at_a_file():

@@ -215,13 +215,14 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 # Measured wall seconds per notebook and profile on the 2-core course machine (README and docs/teaching.md
 # give date and load). The study runner prints its time-left estimate from them; a notebook without a
-# measurement gets none. full: v3's run of 2026-12-02 (under load for 01-02); deep: 05 on 2026-12-02;
+# measurement gets none. full: study v4's run of 2026-12-06 (3,001 s from an empty store; the test
+# suite shared the machine for most of 02); deep: 05 on 2026-12-02 (study v3);
 # quick: `make run` on 2026-12-06 (217 s in all, load 2.7 falling to 0.9), 00_by_hand's own run under load.
 MEASURED_SECONDS: dict[str, dict[str, float]] = {
     "quick": {"00_by_hand": 136, "01_baseline": 28, "02_norm_dropout": 82, "02b_dropout_bn": 26,
               "03_conv_blocks": 27, "04_analysis": 54},
-    "full": {"01_baseline": 141, "02_norm_dropout": 3761, "02b_dropout_bn": 369, "03_conv_blocks": 382,
-             "04_analysis": 1386},
+    "full": {"01_baseline": 57, "02_norm_dropout": 2389, "02b_dropout_bn": 176, "03_conv_blocks": 212,
+             "04_analysis": 166},
     "deep": {"05_budget_and_search": 5392},
 }
 
