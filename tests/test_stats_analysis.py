@@ -429,6 +429,10 @@ def test_design_columns_name_the_tuning_design_and_the_edges():
     assert "re-measured on seeds 20-22" in columns["design"] and columns["tuning_decided"] == "no"
     fixed = analysis.design_columns(pd.DataFrame({"seed": [0, 1], "lr": [1e-3, 1e-3], "weight_decay": [5e-4] * 2}))
     assert fixed == {"design": "fixed lr 0.001, weight_decay 0.0005; seeds 0,1", "tuning_decided": "yes"}
+    # a halving study's fixed-value arms carry its rungs and tuning seeds, but no tuned ranges
+    beside = {"tag.halving_rungs": ["1,3,8"] * 3, "tag.tune_seeds": ["10,11"] * 3, "tag.fixed_nuisance": ["{}"] * 3}
+    fixed_arm = pd.DataFrame({"seed": [20, 21, 22], "lr": [1e-3] * 3, "weight_decay": [5e-4] * 3} | beside)
+    assert analysis.design_columns(fixed_arm)["design"] == "fixed lr 0.001, weight_decay 0.0005; seeds 20-22"
 
 
 def test_budget_changes_describe_the_interaction_and_decide_nothing():

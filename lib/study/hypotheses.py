@@ -78,19 +78,18 @@ def design_columns(*frames: pd.DataFrame) -> dict[str, str]:
         return {"design": "", "tuning_decided": "yes"}
     frame = pd.concat(parts, ignore_index=True)
     seeds = _seeds_text([int(s) for s in frame["seed"].dropna().unique()]) if "seed" in frame else "?"
-    rungs = _tag(frame, "halving_rungs")
-    if not rungs:
+    rungs, ranges = _tag(frame, "halving_rungs"), _tag(frame, "tuning_ranges")
+    if not rungs or not ranges:  # fixed values: a halving study's fixed-value arms carry its rungs, not ranges
         fixed = []
         for name in ("lr", "weight_decay"):
             values = sorted(frame[name].dropna().unique()) if name in frame else []
             fixed += [f"{name} {'/'.join(f'{v:g}' for v in values)}"] if len(values) else []
         return {"design": f"fixed {', '.join(fixed)}; seeds {seeds}", "tuning_decided": "yes"}
-    ranges = " | ".join(_tag(frame, "tuning_ranges")) or "?"
     extended = sum(1 for text in _tag(frame, "range_extensions") if text not in ("", "[]"))
     how = f"rungs {' or '.join(r.replace(',', '/') for r in rungs)} epochs, eta {'/'.join(_tag(frame, 'halving_eta'))}"
     how += f", tuning seeds {'/'.join(_tag(frame, 'tune_seeds'))}"
     how += f", ranges extended for {extended} arm(s)" if extended else ""
-    text = f"lr x weight decay tuned per arm by successive halving over {ranges} ({how})"
+    text = f"lr x weight decay tuned per arm by successive halving over {' | '.join(ranges)} ({how})"
     text += f"; winners re-measured on seeds {seeds}"
     decided = _tag(frame, "tuning_decided")
     return {"design": text, "tuning_decided": "yes" if set(decided) <= {"yes"} else "no"}
