@@ -1,6 +1,6 @@
 # hypertune: two commands on a fresh machine.
 #   make run   set everything up, then run notebooks 01-04 with papermill in the quick profile (about 10 min);
-#              PROFILE=full for the whole study (about 1 h 40 min here), PROFILE=deep for notebooks 05 and 06.
+#              PROFILE=full for the whole study (about 1 hour here), PROFILE=deep for notebooks 05 and 06.
 #              Outputs go to runs/<profile>/ (ignored): the committed notebooks/ and figures/ stay as they are.
 #   make test  set everything up, then lint, unit tests and the notebooks under nbval (smoke profile)
 #   make test-fast  lint and the unit tests not marked slow (the edit loop, under 2 minutes)
