@@ -787,7 +787,7 @@ def test_the_ledger_flags_a_configuration_read_before_as_a_re_reading(tmp_path):
     from lib.study import ledger
 
     committed = ledger.rereadings(PROJECT_ROOT / "figures" / "test_readings.csv")
-    assert committed["rereading_of"].tolist() == ["", "", "2", "", "4"]  # v3's winner was v2's read config
+    assert committed["rereading_of"].tolist() == ["", "", "2", "", "4", ""]  # v3 re-read v2; v4 read a new config
     path = tmp_path / "ledger.csv"
     first = {"commit": "a", "candidate": "c", "epochs": 1, "train_images": 10, "n_test": 100, "path": path}
     ledger.append_reading(config="lr=0.001, norm_type=batch", seeds=[1], accuracies=[0.9], **first)
