@@ -23,6 +23,7 @@ from lib.stats import (
     verdict,
 )
 from lib.study import analysis, comparisons
+from lib.study.verdicts import seed_key
 
 
 def test_mean_ci_matches_the_t_interval():
@@ -526,6 +527,17 @@ def test_budget_interaction_without_shared_seeds_is_welch():
     welch = scipy_stats.ttest_ind([1.0, 1.2, 0.8], [0.1, -0.1, 0.0, 0.05], equal_var=False)
     assert effect.mean == pytest.approx(1.0 - 0.0125)
     assert effect.p_value() == pytest.approx(welch.pvalue, rel=1e-6)
+
+
+def test_budget_interaction_pairs_seeds_read_back_as_floats():
+    """A store can give seeds back as floats: "20.0" and "20" are one seed, so the interaction is paired, not
+    Welch, and a verdict row writes its keys as integers whatever type the seeds came in."""
+    large = json.dumps({"20": 1.0, "21": 1.2, "22": 0.8})
+    small = json.dumps({"20.0": 0.1, "21.0": 0.3, "22.0": -0.1})
+    effect = analysis.interaction(large, small)
+    assert effect.mean == pytest.approx(0.9)
+    assert effect.ci_high - effect.ci_low == pytest.approx(0.0, abs=1e-6)  # paired: the same change per seed
+    assert [seed_key(s) for s in (20, 20.0, "21.0", np.int64(22), "a")] == ["20", "20", "21", "22", "a"]
 
 
 # --- study v3 (issue 22): the statistics defects, each with a known answer ---------------------------

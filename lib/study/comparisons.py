@@ -36,7 +36,7 @@ from lib.stats import Effect, difference_of_effects, mean_ci, paired_effect, ver
 from lib.study.final import identity, run_config
 from lib.study.hypotheses import SENSITIVITY
 from lib.study.inputs import GRID_INPUTS, budget_text, finished, trial_runs
-from lib.study.verdicts import DESCRIBED_WORDS, decision_words, verdict_row
+from lib.study.verdicts import DESCRIBED_WORDS, decision_words, seed_key, verdict_row
 
 OVERFIT_REFERENCE = 0.5  # declared: the last epoch's validation loss vs the one at half the epochs
 
@@ -320,7 +320,7 @@ def _with_keys(table: pd.DataFrame) -> pd.DataFrame:
 def _effect_of(seed_diffs: object, name: str, scale: float = 1.0) -> Effect:
     """An effect with only its per-seed differences (from a verdict row's ``seed_diffs``, divided by ``scale``)."""
     values = json.loads(seed_diffs) if isinstance(seed_diffs, str) and seed_diffs else {}
-    pairs = tuple((seed, float(v) / scale) for seed, v in values.items())
+    pairs = tuple((seed_key(seed), float(v) / scale) for seed, v in values.items())
     nan = float("nan")
     return Effect(name, nan, nan, nan, nan, nan, len(pairs), diffs=pairs)
 

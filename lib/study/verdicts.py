@@ -144,6 +144,16 @@ def _per_seed_arrays(frame: pd.DataFrame) -> dict[object, np.ndarray] | None:
     return {seed: np.mean(parts, axis=0) for seed, parts in by_seed.items()}
 
 
+def seed_key(seed: object) -> str:
+    """A seed as a ``seed_diffs`` key: ``"20"``, whether the store gave it as 20 or 20.0 (two rows' keys
+    must match for a paired interaction; ``"20.0"`` against ``"20"`` would silently pair nothing)."""
+    try:
+        number = float(seed)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(seed)
+    return str(int(number)) if number.is_integer() else str(seed)
+
+
 def verdict_row(
     hypothesis: str,
     claim: str,
@@ -179,7 +189,7 @@ def verdict_row(
         "family": family,
         "degenerate": effect.degenerate,
         "note": note,
-        "seed_diffs": json.dumps({str(seed): value * scale for seed, value in effect.diffs}),
+        "seed_diffs": json.dumps({seed_key(seed): value * scale for seed, value in effect.diffs}),
         # in memory only (CSV writers drop "_" columns): the Effect itself, so an interaction of two rows can
         # use its per-image differences (lib.stats.difference_of_effects) instead of the seeds alone
         "_effect": effect,
