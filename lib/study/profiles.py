@@ -217,10 +217,11 @@ PROFILES: dict[str, dict[str, Any]] = {
 # measurement gets none. full: the committed run of 2026-12-06 (3,206 s from an empty store, fp32 on a CPU
 # without native bf16, idle but for editing); deep: 05 and 06 on 2026-12-06 (fp32 CPUs, 05 after that
 # full run in its store, 06 after an earlier one);
-# quick: `make run` on 2026-12-06 (217 s in all, load 2.7 falling to 0.9), 00_by_hand's own run under load.
+# quick: v4's `make run` on 2026-12-06 (298 s in all, cached full/deep runs in the store, none of quick's;
+# load 1.8 at the start), 00_by_hand's own run under load (v3).
 MEASURED_SECONDS: dict[str, dict[str, float]] = {
-    "quick": {"00_by_hand": 136, "01_baseline": 28, "02_norm_dropout": 82, "02b_dropout_bn": 26,
-              "03_conv_blocks": 27, "04_analysis": 54},
+    "quick": {"00_by_hand": 136, "01_baseline": 35, "02_norm_dropout": 135, "02b_dropout_bn": 33,
+              "03_conv_blocks": 44, "04_analysis": 43},
     "full": {"01_baseline": 109, "02_norm_dropout": 2154, "02b_dropout_bn": 288, "03_conv_blocks": 385,
              "04_analysis": 263},
     "deep": {"05_budget_and_search": 4325, "06_final_model": 4810},
