@@ -10,6 +10,7 @@ This module only re-exports; the work lives in one module per job:
 - ``lib.study.final``: choosing the final model (:func:`final_choice`, :func:`candidates`,
   :func:`compare_candidates`, :func:`recommendation`);
 - ``lib.study.comparisons``: 05's budget (interaction), overfitting and search comparisons;
+- ``lib.store``: per-epoch histories of runs (:func:`epoch_histories`) and a run's config (:func:`run_config`);
 - ``lib.study.figures``: the study's own figures; ``lib.study.ledger``: the test-set readings.
 
 What this is not: a place for code. New study code goes into the module of its job; a notebook may
@@ -19,12 +20,12 @@ import those modules directly.
 from __future__ import annotations
 
 from lib.engine.trial import code_version
+from lib.store import config_identity, epoch_histories, run_config
 from lib.study.comparisons import (
     OVERFIT_REFERENCE,
     best_so_far,
     budget_change_lines,
     budget_changes,
-    epoch_histories,
     interaction,
     overfitting,
     run_curves,
@@ -39,9 +40,7 @@ from lib.study.final import (
     controlled_arms,
     describe_config,
     final_choice,
-    identity,
     recommendation,
-    run_config,
 )
 from lib.study.hypotheses import (
     FIXED_LABEL,
@@ -85,6 +84,7 @@ from lib.study.verdicts import (
     verdict_row,
 )
 
+identity = config_identity  # the name the notebooks use (lib.store.config_identity)
 _identity = identity  # the name the v2 notebooks and tests used
 
 
