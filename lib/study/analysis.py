@@ -3,7 +3,7 @@
 This module only re-exports; the work lives in one module per job:
 
 - ``lib.study.inputs``: the runs a notebook reads (:func:`trial_runs`, :func:`grid_inputs`,
-  :class:`MissingRunsError`) through ``lib.report``'s one reader, and the budget line;
+  :class:`MissingRunsError`) through ``lib.report``'s trial table (read by ``lib.store``), and the budget line;
 - ``lib.study.verdicts``: verdict rows, the declared families (:data:`FAMILIES`), Holm
   (:func:`adjust`), :func:`display` and :func:`summary_markdown`;
 - ``lib.study.hypotheses``: H1, H2a/H2b, H3 and the variance shift (:func:`grid_verdicts`);

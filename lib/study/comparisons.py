@@ -64,7 +64,7 @@ def budget_arms(runs: pd.DataFrame, dropout_values: Sequence[float]) -> pd.DataF
     """One row per arm of 02's H1 runs at ``dropout_values``: its whole tuned configuration.
 
     An arm is a (norm type, dropout placement, dropout value) of the finished runs in ``runs``; its
-    ``config`` (every trial field but seed and epochs, :func:`lib.study.final.run_config`) carries the
+    ``config`` (every trial field but seed and epochs, :func:`lib.store.run_config`) carries the
     arm's own tuned ``lr`` and ``weight_decay``. Where a store holds several configurations of one arm
     (an older tuning of the same profile), the latest run's is kept and ``alternatives`` counts the
     others. ``seeds`` are the seeds 02 ran that configuration on, ``label`` the arm's line

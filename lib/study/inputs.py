@@ -1,6 +1,6 @@
 """The study's inputs: the trial runs each notebook reads, and the budget line of a set of runs.
 
-:func:`trial_runs` is :func:`lib.report.trial_runs` (the one reader of runs) narrowed to the current
+:func:`trial_runs` is :func:`lib.report.trial_runs` (the store's trials, typed) narrowed to the current
 training code, one hypothesis tag and one profile; a missing input raises :class:`MissingRunsError`
 naming the notebook to run. :func:`budget_text` is :func:`lib.report.budget_label`'s wording (the one
 budget wording) for a verdict row's ``budget`` column.
