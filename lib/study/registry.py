@@ -14,7 +14,8 @@ input is split into one claim per group. Everything else is derived from these r
 Adding a hypothesis: its record here (with its family and grid input when they are new), its rule in
 ``lib.study.hypotheses`` only when no existing rule fits (most claims are a ``contrast`` of two arms), and
 the notebook cell that shows it. The thresholds were declared before the runs were read; H2a's rule and its
-history are told in ``docs/design.md``.
+history are told in ``docs/design.md``. The budget check is not a field: the short-budget rule
+(``verdicts.MIN_IMAGE_EPOCHS``, ``verdicts.MIN_SEEDS``) holds for every row, so no claim can opt out of it.
 
 What this is not: the tests themselves (``lib.study.hypotheses``, ``lib.study.contrast``), the decision
 (``lib.study.verdicts``: Holm per family, the short-budget rule for every row) or 05's and 06's comparisons
