@@ -10,6 +10,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from lib.data import DataSpec
+from lib.paths import PROJECT_ROOT
 from lib.stats import (
     Effect,
     combined_test_interval,
@@ -659,6 +660,37 @@ def test_sign_flip_test_is_exact():
         np.mean([abs(np.dot(s, [1.0, -1.0, 2.0, 0.5])) >= 2.5 - 1e-12 for s in itertools.product([1, -1], repeat=4)])
     )
     assert sign_flip_test([0.3, 0.4], margin=1.0) == pytest.approx(2 / 4)
+
+
+def _scipy_sign_flip(values, margin=0.0):
+    """scipy's exact sign-flip test: all 2^k sign assignments of the differences (``permutation_type="samples"``
+    with one sample), two-sided."""
+    shifted = np.asarray(values, dtype=float) - margin
+    result = scipy_stats.permutation_test(
+        (shifted,), np.mean, permutation_type="samples", n_resamples=np.inf, vectorized=True
+    )
+    return float(result.pvalue)
+
+
+def test_sign_flip_test_gives_scipys_exact_p_and_the_exact_p_at_a_zero_mean_where_scipy_does_not():
+    """lib.stats keeps its own enumeration (its module header says why, measured): on continuous differences
+    and on the committed H2a rows it gives scipy.stats.permutation_test's exact p-values, bit for bit; at an
+    observed mean of exactly zero it gives the exact p = 1, where scipy's tie tolerance (relative to the observed
+    mean) counts the rounding noise of the other sign assignments as beyond it."""
+    from lib.stats import sign_flip_test
+
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        k, margin = int(rng.integers(2, 11)), float(rng.choice([0.0, 0.005, 0.1]))
+        values = rng.normal(rng.normal(0, 0.5), 1, k)
+        assert sign_flip_test(values, margin) == _scipy_sign_flip(values, margin)
+    committed = pd.read_csv(PROJECT_ROOT / "figures" / "verdicts.csv")
+    assert (committed["test"] == "sign-flip").sum() == 1  # H2a
+    for _, row in committed[committed["test"] == "sign-flip"].iterrows():
+        diffs = list(json.loads(row["seed_diffs"]).values())
+        assert sign_flip_test(diffs) == _scipy_sign_flip(diffs) == row["p_value"]
+    tie = [0.2, 0.1, 0.0, -0.2, -0.1]  # mean exactly 0: every assignment reaches it
+    assert sign_flip_test(tie) == 1.0 and _scipy_sign_flip(tie) == 0.875
 
 
 def test_h2a_without_a_usable_rate_is_censored_and_decided_by_a_sign_test():

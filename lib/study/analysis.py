@@ -4,9 +4,12 @@ This module only re-exports; the work lives in one module per job:
 
 - ``lib.study.inputs``: the runs a notebook reads (:func:`trial_runs`, :func:`grid_inputs`,
   :class:`MissingRunsError`) through ``lib.report``'s trial table (read by ``lib.store``), and the budget line;
-- ``lib.study.verdicts``: verdict rows, the declared families (:data:`FAMILIES`), Holm
-  (:func:`adjust`), :func:`display` and :func:`summary_markdown`;
-- ``lib.study.hypotheses``: H1, H2a/H2b, H3 and the variance shift (:func:`grid_verdicts`);
+- ``lib.study.registry``: every claim as a record (:data:`HYPOTHESES`), its family (:data:`FAMILIES`,
+  :data:`FAMILY_SIZES`, :data:`GRID_FAMILY_HEADINGS`) and the grid inputs (:data:`GRID_INPUTS`);
+- ``lib.study.verdicts``: verdict rows, Holm within each declared family (:func:`adjust`),
+  :func:`display` and :func:`summary_markdown`;
+- ``lib.study.hypotheses``: the rules that test the records: H1, H2a/H2b, H3 and the variance shift
+  (:func:`grid_verdicts`), most of them the ``contrast`` of two arms (``lib.study.contrast``);
 - ``lib.study.final``: choosing the final model (:func:`final_choice`, :func:`candidates`,
   :func:`compare_candidates`, :func:`recommendation`);
 - ``lib.study.comparisons``: 05's budget (interaction), overfitting and search comparisons;
@@ -31,6 +34,7 @@ from lib.study.comparisons import (
     run_curves,
     search_comparison,
 )
+from lib.study.contrast import design_columns
 from lib.study.final import (
     DEFAULT_CONFIG,
     REGULARISATION,
@@ -43,14 +47,11 @@ from lib.study.final import (
     recommendation,
 )
 from lib.study.hypotheses import (
-    FIXED_LABEL,
     HIGH_DROPOUT_ABOVE,
     LITTLE_GAIN,
     LR_TOLERANCE,
     MODERATE_DROPOUT,
-    SENSITIVITY,
     best_lrs,
-    design_columns,
     grid_verdicts,
     h1,
     h2_best,
@@ -62,7 +63,6 @@ from lib.study.hypotheses import (
     variance_shift,
 )
 from lib.study.inputs import (
-    GRID_INPUTS,
     MissingRunsError,
     budget_text,
     grid_inputs,
@@ -71,11 +71,18 @@ from lib.study.inputs import (
     trial_runs,
     trial_runs_or_empty,
 )
+from lib.study.registry import (
+    FAMILIES,
+    FAMILY_SIZES,
+    FIXED_LABEL,
+    GRID_FAMILY_HEADINGS,
+    GRID_INPUTS,
+    HYPOTHESES,
+    SENSITIVITY,
+)
 from lib.study.verdicts import (
     ALPHA,
     DISPLAY_COLUMNS,
-    FAMILIES,
-    FAMILY_SIZES,
     adjust,
     decision_words,
     display,
@@ -94,7 +101,9 @@ __all__ = [
     "DISPLAY_COLUMNS",
     "FAMILIES",
     "FAMILY_SIZES",
+    "GRID_FAMILY_HEADINGS",
     "GRID_INPUTS",
+    "HYPOTHESES",
     "FIXED_LABEL",
     "HIGH_DROPOUT_ABOVE",
     "LITTLE_GAIN",

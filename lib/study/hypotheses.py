@@ -1,16 +1,21 @@
-"""The study's hypotheses as verdict rows: H1 (dropout), H2 (BatchNorm), H3 (conv blocks), the variance shift.
+"""The study's hypotheses as verdict rows: the rules that test the records of ``lib.study.registry``.
 
-Each function takes a DataFrame with one row per trial (a grid's results frame or MLflow runs: the
-hyperparameters, ``seed``, ``val_accuracy`` ...) and returns verdict rows (``verdicts.row``). The rules
-are fixed here, in code, before the runs are read; claims name the values that were run. H2a's rule
-(each norm type's *own* best mean) and its history are told in ``docs/design.md``.
+Each claim is a record in :mod:`lib.study.registry` (what it says, its arms, direction, margin, family,
+grid input); this module runs each record's rule (:data:`RULES`) on its trials. Most claims are a
+``contrast`` of two arms (:func:`lib.study.contrast.contrast_rows`: H1a/H1b, H2b, H3a/H3b); the others have
+a rule of their own here: H2a's usable learning-rate range (:func:`h2_lr_range`) and 02b's recalibration
+and placement effects (:func:`variance_shift`). :func:`grid_verdicts` runs every registered grid claim and
+decides each family (Holm); :func:`h1`, :func:`h2b_tuned`, :func:`h3` are the notebooks' calls for one
+family. The rules are fixed in code before the runs are read; claims name the values that were run. H2a's
+rule (each norm type's *own* best mean) and its history are told in ``docs/design.md``.
 
-What this is not: the family-wise decision (``verdicts.adjust``), the final model (``final``) or 05's
-budget and search comparisons (``comparisons``).
+What this is not: the registry of claims (``registry``), the family-wise decision (``verdicts.adjust``), the
+final model (``final``) or 05's budget and search comparisons (``comparisons``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -18,117 +23,54 @@ import pandas as pd
 
 from lib.data import DataSpec
 from lib.stats import NOT_SHOWN, Effect, censored_effect, interpolated_width, mean_ci, paired_effect, verdict
-from lib.store.schema import (
-    TAG_HALVING_ETA,
-    TAG_HALVING_RUNGS,
-    TAG_RANGE_EXTENSIONS,
-    TAG_TUNE_SEEDS,
-    TAG_TUNING_DECIDED,
-    TAG_TUNING_RANGES,
-    column,
-)
+from lib.study.contrast import contrast_rows, design_columns
 from lib.study.inputs import budget_text, finished
+from lib.study.registry import (
+    DESCRIBED,
+    FIXED_LABEL,
+    SENSITIVITY,
+    Hypothesis,
+    family_sizes,
+    hypothesis,
+    members,
+    rule_groups,
+)
 from lib.study.verdicts import adjust, effect_between, verdict_row
 
-MODERATE_DROPOUT = (0.2, 0.4)
-HIGH_DROPOUT_ABOVE = 0.5
-LR_TOLERANCE = 0.02  # "usable": within 2 accuracy points of the norm type's best mean in the LR grid (decided)
+# The declared thresholds, as the registry's records hold them (the names the notebooks print)
+MODERATE_DROPOUT = (hypothesis("H1a").treatment.at_least, hypothesis("H1a").treatment.at_most)  # (0.2, 0.4)
+HIGH_DROPOUT_ABOVE = hypothesis("H1b").treatment.above  # 0.5
+LR_TOLERANCE = hypothesis("H2a").threshold  # "usable": within 2 accuracy points of the norm type's best mean
 LR_TOLERANCES = (0.01, 0.02, 0.03)  # shown side by side: a claim that flips between them sits on a knife edge
-LITTLE_GAIN = 0.005  # "more blocks give little": less than half an accuracy point
+LITTLE_GAIN = hypothesis("H3b").margin  # "more blocks give little": less than half an accuracy point
+
+Rule = Callable[..., pd.DataFrame]
 
 
-def grid_verdicts(inputs: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Every claim of the ``H1``, ``H2`` and ``H3`` families, each decided over its whole family (Holm), and the
-    described ``sensitivity`` rows (the same arms at the fixed lr and weight decay, 02b's placement and
-    recalibration).
+def grid_verdicts(inputs: dict[str, pd.DataFrame], hypotheses: Sequence[Hypothesis] | None = None) -> pd.DataFrame:
+    """Every registered claim on a grid input (``H1``, ``H2``, ``H3`` families), each decided over its whole
+    family (Holm), then the described rows: the ``sensitivity`` records (02b's placement and recalibration)
+    and every claim again on its fixed-nuisance input (lr and weight decay fixed), where that input has runs.
 
     The one place these decisions are made: 04 shows them, 05 sets its full-budget H1 next to them.
-    ``inputs`` are :func:`lib.study.inputs.grid_inputs`': ``H1``/``H3`` the re-measured winners of the
-    per-arm tuning, ``H1-fixed``/``H3-fixed`` the same arms at the fixed nuisance values, ``H2`` the
-    learning-rate grid, ``shift`` 02b's trials.
+    ``inputs`` are :func:`lib.study.inputs.grid_inputs`' (keyed by :data:`lib.study.registry.INPUTS`);
+    ``hypotheses``: the records to test (default: :data:`lib.study.registry.HYPOTHESES`), each family
+    adjusted over the claims its records declare (:func:`lib.study.registry.family_sizes`).
     """
-    _, h2a = h2_lr_range(inputs["H2"], family="H2")
-    decided = [h1(inputs["H1"], family="H1", by_placement=True), h2a, h2b_tuned(inputs["H1"])]
-    decided.append(h3(inputs["H3"], family="H3"))
-    _, shift_effects = variance_shift(inputs["shift"])
-    described = [shift_effects]
-    if len(inputs.get("H1-fixed", ())):
-        described.append(h1(inputs["H1-fixed"], family=SENSITIVITY, by_placement=True, design=FIXED_LABEL))
-    if len(inputs.get("H3-fixed", ())):
-        described.append(h3(inputs["H3-fixed"], family=SENSITIVITY, design=FIXED_LABEL))
-    return adjust(pd.concat([*decided, *described], ignore_index=True))
+    decided, described, fixed = [], [], []
+    for records in rule_groups(hypotheses):
+        first = records[0]
+        if not first.input:
+            continue
+        rows = RULES[first.rule](records, inputs[first.input])
+        (described if first.family in DESCRIBED else decided).append(rows)
+        if first.fixed_input and len(inputs.get(first.fixed_input, ())):
+            fixed.append(RULES[first.rule](records, inputs[first.fixed_input], family=SENSITIVITY, design=FIXED_LABEL))
+    table = pd.concat([*decided, *described, *fixed], ignore_index=True)
+    return adjust(table, family_sizes=family_sizes(hypotheses))
 
 
-SENSITIVITY = "sensitivity"  # described, never decided (lib.study.verdicts.DESCRIBED)
-FIXED_LABEL = ", lr and weight decay fixed"
-
-
-# --- the design a row was measured on ---------------------------------------------------------
-
-
-def _tag(frame: pd.DataFrame, name: str) -> list[str]:
-    tag = column(name)
-    return sorted({str(v) for v in frame[tag].dropna()}) if tag in frame else []
-
-
-def _seeds_text(seeds: list[int]) -> str:
-    seeds = sorted(seeds)
-    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
-        return f"{seeds[0]}-{seeds[-1]}"
-    return ",".join(map(str, seeds))
-
-
-def design_columns(*frames: pd.DataFrame) -> dict[str, str]:
-    """``design`` (how the arms behind a verdict row were tuned and re-measured, read from the runs' tags) and
-    ``tuning_decided`` (``yes``, or ``no`` when an arm's tuned winner still sat on a movable edge of its
-    range after the allowed extensions: the row is then *not decided: tuning range*)."""
-    parts = [f for f in frames if len(f)]
-    if not parts:
-        return {"design": "", "tuning_decided": "yes"}
-    frame = pd.concat(parts, ignore_index=True)
-    seeds = _seeds_text(frame["seed"].dropna().unique().tolist()) if "seed" in frame else "?"
-    rungs, ranges = _tag(frame, TAG_HALVING_RUNGS), _tag(frame, TAG_TUNING_RANGES)
-    if not rungs or not ranges:  # fixed values: a halving study's fixed-value arms carry its rungs, not ranges
-        fixed = []
-        for name in ("lr", "weight_decay"):
-            values = sorted(frame[name].dropna().unique()) if name in frame else []
-            fixed += [f"{name} {'/'.join(f'{v:g}' for v in values)}"] if len(values) else []
-        return {"design": f"fixed {', '.join(fixed)}; seeds {seeds}", "tuning_decided": "yes"}
-    extended = sum(1 for text in _tag(frame, TAG_RANGE_EXTENSIONS) if text not in ("", "[]"))
-    how = f"rungs {' or '.join(r.replace(',', '/') for r in rungs)} epochs"
-    how += f", eta {'/'.join(_tag(frame, TAG_HALVING_ETA))}"
-    how += f", tuning seeds {'/'.join(_tag(frame, TAG_TUNE_SEEDS))}"
-    how += f", ranges extended for {extended} arm(s)" if extended else ""
-    text = f"lr x weight decay tuned per arm by successive halving over {' | '.join(ranges)} ({how})"
-    text += f"; winners re-measured on seeds {seeds}"
-    decided = _tag(frame, TAG_TUNING_DECIDED)
-    return {"design": text, "tuning_decided": "yes" if set(decided) <= {"yes"} else "no"}
-
-
-# --- H1: dropout ------------------------------------------------------------------------------
-
-
-def _values(frame: pd.DataFrame) -> str:
-    """The dropout values a set of trials ran, as a claim names them: ``0.25`` or ``0.2/0.3``."""
-    return "/".join(f"{p:g}" for p in sorted(frame["dropout_p"].unique()))
-
-
-def _h1_groups(done: pd.DataFrame, by_placement: bool) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
-    """(label, no-dropout trials, dropout trials) per norm type (and per placement when asked)."""
-    groups = []
-    for norm in sorted(done["norm_type"].unique()):
-        arm = done[done["norm_type"] == norm]
-        none, dropped = arm[arm["dropout_p"] == 0], arm[arm["dropout_p"] > 0]
-        placements = sorted(dropped["dropout_placement"].unique()) if by_placement and len(dropped) else [None]
-        for placement in placements:
-            chosen = dropped if placement is None else dropped[dropped["dropout_placement"] == placement]
-            recal = "recalibrate_bn" in chosen and norm == "batch" and chosen["recalibrate_bn"].astype(bool).all()
-            if by_placement and recal:
-                label = f"norm={norm}, {placement} + recalibration"
-            else:
-                label = f"norm={norm}" + (f", {placement}" if placement else "")
-            groups.append((label, none, chosen))
-    return groups
+# --- H1: dropout, H3: conv blocks (contrasts) ----------------------------------------------------------
 
 
 def h1(
@@ -145,39 +87,46 @@ def h1(
     The claims name the dropout values that were run; ``design`` (e.g. ``", lr tuned per arm"``) is
     added to each claim's label.
     """
-    done = finished(frame)
-    text = budget_text(done, data)
-    rows = []
-    for label, none, chosen in _h1_groups(done, by_placement):
-        label += design
-        moderate = chosen[chosen["dropout_p"].between(*MODERATE_DROPOUT)]
-        high = chosen[chosen["dropout_p"] > HIGH_DROPOUT_ABOVE]
-        if moderate.empty or none.empty:
-            continue
-        gain = effect_between(moderate, none, f"moderate - none ({label})")
-        claim = f"{label}: dropout {_values(moderate)} beats none"
-        row = verdict_row("H1a", claim, gain, "CI > 0", verdict(gain), budget_text=text, family=family)
-        rows.append(row | design_columns(moderate, none))
-        if not high.empty:
-            loss = effect_between(high, moderate, f"high - moderate ({label})")
-            claim = f"{label}: dropout {_values(high)} hurts vs {_values(moderate)}"
-            rows.append(
-                verdict_row(
-                    "H1b",
-                    claim,
-                    loss,
-                    "CI < 0",
-                    verdict(loss, direction="less"),
-                    budget_text=text,
-                    family=family,
-                    direction="less",
-                )
-                | design_columns(high, moderate)
-            )
-    return pd.DataFrame(rows)
+    split = "norm type and placement" if by_placement else "norm type"
+    return contrast_rows(members("H1"), frame, data, family, design, split)
 
 
-# --- H2: BatchNorm ----------------------------------------------------------------------------
+def h3(frame: pd.DataFrame, data: DataSpec | None = None, family: str = "H3", design: str = "") -> pd.DataFrame:
+    """H3: 1-2 blocks beat 0; 3+ blocks add less than half a point over the best of 1-2.
+
+    ``family`` and ``design`` (a label added to each claim) as in :func:`h1`.
+    """
+    return contrast_rows(members("H3"), frame, data, family, design)
+
+
+def h2_best(
+    frame: pd.DataFrame, arm_columns: list[str] | None = None, data: DataSpec | None = None, family: str = "H2"
+) -> pd.DataFrame:
+    """H2b: BatchNorm vs no normalization, each at its own best arm (by mean) over ``arm_columns``, paired by seed.
+
+    In v2 ``frame`` was the confirmation grid: each norm type at its own best learning rate from H2a's grid
+    (:func:`best_lrs`), trained at H1's budget, so each norm had one arm and choosing it did not use these
+    trials. The study's own H2b is :func:`h2b_tuned`.
+    """
+    record = hypothesis("H2b")
+    by = tuple(arm_columns or ["lr"])
+    record = replace(
+        record,
+        subset=None,
+        treatment=replace(record.treatment, best_by=by),
+        control=replace(record.control, best_by=by),
+    )
+    return contrast_rows([record], frame, data, family)
+
+
+def h2b_tuned(h1_runs: pd.DataFrame, data: DataSpec | None = None) -> pd.DataFrame:
+    """H2b on the tuned design: BatchNorm vs no normalization without dropout, each at its own tuned lr and
+    weight decay (H1's two ``dropout_p = 0`` arms, re-measured on the same fresh seeds): one arm per norm
+    type, so no arm is picked on these trials."""
+    return contrast_rows([hypothesis("H2b")], h1_runs, data)
+
+
+# --- H2a: the usable learning-rate range -------------------------------------------------------------
 
 
 def lr_grid_step(frame: pd.DataFrame) -> float:
@@ -229,16 +178,18 @@ def h2_lr_range(
     effect is the median difference (``test = sign``). The note gives the effect at 1, 2 and 3 points of
     tolerance side by side, and says when a range reaches the grid's edge (a lower bound).
     """
+    record = hypothesis("H2a")
+    treated, control = record.treatment.values[0], record.control.values[0]  # batch, none
     widths = usable_widths(frame)
     by_seed = widths.pivot(index="seed", columns="norm_type", values="usable_decades")
-    name = "usable LR decades, batch - none"
-    censored = {norm: int(by_seed[norm].isna().sum()) for norm in ("batch", "none")}
+    name = record.effect.format(treatment=treated, control=control)
+    censored = {norm: int(by_seed[norm].isna().sum()) for norm in (treated, control)}
     if any(censored.values()):
-        effect = censored_effect(by_seed["batch"], by_seed["none"], name)
+        effect = censored_effect(by_seed[treated], by_seed[control], name)
         notes = ["no usable rate for " + ", ".join(f"{norm} in {n} seeds" for norm, n in censored.items() if n)]
         notes.append("decided by the exact sign test over seeds (censored ranks lowest); effect = median difference")
     else:
-        effect = _sign_flip_effect(by_seed["batch"], by_seed["none"], name)
+        effect = _sign_flip_effect(by_seed[treated], by_seed[control], name)
         smallest = 2 / 2**effect.n
         notes = [f"decided by the exact sign-flip test over {effect.n} seeds (smallest possible p {smallest:.3g})"]
     notes.append(_tolerance_note(widths))
@@ -251,13 +202,13 @@ def h2_lr_range(
     )
     rule = {"t": "CI > 0 (decades)", "sign-flip": "sign-flip test > 0 (decades)"}.get(effect.method)
     result = verdict_row(
-        "H2a",
-        "BatchNorm widens the usable learning-rate range",
+        record.name,
+        record.claim,
         effect,
         rule or "sign test > 0 (decades)",
         _h2a_verdict(effect),
         budget_text=budget_text(frame, data),
-        unit="decades",
+        unit=record.unit,
         note="; ".join(notes),
         family=family,
     )
@@ -298,81 +249,6 @@ def best_lrs(frame: pd.DataFrame) -> dict[str, float]:
     return {norm: float(group.idxmax()[1]) for norm, group in means.groupby(level=0)}
 
 
-def h2_best(
-    frame: pd.DataFrame, arm_columns: list[str] | None = None, data: DataSpec | None = None, family: str = "H2"
-) -> pd.DataFrame:
-    """H2b: BatchNorm vs no normalization, each at its own best arm (by mean), paired by seed.
-
-    In v2 ``frame`` is the confirmation grid: each norm type at its own best learning rate from
-    H2a's grid (:func:`best_lrs`), trained at H1's budget, so each norm has one arm and choosing it
-    did not use these trials.
-    """
-    arm_columns = arm_columns or ["lr"]
-    done = finished(frame)
-    best, labels = {}, {}
-    for norm in ("batch", "none"):
-        arms = done[done["norm_type"] == norm].groupby(arm_columns)["val_accuracy"].mean()
-        best_arm = arms.idxmax()
-        best_arm = best_arm if isinstance(best_arm, tuple) else (best_arm,)
-        where = dict(zip(arm_columns, best_arm, strict=True))
-        labels[norm] = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in where.items())
-        mask = (done["norm_type"] == norm) & np.logical_and.reduce([done[k] == v for k, v in where.items()])
-        best[norm] = done[mask]
-    effect = effect_between(best["batch"], best["none"], "best batch arm - best none arm")
-    claim = f"BatchNorm raises the best accuracy (batch at {labels['batch']} vs none at {labels['none']})"
-    text = budget_text(done, data)
-    row = verdict_row("H2b", claim, effect, "CI > 0", verdict(effect), budget_text=text, family=family)
-    return pd.DataFrame([row | design_columns(best["batch"], best["none"])])
-
-
-def h2b_tuned(h1_runs: pd.DataFrame, data: DataSpec | None = None) -> pd.DataFrame:
-    """H2b on the tuned design: BatchNorm vs no normalization without dropout, each at its own tuned lr and
-    weight decay (H1's two ``dropout_p = 0`` arms, re-measured on the same fresh seeds): one arm per norm
-    type, so no arm is picked on these trials."""
-    done = finished(h1_runs)
-    return h2_best(done[done["dropout_p"] == 0], ["lr", "weight_decay"], data)
-
-
-# --- H3: conv blocks --------------------------------------------------------------------------
-
-
-def h3(frame: pd.DataFrame, data: DataSpec | None = None, family: str = "H3", design: str = "") -> pd.DataFrame:
-    """H3: 1-2 blocks beat 0; 3+ blocks add less than half a point over the best of 1-2.
-
-    ``family`` and ``design`` (a label added to each claim) as in :func:`h1`.
-    """
-    done = finished(frame)
-    text = budget_text(done, data)
-    blocks = done["num_conv_blocks"]
-    gain = effect_between(done[blocks.isin([1, 2])], done[blocks == 0], "1-2 blocks - 0 blocks")
-    rows = [
-        verdict_row(
-            "H3a", f"1-2 conv blocks beat 0{design}", gain, "CI > 0", verdict(gain), budget_text=text, family=family
-        )
-        | design_columns(done[blocks.isin([1, 2])], done[blocks == 0])
-    ]
-    deep = done[blocks >= 3]
-    if not deep.empty:
-        means = done[blocks.isin([1, 2])].groupby("num_conv_blocks")["val_accuracy"].mean()
-        best_shallow = int(means.idxmax())
-        more = effect_between(deep, done[blocks == best_shallow], f"3+ blocks - {best_shallow} blocks")
-        rows.append(
-            verdict_row(
-                "H3b",
-                f"3+ blocks give little (< +{LITTLE_GAIN * 100:.1f} pp) or hurt vs {best_shallow}{design}",
-                more,
-                f"CI < +{LITTLE_GAIN * 100:.1f} pp",
-                verdict(more, LITTLE_GAIN, "less"),
-                budget_text=text,
-                margin=LITTLE_GAIN,
-                direction="less",
-                family=family,
-            )
-            | design_columns(deep, done[blocks == best_shallow])
-        )
-    return pd.DataFrame(rows)
-
-
 # --- 02b: dropout x BatchNorm -----------------------------------------------------------------
 
 
@@ -385,15 +261,17 @@ def variance_shift(frame: pd.DataFrame, data: DataSpec | None = None) -> tuple[p
     done = done[done["dropout_p"] > 0].copy()
     text = budget_text(done, data)
     arms, effects = _recalibration_effects(done, text)
+    record = hypothesis("placement")
+    control = record.control.values[0]  # "block": the course's order
     for (norm, p), group in done.groupby(["norm_type", "dropout_p"]):
-        block = group[group["dropout_placement"] == "block"]
-        for placement in sorted(set(group["dropout_placement"]) - {"block"}):
+        block = group[group["dropout_placement"] == control]
+        for placement in sorted(set(group["dropout_placement"]) - {control}):
             placed = group[group["dropout_placement"] == placement]
-            effect = effect_between(placed, block, f"{placement} - block ({norm}, p={p:g})")
-            claim = f"{norm}, p={p:g}: dropout placement '{placement}' beats 'block'"
-            effects.append(
-                verdict_row("placement", claim, effect, "CI > 0", verdict(effect), budget_text=text, family=SENSITIVITY)
-            )
+            words = {"group": f"{norm}, p={p:g}", "treatment": placement, "control": control}
+            effect = effect_between(placed, block, record.effect.format(**words))
+            claim = record.claim.format(**words)
+            effects.append(verdict_row(record.name, claim, effect, record.rule_text(), verdict(effect),
+                                       budget_text=text, family=record.family))  # fmt: skip
     summary = pd.DataFrame(
         [
             {
@@ -413,16 +291,43 @@ def _recalibration_effects(done: pd.DataFrame, text: str) -> tuple[list[dict], l
     before = "val_accuracy_before_recalibration"
     has_recal = done["recalibrate_bn"].astype(bool) & done[before].notna() if before in done else None
     arms, effects = [], []
+    record = hypothesis("shift")
     for (norm, placement, p), group in done.groupby(["norm_type", "dropout_placement", "dropout_p"]):
         label = f"{norm}/{placement}/p={p:g}"
         if norm == "batch" and has_recal is not None and has_recal[group.index].all():
             after, plain = group.set_index("seed")["val_accuracy"], group.set_index("seed")[before]
             arms += [{"arm": f"{label}/plain", "values": plain}, {"arm": f"{label}/recal", "values": after}]
-            effect = paired_effect(after, plain, f"recalibration ({label})")
-            claim = f"recalibrating BN helps: {label}"
-            effects.append(
-                verdict_row("shift", claim, effect, "CI > 0", verdict(effect), budget_text=text, family=SENSITIVITY)
-            )
+            effect = paired_effect(after, plain, record.effect.format(group=label))
+            claim = record.claim.format(group=label)
+            effects.append(verdict_row(record.name, claim, effect, record.rule_text(), verdict(effect),
+                                       budget_text=text, family=record.family))  # fmt: skip
         else:
             arms.append({"arm": label, "values": group.set_index("seed")["val_accuracy"]})
     return arms, effects
+
+
+# --- the rules by name (a record's ``rule``) ------------------------------------------------------------
+
+
+def _usable_range_rule(
+    records: Sequence[Hypothesis], frame: pd.DataFrame, data: DataSpec | None = None, family: str | None = None,
+    design: str = "",
+) -> pd.DataFrame:  # fmt: skip
+    """H2a as a rule: its verdict row (the widths are :func:`h2_lr_range`'s first table)."""
+    return h2_lr_range(frame, data, family or records[0].family)[1]
+
+
+def _shift_rule(
+    records: Sequence[Hypothesis], frame: pd.DataFrame, data: DataSpec | None = None, family: str | None = None,
+    design: str = "",
+) -> pd.DataFrame:  # fmt: skip
+    """02b as a rule: the recalibration and placement rows (the arm summary is :func:`variance_shift`'s)."""
+    return variance_shift(frame, data)[1]
+
+
+# A record's rule: (its records, their grid input's runs, data=None, family=None, design="") -> verdict rows.
+RULES: dict[str, Rule] = {
+    "contrast": contrast_rows,
+    "usable learning-rate range": _usable_range_rule,
+    "variance shift": _shift_rule,
+}

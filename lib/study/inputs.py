@@ -19,6 +19,7 @@ from lib import report
 from lib.data import DataSpec
 from lib.engine.trial import code_version
 from lib.store.schema import FINISHED, KEY, TAG_CODE_VERSION, TAG_HYPOTHESES, TAG_HYPOTHESIS, TAG_PROFILE, column
+from lib.study import registry
 
 
 class MissingRunsError(RuntimeError):
@@ -26,16 +27,8 @@ class MissingRunsError(RuntimeError):
 
 
 # The controlled grids the H1, H2, H3 and sensitivity rows are decided (or described) from:
-# (input name, notebook experiment, hypothesis tag). H1 and H3 are the re-measured winners of the per-arm
-# tuning by successive halving; H1-fixed and H3-fixed the same arms at the fixed lr and weight decay.
-GRID_INPUTS = (
-    ("H1", "02_norm_dropout", "H1"),
-    ("H1-fixed", "02_norm_dropout", "H1-fixed"),
-    ("H2", "02_norm_dropout", "H2"),
-    ("shift", "02b_dropout_bn", "variance_shift"),
-    ("H3", "03_conv_blocks", "H3"),
-    ("H3-fixed", "03_conv_blocks", "H3-fixed"),
-)
+# (input name, notebook experiment, hypothesis tag), declared in lib.study.registry.INPUTS.
+GRID_INPUTS = registry.GRID_INPUTS
 
 
 def trial_runs(experiment: str, hypothesis: str | None = None, profile: str | None = None) -> pd.DataFrame:
@@ -83,7 +76,7 @@ def grid_inputs(named: Callable[[str], str], profile: str) -> dict[str, pd.DataF
     data set and user). Raises :class:`MissingRunsError` naming the notebook to run when one is
     missing. The fixed-nuisance inputs may be empty (a profile may skip them).
     """
-    optional = {"H1-fixed", "H3-fixed"}
+    optional = registry.OPTIONAL_INPUTS
     return {
         name: (trial_runs_or_empty if name in optional else trial_runs)(named(base), hypothesis, profile)
         for name, base, hypothesis in GRID_INPUTS

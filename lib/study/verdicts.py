@@ -36,24 +36,13 @@ from lib.stats import (
     per_seed,
     two_source_effect,
 )
+from lib.study import registry
 
 ALPHA = 0.05  # family-wise error rate of every family
 
-FAMILIES = {
-    "H1": "H1a/H1b per norm type: the dropout dose-response, each arm's lr x weight decay tuned (02)",
-    "H2": "H2a (usable learning-rate range, lattice-free) and H2b (best accuracy, tuned arms) (02)",
-    "H3": "H3a/H3b: conv blocks, each arm's lr x weight decay tuned (03)",
-    "search": "TPE vs random search at equal trials and budget (05)",
-    "final choice": "the winner among the declared candidates vs each other candidate (06)",
-    "sensitivity": "described, not decided: fixed-nuisance arms, block order and recalibration (02b), "
-    "H1 at full budget and its interaction with the budget (05)",
-}
-
-# Declared family sizes: H1 = H1a and H1b for each of the two norm types; H2 = H2a, H2b; H3 = H3a, H3b.
-FAMILY_SIZES = {"H1": 4, "H2": 2, "H3": 2}
-# Families whose rows are described (effect and interval shown) but never decided: a sensitivity row asks how a
-# decided claim moves when a fixed choice changes; deciding it as well would be a second, uncontrolled family.
-DESCRIBED = frozenset({"sensitivity"})
+# The declared families, their sizes and which are only described: derived from lib.study.registry's records
+# (H1 = H1a and H1b for each of the two norm types = 4 claims; H2 = H2a, H2b; H3 = H3a, H3b).
+FAMILIES, FAMILY_SIZES, DESCRIBED = registry.FAMILIES, registry.FAMILY_SIZES, registry.DESCRIBED
 DESCRIBED_WORDS = "described, not decided"
 
 DISPLAY_COLUMNS = [
