@@ -50,7 +50,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-FINISHED = "finished"  # lib.tracking.ROW_FINISHED (not imported: this module needs no MLflow)
+from lib.store.schema import FINISHED
+
 COLUMNS = ["group", "n", "expected_max", "low", "high", "trials", "failed"]
 
 
@@ -166,11 +167,12 @@ def curves(
     """Expected-max curve and bootstrap band of ``value`` for each group of ``frame`` by column ``by``.
 
     ``frame``: one row per trial, e.g. from ``lib.report.trial_runs`` (filter it to the trials that are
-    draws of one search first: ``source == "sweep"``, one budget). ``by``: the arm, e.g. ``"tag.sweep"``
-    (one curve per search), ``"norm_type"`` or a scientific hyperparameter; ``None``: one group, ``"all"``.
-    Rows whose ``by`` is missing are left out. A trial counts when ``status`` (if the frame has it) is
-    ``"finished"`` and ``value`` is not NaN; the others are counted in ``failed``. Collapsed trials (a
-    boolean ``collapsed`` column) are kept: they are real draws of the search (module docstring).
+    draws of one search first: ``source == "sweep"``, one budget). ``by``: the arm, e.g. the sweep's tag
+    column ``lib.store.schema.SWEEP`` (one curve per search), ``"norm_type"`` or a scientific hyperparameter;
+    ``None``: one group, ``"all"``. Rows whose ``by`` is missing are left out. A trial counts when ``status``
+    (if the frame has it) is ``finished`` and ``value`` is not NaN; the others are counted in ``failed``.
+    Collapsed trials (a boolean ``collapsed`` column) are kept: they are real draws of the search (module
+    docstring).
 
     Returns columns ``group, n, expected_max, low, high, trials, failed``: one row per group and
     n = 1..min(n_max, N) for the unbiased estimator (N = the group's finished trials; ``n_max`` default N),

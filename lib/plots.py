@@ -80,7 +80,7 @@ def class_examples(
     return fig
 
 
-def _subtitle(ax: plt.Axes, title: str, budget: str | None) -> None:
+def subtitle(ax: plt.Axes, title: str, budget: str | None) -> None:
     """``title`` on ``ax`` with the budget line in small grey type right under it."""
     if not budget:
         ax.set_title(title)
@@ -89,14 +89,15 @@ def _subtitle(ax: plt.Axes, title: str, budget: str | None) -> None:
     ax.text(0.5, 1.015, budget, transform=ax.transAxes, ha="center", va="bottom", fontsize=8, color="0.35")
 
 
-def _suptitle(fig: plt.Figure, title: str, budget: str | None) -> None:
+def suptitle(fig: plt.Figure, title: str, budget: str | None) -> None:
+    """``title`` over the whole figure with the budget line under it."""
     fig.suptitle(f"{title}\n{budget}" if budget else title, fontsize=12)
 
 
 def _finished(fig: plt.Figure, title: str | None, budget: str | None) -> plt.Figure:
     """A figure with its title and budget line (when ``title`` is given), laid out tight."""
     if title:
-        _suptitle(fig, title, budget)
+        suptitle(fig, title, budget)
     fig.tight_layout()
     return fig
 
@@ -125,7 +126,7 @@ def class_balance(counts: pd.DataFrame) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(9, 4))
     sns.barplot(data=shares, x="class", y="share", hue="split", ax=ax)
     ax.axhline(100 / n_classes, color="0.3", linestyle=":", label=f"balanced: {100 / n_classes:.0f}% each")
-    _subtitle(ax, "Class balance: share of each split per class", balance_summary(counts))
+    subtitle(ax, "Class balance: share of each split per class", balance_summary(counts))
     ax.set(xlabel="class", ylabel="share of the split's images (%)")
     ax.tick_params(axis="x", rotation=30)
     for label in ax.get_xticklabels():
@@ -194,7 +195,7 @@ def accuracy_vs(
         ax.xaxis.set_minor_formatter(NullFormatter())
     elif len(levels) <= 8 or all(float(v).is_integer() for v in levels):  # a grid: a tick per level
         ax.set_xticks(levels, [f"{v:g}" for v in levels])
-    _subtitle(ax, title, budget)
+    subtitle(ax, title, budget)
     ax.set(xlabel=xlabel, ylabel=value_label)
     ax.legend(title="mean ± 95% CI (clipped to 0-100)", fontsize=8, title_fontsize=8)
     fig.tight_layout()
@@ -245,8 +246,8 @@ def _lr_points(ax_acc: plt.Axes, measured: pd.DataFrame, colour: str) -> None:
     """Each learning rate's mean and CI (clipped to 0-100%: an accuracy cannot leave it, a t-interval over
     three seeds of a half-collapsed rate can); an empty marker and a note where some seeds failed."""
     for _, row in measured.iterrows():
-        low = min(max(row["low"], 0.0), row["mean"]) if row["low"] == row["low"] else row["mean"]
-        high = max(min(row["high"], 1.0), row["mean"]) if row["high"] == row["high"] else row["mean"]
+        low = min(max(row["low"], 0.0), row["mean"]) if pd.notna(row["low"]) else row["mean"]
+        high = max(min(row["high"], 1.0), row["mean"]) if pd.notna(row["high"]) else row["mean"]
         err = [[(row["mean"] - low) * 100], [(high - row["mean"]) * 100]]
         full = row["ok"] == row["n"]
         ax_acc.errorbar(
@@ -351,7 +352,7 @@ def sweep_points(
     if log_x and not categorical:
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())
-    _subtitle(ax, title, budget)
+    subtitle(ax, title, budget)
     ax.set(xlabel=xlabel, ylabel="validation accuracy (%)")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -442,7 +443,7 @@ def lr_weight_decay_scatter(
         if len(bad):
             ax.legend(fontsize=8, loc="lower left")
     axes[0][0].set_ylabel("weight decay (log)")
-    _suptitle(fig, title, budget)
+    suptitle(fig, title, budget)
     fig.tight_layout()
     fig.colorbar(points, ax=list(axes[0]), label="validation accuracy (%)")
     return fig
@@ -480,7 +481,7 @@ def importance(
         ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.set_yticks(y, list(scores.index))
     ax.set_xlim(0, 1)
-    _subtitle(ax, "Hyperparameter importance (share of accuracy variance, η²)", budget)
+    subtitle(ax, "Hyperparameter importance (share of accuracy variance, η²)", budget)
     ax.set(xlabel="η² (0 to 1)", ylabel="hyperparameter")
     fig.tight_layout()
     return fig
@@ -511,7 +512,7 @@ def validation_curves(
     ax.plot([], [], color="0.75", lw=0.8, label=f"other trials ({histories['run_id'].nunique() - len(top_ids)})")
     ax.plot([], [], "*", color="0.4", ms=10, ls="none", label="best epoch of a curve")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    _subtitle(ax, f"Validation accuracy per epoch: every trial, the best {len(top_ids)} in colour", budget)
+    subtitle(ax, f"Validation accuracy per epoch: every trial, the best {len(top_ids)} in colour", budget)
     ax.set(xlabel="epoch", ylabel="validation accuracy (%)")
     low = np.nanpercentile(histories["val_accuracy"] * 100, 5) if len(histories) else 0
     ax.set_ylim(bottom=max(0.0, low - 5))
@@ -549,7 +550,7 @@ def isolation(arms: pd.DataFrame, factor: str, budget: str | None = None) -> plt
     ax.set_xticks(range(len(levels)), [f"{v:g}" if isinstance(v, float) else str(v) for v in levels])
     ax.set_xlim(-0.5, len(levels) - 0.5)
     n = int(arms["n"].max()) if len(arms) else 0
-    _subtitle(ax, f"Isolation plot: validation accuracy vs {factor}, re-measured on {n} fresh seeds", budget)
+    subtitle(ax, f"Isolation plot: validation accuracy vs {factor}, re-measured on {n} fresh seeds", budget)
     ax.set(xlabel=f"{factor} (scientific)", ylabel="validation accuracy (%)")
     ax.legend(fontsize=8, title="mean ± 95% CI over the fresh seeds", title_fontsize=8, loc="best")
     fig.tight_layout()
@@ -598,7 +599,7 @@ def expected_max_figure(
         ax.set_ylim(max(0.0, shown.min() - 2), min(100.0, shown.max() + 2))
     else:
         ax.set_ylim(0, 100)
-    _subtitle(ax, title, budget)
+    subtitle(ax, title, budget)
     ax.set(xlabel=f"number of trials n ({scale})", ylabel="expected best validation accuracy (%)")
     if groups:
         ax.legend(

@@ -15,6 +15,8 @@ import pytest
 from lib import paths, plots, report, stats, tracking
 from lib.cli import main
 from lib.cli.parser import build_parser
+from lib.report.markdown import checks_section
+from lib.report.table import collapsed_trials
 from lib.study import results_doc, runner, verdicts
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,12 +78,12 @@ def test_collapsed_trials_are_flagged_left_out_of_means_and_counted_in_the_check
         val_accuracy=[0.90, 0.91, 0.92, 0.10, 0.88, 0.89],
         data_dataset="digits",
     )
-    runs["collapsed"] = report._collapsed(runs)
+    runs["collapsed"] = collapsed_trials(runs)
     assert runs["collapsed"].tolist() == [False, False, False, True, False, False]
     top = report.top_configs(runs).set_index("dropout_p")
     assert top.loc[0.5, "collapsed"] == 1 and top.loc[0.5, "n"] == 2
     assert top.loc[0.5, "mean_val_acc_pct"] == pytest.approx(88.5)  # not dragged to 62.3 by the collapsed seed
-    checks = "\n".join(report._checks_section(runs, ["e"]))
+    checks = "\n".join(checks_section(runs, ["e"]))
     assert "none of the 6 trials failed" not in checks
     shares = report.failure_shares(runs).set_index(["hyperparameter", "value"])
     assert shares.loc[("dropout_p", "0.5"), "collapsed"] == 1

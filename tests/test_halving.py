@@ -18,11 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from lib import report, report_figures
+from lib import report
 from lib.engine import grid, halving, local_backend
 from lib.engine.backend import StudyError
 from lib.engine.trial import TrialResult, trial_key
 from lib.paths import PROJECT_ROOT
+from lib.report.figures import tuning_draws
 
 LR = halving.Range("lr", 1e-4, 1e-1, True)
 WD = halving.Range("weight_decay", 1e-5, 1e-2, True)
@@ -257,7 +258,7 @@ def test_the_report_reads_back_the_winner_of_the_last_rung(mlflow_store, monkeyp
     tuned = arms[arms["kind"] == "tuned"]
     assert list(tuned["nuisance"]) == [f"lr={arm.winner['lr']:.3g}"]
     assert list(tuned["n"]) == [2]
-    draws = report_figures.tuning_draws(runs)  # rung 0: every quasi-random point, one row each
+    draws = tuning_draws(runs)  # rung 0: every quasi-random point, one row each
     points = runs.loc[runs["tag.phase"] == "tune", "lr"].nunique()
     assert len(draws) == points and set(draws["arm"]) == {"dropout_p=0.0"}
     assert report.tuning_expected_max_figure(runs) is not None  # would more points have helped this arm?

@@ -1,11 +1,12 @@
-"""The shape of lib/: four rooms that never import upward, no import cycle, MLflow only behind
-lib.tracking, Ray only behind the Ray back-end, and no function anywhere in lib/ longer than one screen.
+"""The shape of lib/: five rooms that never import upward, no import cycle, MLflow only behind
+lib.tracking, runs read only through lib.store, Ray only behind the Ray back-end, no private name imported
+from another room, and no function anywhere in lib/ longer than one screen.
 
-The rooms, lowest first: the course library (``lib``: config, model, data, train, tracking, ...), the
-experiment engine (``lib.engine``), the worked study (``lib.study``) and the front door (``lib.cli`` and
-``lib.__main__``). The class server (``lib.class_server``) stands beside the engine: it may use the course
-library only, and nothing imports it. Read from the source with ``ast`` (nothing is imported), so a
-failure names the file and the line.
+The rooms, lowest first: the course library (``lib``: config, model, data, train, tracking, the store
+``lib.store``, ...), the experiment engine (``lib.engine``), the report (``lib.report``), the worked study
+(``lib.study``) and the front door (``lib.cli`` and ``lib.__main__``). The class server
+(``lib.class_server``) stands beside the engine: it may use the course library only, and nothing imports
+it. Read from the source with ``ast`` (nothing is imported), so a failure names the file and the line.
 """
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ from lib.paths import PROJECT_ROOT
 
 LIB = PROJECT_ROOT / "lib"
 MAX_FUNCTION_LINES = 60
-ROOMS = {"lib": 0, "lib.engine": 1, "lib.class_server": 1, "lib.study": 2, "lib.cli": 3, "lib.__main__": 3}
+ROOMS = {
+    "lib": 0,
+    "lib.engine": 1,
+    "lib.class_server": 1,
+    "lib.report": 2,
+    "lib.study": 3,
+    "lib.cli": 4,
+    "lib.__main__": 4,
+}
 
 
 def _name(path) -> str:
@@ -186,7 +195,7 @@ def test_no_function_in_lib_is_longer_than_60_lines():
 
 
 def test_the_class_server_uses_only_paths_and_tracking_of_the_course_library():
-    allowed = {"lib.paths", "lib.tracking"}
+    allowed = {"lib.paths", "lib.tracking", "lib.store"}
     graph = import_graph()
     used = {target for source, targets in graph.items() if room(source) == "lib.class_server" for target in targets} - {
         name for name in graph if room(name) == "lib.class_server"
@@ -204,18 +213,64 @@ def test_the_study_is_split_by_job_and_analysis_only_re_exports():
         assert f"lib.study.{name}" in _modules()
 
 
-def test_the_report_is_split_by_job_and_one_trial_table_names_the_tags():
-    """report.py keeps the markdown (at most 400 lines); reading, figures, checks and links have rooms of their
-    own; the tag names are defined once, in lib.trials, and no other module spells the trial-key tag."""
-    assert len((LIB / "report.py").read_text().splitlines()) <= 400
-    for name in ("trials", "report_figures", "report_checks", "report_links"):
-        assert (LIB / f"{name}.py").is_file(), name
-    spelled = [
-        str(path.relative_to(LIB))
-        for path in LIB.rglob("*.py")
-        if path.name != "trials.py" and ('"trial_key"' in path.read_text() or "'trial_key'" in path.read_text())
-    ]
-    assert spelled == [], f"spell the tag as lib.trials.TAG_TRIAL_KEY: {spelled}"
+def test_the_report_is_a_room_split_by_job_and_the_store_names_the_tags():
+    """lib.report is a room of one job per module (markdown at most 400 lines) with a public surface of its own;
+    the tag names are defined once, in lib.store.schema, and no other module spells the trial-key tag or a
+    ``tag.`` column; the report reuses the engine's tuning rule, and the engine imports nothing of the report."""
+    modules = _modules()
+    for name in ("table", "figures", "checks", "links", "markdown"):
+        assert f"lib.report.{name}" in modules, name
+    assert len((LIB / "report" / "markdown.py").read_text().splitlines()) <= 400
+    assert {"lib.store", "lib.store.schema", "lib.store.reader"} <= set(modules) and room("lib.store.reader") == "lib"
+    for text, fix in (('"trial_key"', "lib.store.schema.TAG_TRIAL_KEY"), ('"tag.', "lib.store.schema.column")):
+        spelled = [
+            str(path.relative_to(LIB))
+            for path in LIB.rglob("*.py")
+            if path.name != "schema.py" and path.name != "tracking.py" and text in path.read_text().replace("'", '"')
+        ]
+        assert spelled == [], f"spell {text} as {fix}: {spelled}"
     graph = import_graph()
-    assert "lib.engine.tuning" not in graph["lib.report_checks"]  # the report reuses the rule, not the engine
-    assert "lib.trials" in graph["lib.engine.tuning"] and "lib.trials" in graph["lib.report_checks"]
+    assert "lib.engine.tuning" in graph["lib.report.checks"]  # the report reuses the rule
+    assert not any(room(target) == "lib.report" for source in graph if room(source) == "lib.engine"
+                   for target in graph[source])  # fmt: skip
+
+
+def test_every_read_of_runs_goes_through_the_store_reader():
+    """Only lib.store.reader calls lib.tracking's readers of runs (lib.tracking keeps the low-level calls)."""
+    readers = {"runs_frame", "find_runs", "metric_history", "search_ids", "search", "get_run"}
+    offenders = []
+    for name, tree in _modules().items():
+        if name in ("lib.tracking", "lib.store.reader"):
+            continue
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr in readers
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "tracking"
+            ):
+                offenders.append(f"{name}:{node.lineno} tracking.{node.attr}")
+            if isinstance(node, ast.ImportFrom) and node.module == "lib.tracking":
+                offenders += [f"{name}:{node.lineno} {a.name}" for a in node.names if a.name in readers]
+    assert offenders == [], f"read runs through lib.store: {offenders}"
+
+
+def private_imports(modules: dict[str, ast.Module]) -> list[str]:
+    """``from lib.x import _name`` where ``lib.x`` lies in another room than the importing module."""
+    found = []
+    for name, tree in modules.items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.startswith("lib"):
+                if room(node.module) == room(name):
+                    continue
+                found += [f"{name}:{node.lineno} {a.name}" for a in node.names if a.name.startswith("_")]
+    return found
+
+
+def test_the_private_import_finder_finds_one():
+    tree = ast.parse("from lib.plots import _subtitle\nfrom lib.study.final import _clean\n")
+    assert private_imports({"lib.study.figures": tree}) == ["lib.study.figures:1 _subtitle"]
+
+
+def test_no_private_name_is_imported_from_another_room():
+    assert private_imports(_modules()) == []

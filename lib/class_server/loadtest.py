@@ -40,7 +40,7 @@ def load_test(drivers: int, seconds: float, experiment: str | None = None) -> di
     Returns runs, runs/s (over the writing window), the median and p95 latency of a ``log_metrics``
     call, and the check that every run is in the store exactly once and FINISHED.
     """
-    from lib import tracking
+    from lib import store, tracking
 
     experiment = experiment or f"load-{os.environ.get('MLFLOW_TRACKING_USERNAME', 'anon')}-{int(time.time())}"
     tracking.experiment_id(experiment)  # created once, before the writers race for it
@@ -57,10 +57,10 @@ def load_test(drivers: int, seconds: float, experiment: str | None = None) -> di
             raise ClassServerError(f"load worker exited with {worker.returncode}")
         reports.append(json.loads(out.strip().splitlines()[-1]))
     wall = time.perf_counter() - started
-    runs = tracking.search(experiment)
+    runs = store.stored_runs(tracking.experiment_id(experiment))
     seen: dict[tuple[str, str], int] = {}
     for run in runs:
-        key = (run.data.tags.get("load_driver"), run.data.tags.get("load_seq"))
+        key = (run.tags.get("load_driver"), run.tags.get("load_seq"))
         seen[key] = seen.get(key, 0) + 1
     expected = {(str(r["driver"]), str(i)) for r in reports for i in range(r["runs"])}
     latencies = sorted(x for r in reports for x in r["latencies"])
@@ -79,5 +79,5 @@ def load_test(drivers: int, seconds: float, experiment: str | None = None) -> di
         "log_p50_ms": round(1000 * quantile(0.50), 1),
         "log_p95_ms": round(1000 * quantile(0.95), 1),
         "exactly_once": set(seen) == expected and all(n == 1 for n in seen.values()),
-        "not_finished": sum(run.info.status != "FINISHED" for run in runs),
+        "not_finished": sum(run.status != tracking.FINISHED for run in runs),
     }

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lib import tracking
+from lib import store, tracking
 from lib.config import ConfigError, ModelConfig, TrainConfig, TrialConfig, check_known_fields, hard_bounds
 from lib.data import DataSpec
 from lib.engine import grid, records
@@ -60,9 +60,10 @@ from lib.engine.tuning import (
     _unique,
     check_rule,
     check_seeds,
+    pick_winner,
     trial_score,
 )
-from lib.trials import TAG_CHECKPOINT_RULE, TAG_FIXED_NUISANCE, TAG_PHASE, TAG_TUNING_ID, pick_winner
+from lib.store.schema import TAG_CHECKPOINT_RULE, TAG_FIXED_NUISANCE, TAG_PHASE, TAG_TUNING_ID
 
 EDGE = 0.10  # the outer share of a range that counts as its edge (the same as lib.report.EDGE)
 DEFAULT_POINTS, DEFAULT_ETA, DEFAULT_MAX_EXTENSIONS = 27, 3, 2
@@ -419,7 +420,7 @@ def _score_table(
     rows = []
     for index, point in points.items():
         wanted = study.arms[arm] | point | {"epochs": epochs}
-        done = [s for s in (trial_score(r, study.rule) for r in results if _matches(r, wanted)) if s == s]
+        done = [s for s in (trial_score(r, study.rule) for r in results if _matches(r, wanted)) if not math.isnan(s)]
         complete = len(done) == len(set(study.tune_seeds))
         rows.append(point | {"point": index, "score": sum(done) / len(done) if complete else math.nan})
         rows[-1]["finished"] = len(done)
@@ -463,7 +464,7 @@ def _final(arm: HalvingArm, last_rung: int) -> pd.DataFrame:
 
 
 def _winner(table: pd.DataFrame, names: Sequence[str]) -> dict[str, Any] | None:
-    """The tuning rule of every tuned study (:func:`lib.trials.pick_winner`: the best complete mean), over the
+    """The tuning rule of every tuned study (:func:`lib.engine.tuning.pick_winner`: the best complete mean), over the
     last-rung points in (round, point) order, so a tie goes to the earlier point."""
     if not len(table):
         return None
@@ -599,9 +600,9 @@ def run_halving(
     arms = [HalvingArm(value, pd.DataFrame(), None, ranges={r.name: r for r in ranges}) for value in values]
     _tune(study, arms, points, max_extensions=max_extensions, n_points=n_points, seed=seed, log=log)
     _remeasure(study, arms, seeds, fixed_nuisance, fixed_seeds)
-    winners = [tracking.get_run(r.run_id) for arm in arms for r in arm.remeasured if r.run_id]
+    winners = [store.stored_run(r.run_id) for arm in arms for r in arm.remeasured if r.run_id]
     records.add_hypothesis(winners, winner_hypothesis)
-    fixed_runs = [tracking.get_run(r.run_id) for arm in arms for r in arm.fixed if r.run_id]
+    fixed_runs = [store.stored_run(r.run_id) for arm in arms for r in arm.fixed if r.run_id]
     records.add_hypothesis(fixed_runs, fixed_hypothesis)
     cost = halving_cost(n_points, list(rungs), eta, len(set(tune_seeds)), len(seeds), len(arms))
     return HalvingGrid(

@@ -36,12 +36,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lib import tracking
+from lib import store, tracking
 from lib.config import TrialConfig
 from lib.data import DataSpec
 from lib.engine.backend import STOPPED_EARLY, TrialRequest
 from lib.engine.trial import TrialResult, code_version, trial_key
-from lib.trials import KEY, TAG_TRIAL_KEY
+from lib.store.schema import (
+    FAILED,
+    FINISHED,
+    KEY,
+    TAG_CODE_VERSION,
+    TAG_EXPERIMENT,
+    TAG_FAILURE_KIND,
+    TAG_FAILURE_REASON,
+    TAG_HYPOTHESES,
+    TAG_HYPOTHESIS,
+    TAG_SEED,
+    TAG_SPLIT,
+    TAG_SWEEP,
+    TAG_TRIAL_KEY,
+)
 
 CACHED_FAILURES = frozenset({"diverged", "invalid_config"})
 _BASE_METRICS = ("val_accuracy", "val_loss", "n_parameters", "train_seconds", "images_per_second", "epochs_run")
@@ -51,17 +65,17 @@ def cached_runs(exp_id: str, keys: set[str] | None = None) -> dict[str, tracking
     """Finished/cacheable runs by trial key (all keys when ``keys`` is None); stale RUNNING runs of
     these keys are marked KILLED."""
     found: dict[str, tracking.StoredRun] = {}
-    for run in tracking.find_runs(exp_id):
+    for run in store.stored_runs(exp_id):
         key = run.tags.get(TAG_TRIAL_KEY)
         if key is None or (keys is not None and key not in keys):
             continue
         if run.status == tracking.RUNNING:
             if tracking.owner_gone(run):
-                tracking.set_tags(run.run_id, {"failure_reason": "interrupted (owner process gone)"})
+                tracking.set_tags(run.run_id, {TAG_FAILURE_REASON: "interrupted (owner process gone)"})
                 tracking.end_run(run.run_id, tracking.KILLED)
             continue
         cacheable = run.status == tracking.FINISHED or (
-            run.status == tracking.FAILED and run.tags.get("failure_kind") in CACHED_FAILURES
+            run.status == tracking.FAILED and run.tags.get(TAG_FAILURE_KIND) in CACHED_FAILURES
         )
         if cacheable and key not in found:
             found[key] = run
@@ -75,15 +89,15 @@ def result_from_run(config: TrialConfig, key: str, run: tracking.StoredRun) -> T
     return TrialResult(
         key=key,
         config=config.flat(),
-        status="finished" if run.status == tracking.FINISHED else "failed",
+        status=FINISHED if run.status == tracking.FINISHED else FAILED,
         val_accuracy=values["val_accuracy"],
         val_loss=values["val_loss"],
         n_parameters=int(values["n_parameters"]) if math.isfinite(values["n_parameters"]) else 0,
         train_seconds=values["train_seconds"],
         images_per_second=values["images_per_second"],
         epochs_run=int(values["epochs_run"]) if math.isfinite(values["epochs_run"]) else 0,
-        failure_kind=run.tags.get("failure_kind", ""),
-        failure_reason=run.tags.get("failure_reason", ""),
+        failure_kind=run.tags.get(TAG_FAILURE_KIND, ""),
+        failure_reason=run.tags.get(TAG_FAILURE_REASON, ""),
         metrics=metrics,
         run_id=run.run_id,
         cached=True,
@@ -126,7 +140,7 @@ def plan_trials(configs: Sequence[TrialConfig], exp_id: str, data: DataSpec) -> 
 
 def trial_tags(experiment: str, data: DataSpec, tags: dict[str, str] | None) -> dict[str, str]:
     """The tags every trial run of a call carries (its own key and seed are added per run)."""
-    common = {"experiment": experiment, "code_version": code_version(), "split": data.load().split_id}
+    common = {TAG_EXPERIMENT: experiment, TAG_CODE_VERSION: code_version(), TAG_SPLIT: data.load().split_id}
     return common | data.tags() | (tags or {})
 
 
@@ -142,10 +156,10 @@ def run_name(config: TrialConfig, tags: dict[str, str] | None = None, data: Data
     tags = tags or {}
     if data is not None and data.final:
         role = "final"
-    elif tags.get("hypothesis"):
-        role = tags["hypothesis"]
-    elif tags.get("sweep"):
-        role = f"sweep-{tags['sweep']}"
+    elif tags.get(TAG_HYPOTHESIS):
+        role = tags[TAG_HYPOTHESIS]
+    elif tags.get(TAG_SWEEP):
+        role = f"sweep-{tags[TAG_SWEEP]}"
     else:
         role = tags.get("role", "")
     return f"{role}-{name}" if role else name
@@ -157,9 +171,9 @@ def add_hypothesis(runs: Iterable[tracking.StoredRun], hypothesis: str | None) -
     if not hypothesis:
         return
     for run in runs:
-        listed = [h for h in run.tags.get("hypotheses", run.tags.get("hypothesis", "")).split(",") if h]
+        listed = [h for h in run.tags.get(TAG_HYPOTHESES, run.tags.get(TAG_HYPOTHESIS, "")).split(",") if h]
         if hypothesis not in listed:
-            tracking.set_tags(run.run_id, {"hypotheses": ",".join([*listed, hypothesis])})
+            tracking.set_tags(run.run_id, {TAG_HYPOTHESES: ",".join([*listed, hypothesis])})
 
 
 def summary_line(label: str, results: Iterable[TrialResult]) -> str:
@@ -220,9 +234,9 @@ class Recorder:
         """Create the RUNNING run of one trial: every hyperparameter, the data split and the tags."""
         config = request.config
         params = config.flat() | self.data.params()
-        run_tags = self.tags | {TAG_TRIAL_KEY: request.key, "seed": str(config.seed)}
-        if self.tags.get("hypothesis"):
-            run_tags["hypotheses"] = self.tags["hypothesis"]
+        run_tags = self.tags | {TAG_TRIAL_KEY: request.key, TAG_SEED: str(config.seed)}
+        if self.tags.get(TAG_HYPOTHESIS):
+            run_tags[TAG_HYPOTHESES] = self.tags[TAG_HYPOTHESIS]
         name = run_name(config, self.tags, self.data)
         run_id = tracking.start_run(self.exp_id, params, run_tags, run_name=name, parent_run_id=self.parent_run_id)
         self.open_runs[request.key] = run_id
@@ -242,7 +256,7 @@ class Recorder:
         result.run_id = run_id
         tracking.log_history(run_id, [row for row in result.history if row["epoch"] > self.epochs_logged[key]])
         if result.failure_kind == STOPPED_EARLY:
-            tags = {STOPPED_EARLY: "true", "failure_kind": STOPPED_EARLY, "failure_reason": result.failure_reason}
+            tags = {STOPPED_EARLY: "true", TAG_FAILURE_KIND: STOPPED_EARLY, TAG_FAILURE_REASON: result.failure_reason}
             tracking.set_tags(run_id, tags)
             status = tracking.KILLED
         else:
@@ -251,7 +265,7 @@ class Recorder:
                 log_per_image(run_id, result.correct)
             if not result.ok:
                 reason = result.failure_reason[:4000]
-                tracking.set_tags(run_id, {"failure_kind": result.failure_kind, "failure_reason": reason})
+                tracking.set_tags(run_id, {TAG_FAILURE_KIND: result.failure_kind, TAG_FAILURE_REASON: reason})
             status = tracking.FINISHED if result.ok else tracking.FAILED
         tracking.end_run(run_id, status)
         del self.open_runs[key]  # only now: a Ctrl-C during the logging above ends the run KILLED
@@ -261,7 +275,7 @@ class Recorder:
     def abort(self, reason: str) -> None:
         """End every run still open KILLED with ``failure_reason`` (Ctrl-C, an error, a lost trial)."""
         for key, run_id in list(self.open_runs.items()):
-            tracking.set_tags(run_id, {"failure_reason": reason})
+            tracking.set_tags(run_id, {TAG_FAILURE_REASON: reason})
             tracking.end_run(run_id, tracking.KILLED)
             del self.open_runs[key]
 
@@ -321,7 +335,7 @@ def val_correct(run_id: str) -> np.ndarray:
 
 def results_frame(results: Sequence[TrialResult]) -> pd.DataFrame:
     """Trial results as a DataFrame: every hyperparameter, status and final metric, in the trial frame's
-    schema (:mod:`lib.trials`: ``status`` finished/failed, the key in ``tag.trial_key``)."""
+    schema (:mod:`lib.store.schema`: ``status`` finished/failed, the key in ``tag.trial_key``)."""
     rows = []
     for result in results:
         row: dict[str, Any] = dict(result.config)
@@ -332,7 +346,7 @@ def results_frame(results: Sequence[TrialResult]) -> pd.DataFrame:
             "failure_reason": result.failure_reason,
             "cached": result.cached,
             "run_id": result.run_id,
-            KEY: result.key,  # the same column as a trial frame read from the store (lib.trials)
+            KEY: result.key,  # the same column as a trial frame read from the store (lib.store)
         } | result.final_metrics()
         rows.append(row)
     return pd.DataFrame(rows)

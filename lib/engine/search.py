@@ -55,7 +55,7 @@ import numpy as np
 from hyperopt import STATUS_FAIL, STATUS_OK, Domain, Trials, hp, rand, space_eval, tpe
 from hyperopt.base import JOB_STATE_DONE
 
-from lib import tracking
+from lib import store, tracking
 from lib.config import ConfigError, ModelConfig, TrainConfig, TrialConfig, check_known_fields
 from lib.data import DataSpec
 from lib.engine import records
@@ -63,6 +63,7 @@ from lib.engine.backend import STOPPED_EARLY, RunOptions, StudyError, TrialReque
 from lib.engine.grid import backend_for, execute
 from lib.engine.trial import TrialResult, code_version, trial_key
 from lib.paths import state_dir
+from lib.store.schema import TAG_CODE_VERSION, TAG_FAILURE_REASON, TAG_SWEEP, TAG_SWEEP_ID, TAG_SWEEP_PARENT
 
 ALGOS = ("tpe", "random", "quasirandom")
 RANGE_KINDS = ("uniform", "loguniform", "quniform")
@@ -276,12 +277,12 @@ def _decode(params: dict[str, Any]) -> dict[str, Any]:
 def _parent_run(experiment: str, sweep_name: str, sweep_id: str, settings: dict[str, Any], tags: dict[str, str]) -> str:
     """The sweep's parent run: found again by ``sweep_id`` (and set RUNNING) or created."""
     exp_id = tracking.experiment_id(experiment)
-    for run in tracking.find_runs(exp_id):
-        if run.tags.get("sweep_id") == sweep_id:
+    for run in store.stored_runs(exp_id):
+        if run.tags.get(TAG_SWEEP_ID) == sweep_id:
             tracking.set_status(run.run_id, tracking.RUNNING)
-            tracking.delete_tag(run.run_id, "failure_reason")  # of an earlier, interrupted call
+            tracking.delete_tag(run.run_id, TAG_FAILURE_REASON)  # of an earlier, interrupted call
             return run.run_id
-    parent_tags = tags | {"sweep_parent": sweep_name, "sweep_id": sweep_id, "code_version": code_version()}
+    parent_tags = tags | {TAG_SWEEP_PARENT: sweep_name, TAG_SWEEP_ID: sweep_id, TAG_CODE_VERSION: code_version()}
     return tracking.start_run(exp_id, settings, parent_tags, run_name=f"sweep-{sweep_name}")
 
 
@@ -409,7 +410,7 @@ class SweepFeed(records.RecordingFeed):
         for doc in self.waiting.pop(request.key, []):
             self._resolve(doc, dataclasses.replace(result, cached=True))
         if result.ok or result.failure_kind in records.CACHED_FAILURES:
-            self.known[request.key] = tracking.get_run(result.run_id)
+            self.known[request.key] = store.stored_run(result.run_id)
 
 
 def _invalid(point: dict[str, Any], reason: str) -> TrialResult:
@@ -429,7 +430,7 @@ def collect(trials: Trials, space: dict[str, Any], decode: Callable, data: DataS
         outcome = doc["result"]
         key = outcome.get("key") or trial_key(config.canonical(), data)
         if outcome.get("run_id"):
-            results.append(records.result_from_run(config, key, tracking.get_run(outcome["run_id"])))
+            results.append(records.result_from_run(config, key, store.stored_run(outcome["run_id"])))
         else:
             kind = outcome.get("kind") or "error"
             results.append(TrialResult(key=key, config=config.flat(), status="failed", failure_kind=kind))
@@ -527,7 +528,7 @@ def run_sweep(
         hyperopt_space["seed"] = base_config.seed
     # TPE's default of 20 random start-up points would make a short sweep pure random search.
     startup = n_startup if n_startup is not None else max(3, min(10, max_evals // 3))
-    tags = (tags or {}) | {"sweep": sweep_name}
+    tags = (tags or {}) | {TAG_SWEEP: sweep_name}
     # a Ray sweep draws several points at once, so it is a different sweep from a local one of the same name
     identity = (sweep_name if engine == "local" else f"{sweep_name}@{engine}") + ("" if algo == "tpe" else f"#{algo}")
     sweep_id = _sweep_id(experiment, identity, spec, data)

@@ -36,14 +36,14 @@ from typing import Any
 
 import pandas as pd
 
-from lib import tracking
+from lib import store, tracking
 from lib.config import ConfigError, TrialConfig
 from lib.data import DataSpec
 from lib.engine import grid, records
 from lib.engine.backend import StudyError
 from lib.engine.trial import TrialResult
 from lib.stats import mean_ci, paired_effect
-from lib.trials import TAG_PHASE, pick_winner
+from lib.store.schema import TAG_CHECKPOINT_RULE, TAG_FIXED_NUISANCE, TAG_PHASE, TAG_ROLE, TAG_TUNING_ID
 
 ROLES = ("scientific", "nuisance", "fixed")
 CHECKPOINT_RULES = ("last", "best_epoch")
@@ -92,9 +92,9 @@ class Roles:
 
     def tags(self) -> dict[str, str]:
         return {
-            "role_scientific": ",".join(self.scientific),
-            "role_nuisance": ",".join(self.nuisance),
-            "role_fixed": ",".join(sorted(self.fixed)) or "(config defaults)",
+            TAG_ROLE["scientific"]: ",".join(self.scientific),
+            TAG_ROLE["nuisance"]: ",".join(self.nuisance),
+            TAG_ROLE["fixed"]: ",".join(sorted(self.fixed)) or "(config defaults)",
         }
 
 
@@ -143,7 +143,7 @@ def trial_score(result: TrialResult, rule: str) -> float:
         return float(result.metrics["best_val_accuracy"])
     history = [row["val_accuracy"] for row in result.history if "val_accuracy" in row]
     if not history and result.run_id:
-        stored = tracking.metric_history(result.run_id, ("val_accuracy",))
+        stored = store.history(result.run_id, ("val_accuracy",))
         history = stored["val_accuracy"].dropna().tolist() if len(stored) else []
     return max(history) if history else result.val_accuracy
 
@@ -187,7 +187,7 @@ class TunedGrid:
                 arm.value
                 | {f"best {k}": v for k, v in (arm.winner or {}).items()}
                 | {"tune_score_pct": best * 100, "remeasured_pct": mean * 100}
-                | {"ci_low_pct": low * 100, "ci_high_pct": high * 100, "n": sum(v == v for v in tuned)}
+                | {"ci_low_pct": low * 100, "ci_high_pct": high * 100, "n": sum(not math.isnan(v) for v in tuned)}
                 | {"fixed_pct": fixed_mean * 100, "fixed_ci_low_pct": fixed_low * 100}
                 | {"fixed_ci_high_pct": fixed_high * 100}
             )
@@ -238,14 +238,24 @@ def _tuning_table(results: list[TrialResult], roles: Roles, arm: dict[str, Any],
         wanted = arm | point
         mine = [r for r in results if all(r.config.get(k) == v for k, v in wanted.items())]
         scores = [trial_score(r, rule) for r in mine]
-        done = [s for s in scores if s == s]
+        done = [s for s in scores if not math.isnan(s)]
         complete = len(done) == len(set(seeds)) and len(done) > 0
         rows.append(point | {"score": sum(done) / len(done) if complete else math.nan, "finished": len(done)})
     return pd.DataFrame(rows)
 
 
+def pick_winner(table: pd.DataFrame, nuisance: Sequence[str], score: str = "score") -> dict[str, Any] | None:
+    """The tuning rule of every tuned study, one place for the tuning code and the report: among the nuisance
+    combinations whose every tuning seed finished (``score`` not NaN: the mean over those seeds), the one with
+    the highest mean. ``None`` when none is complete."""
+    if not len(table) or table[score].notna().sum() == 0:
+        return None
+    row = table.loc[table[score].idxmax()]
+    return {name: (row[name].item() if hasattr(row[name], "item") else row[name]) for name in nuisance}
+
+
 def _winner(table: pd.DataFrame, roles: Roles) -> dict[str, Any] | None:
-    """The arm's winner by the one tuning rule (:func:`lib.trials.pick_winner`, which the report reuses)."""
+    """The arm's winner by the one tuning rule (:func:`pick_winner`, which the report reuses)."""
     return pick_winner(table, list(roles.nuisance))
 
 
@@ -279,8 +289,8 @@ def run_tuned_grid(
     tuning = plan(base_config, roles, tune_seeds, seeds)
     identity = tuning_id(experiment, roles, tune_seeds, seeds, data)
     fixed_nuisance = {name: base_config.flat()[name] for name in roles.nuisance}
-    common = (tags or {}) | roles.tags() | {"tuning_id": identity, "checkpoint_rule": rule}
-    common["fixed_nuisance"] = json.dumps(fixed_nuisance, default=str)
+    common = (tags or {}) | roles.tags() | {TAG_TUNING_ID: identity, TAG_CHECKPOINT_RULE: rule}
+    common[TAG_FIXED_NUISANCE] = json.dumps(fixed_nuisance, default=str)
     tuned = _unique(grid.run_trials(tuning, experiment, data, common | {TAG_PHASE: "tune"}, **options))
     _tag_cached(tuned, common | {TAG_PHASE: "tune"})
     arms = []
@@ -297,7 +307,7 @@ def run_tuned_grid(
     for arm in arms:
         arm.fixed = [r for r in results if _matches(r, arm.value | fixed_nuisance)]
         arm.remeasured = [r for r in results if arm.winner and _matches(r, arm.value | arm.winner)]
-    winners = [tracking.get_run(r.run_id) for arm in arms for r in arm.remeasured if r.run_id]
+    winners = [store.stored_run(r.run_id) for arm in arms for r in arm.remeasured if r.run_id]
     records.add_hypothesis(winners, winner_hypothesis)
     return TunedGrid(roles, arms, list(tune_seeds), list(seeds), rule, identity, fixed_nuisance)
 
@@ -315,6 +325,6 @@ def _tag_cached(results: list[TrialResult], tags: dict[str, str]) -> None:
     """A run reused from an earlier call without role tags gets this study's (first use keeps its own)."""
     for result in results:
         if result.cached and result.run_id:
-            stored = tracking.get_run(result.run_id)
+            stored = store.stored_run(result.run_id)
             if TAG_PHASE not in stored.tags:
                 tracking.set_tags(result.run_id, tags)

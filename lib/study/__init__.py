@@ -8,6 +8,7 @@ model), ``comparisons`` (05: budget interaction, overfitting, search), ``figures
 ``ledger`` (the test-set readings), ``profiles`` (smoke / quick / full / deep budgets), ``runner``
 (``python -m lib study``: the numbered notebooks with papermill); ``analysis`` is the notebooks' facade.
 
-What this is not: the tool. A student's own study uses the course library (``lib``) and the engine
-(``lib.engine``) and needs nothing from here; this room imports both and nothing imports it but the CLI.
+What this is not: the tool. A student's own study uses the course library (``lib``), the engine
+(``lib.engine``) and the report (``lib.report``) and needs nothing from here; this room imports those three and
+nothing imports it but the CLI.
 """

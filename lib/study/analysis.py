@@ -3,7 +3,7 @@
 This module only re-exports; the work lives in one module per job:
 
 - ``lib.study.inputs``: the runs a notebook reads (:func:`trial_runs`, :func:`grid_inputs`,
-  :class:`MissingRunsError`) through ``lib.report``'s one reader, and the budget line;
+  :class:`MissingRunsError`) through ``lib.report``'s trial table (read by ``lib.store``), and the budget line;
 - ``lib.study.registry``: every claim as a record (:data:`HYPOTHESES`), its family (:data:`FAMILIES`,
   :data:`FAMILY_SIZES`, :data:`GRID_FAMILY_HEADINGS`) and the grid inputs (:data:`GRID_INPUTS`);
 - ``lib.study.verdicts``: verdict rows, Holm within each declared family (:func:`adjust`),
@@ -13,6 +13,7 @@ This module only re-exports; the work lives in one module per job:
 - ``lib.study.final``: choosing the final model (:func:`final_choice`, :func:`candidates`,
   :func:`compare_candidates`, :func:`recommendation`);
 - ``lib.study.comparisons``: 05's budget (interaction), overfitting and search comparisons;
+- ``lib.store``: per-epoch histories of runs (:func:`epoch_histories`) and a run's config (:func:`run_config`);
 - ``lib.study.figures``: the study's own figures; ``lib.study.ledger``: the test-set readings.
 
 What this is not: a place for code. New study code goes into the module of its job; a notebook may
@@ -22,12 +23,12 @@ import those modules directly.
 from __future__ import annotations
 
 from lib.engine.trial import code_version
+from lib.store import config_identity, epoch_histories, run_config
 from lib.study.comparisons import (
     OVERFIT_REFERENCE,
     best_so_far,
     budget_change_lines,
     budget_changes,
-    epoch_histories,
     interaction,
     overfitting,
     run_curves,
@@ -43,9 +44,7 @@ from lib.study.final import (
     controlled_arms,
     describe_config,
     final_choice,
-    identity,
     recommendation,
-    run_config,
 )
 from lib.study.hypotheses import (
     HIGH_DROPOUT_ABOVE,
@@ -92,6 +91,7 @@ from lib.study.verdicts import (
     verdict_row,
 )
 
+identity = config_identity  # the name the notebooks use (lib.store.config_identity)
 _identity = identity  # the name the v2 notebooks and tests used
 
 

@@ -29,11 +29,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from lib import tracking
 from lib.config import TRIAL_FIELDS, TrialConfig
 from lib.data import DataSpec
 from lib.stats import Effect, difference_of_effects, mean_ci, paired_effect, verdict
-from lib.study.final import identity, run_config
+from lib.store import config_identity, run_config
 from lib.study.hypotheses import SENSITIVITY
 from lib.study.inputs import GRID_INPUTS, budget_text, finished, trial_runs
 from lib.study.verdicts import DESCRIBED_WORDS, decision_words, seed_key, verdict_row
@@ -65,7 +64,7 @@ def budget_arms(runs: pd.DataFrame, dropout_values: Sequence[float]) -> pd.DataF
     """One row per arm of 02's H1 runs at ``dropout_values``: its whole tuned configuration.
 
     An arm is a (norm type, dropout placement, dropout value) of the finished runs in ``runs``; its
-    ``config`` (every trial field but seed and epochs, :func:`lib.study.final.run_config`) carries the
+    ``config`` (every trial field but seed and epochs, :func:`lib.store.run_config`) carries the
     arm's own tuned ``lr`` and ``weight_decay``. Where a store holds several configurations of one arm
     (an older tuning of the same profile), the latest run's is kept and ``alternatives`` counts the
     others. ``seeds`` are the seeds 02 ran that configuration on, ``label`` the arm's line
@@ -74,7 +73,7 @@ def budget_arms(runs: pd.DataFrame, dropout_values: Sequence[float]) -> pd.DataF
     """
     done = finished(runs).copy()
     done["dropout_p"] = done["dropout_p"].astype(float)
-    done["_identity"] = [identity(run_config(row)) for _, row in done.iterrows()]
+    done["_identity"] = [config_identity(run_config(row)) for _, row in done.iterrows()]
     order = "start_time" if "start_time" in done else "_identity"
     wanted = [float(p) for p in dropout_values]
     rows = []
@@ -101,7 +100,7 @@ def budget_arms(runs: pd.DataFrame, dropout_values: Sequence[float]) -> pd.DataF
                     "dropout_p": float(p),
                     "lr": float(latest["lr"]),
                     "weight_decay": float(latest["weight_decay"]),
-                    "seeds": sorted(int(s) for s in chosen["seed"]),
+                    "seeds": sorted(chosen["seed"].tolist()),
                     "budget": budget_text(chosen),
                     "alternatives": int(group["_identity"].nunique() - 1),
                     "identity": latest["_identity"],
@@ -132,26 +131,12 @@ def twin_runs(runs: pd.DataFrame, arms: pd.DataFrame, seeds: Sequence[int]) -> p
     """02's own runs of the arms of :func:`budget_arms` (the same configuration, tuned lr and weight decay
     included) on ``seeds``: the same arms at 02's budget, paired by seed with the full-budget runs."""
     done = finished(runs)
-    keys = pd.Series([identity(run_config(row)) for _, row in done.iterrows()], index=done.index, dtype=object)
-    wanted = {int(s) for s in seeds}
-    chosen = done[keys.isin(set(arms["identity"])) & done["seed"].astype(int).isin(wanted)]
+    keys = pd.Series([config_identity(run_config(row)) for _, row in done.iterrows()], index=done.index, dtype=object)
+    chosen = done[keys.isin(set(arms["identity"])) & done["seed"].isin(list(seeds))]
     return with_arm_labels(chosen, arms).reset_index(drop=True)
 
 
 # --- overfitting ------------------------------------------------------------------------------
-
-
-def epoch_histories(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per-epoch train loss, validation loss and accuracy of every finished run in ``frame`` (MLflow),
-    with the run's whole configuration (every trial field present), ``arm`` and ``run_id``."""
-    parts = []
-    for _, run in finished(frame).iterrows():
-        history = tracking.metric_history(run["run_id"]).reset_index()
-        for column in (*TRIAL_FIELDS, "arm", "run_id"):
-            if column in run.index:
-                history[column] = run[column]
-        parts.append(history)
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 def _config_columns(histories: pd.DataFrame, with_seed: bool = True) -> list[str]:
@@ -414,7 +399,7 @@ def _images(budget: object) -> str:
 
 
 def _ci(low: float, high: float, unit: str = "pp") -> str:
-    return f"95% CI {low:+.2f} to {high:+.2f} {unit}" if low == low and high == high else "no interval"
+    return f"95% CI {low:+.2f} to {high:+.2f} {unit}" if pd.notna(low) and pd.notna(high) else "no interval"
 
 
 def budget_change_lines(changes: pd.DataFrame) -> list[str]:
@@ -431,7 +416,7 @@ def budget_change_lines(changes: pd.DataFrame) -> list[str]:
         arm = "same arm" if r.same_arm else f"smaller budget's arm: {r.variant_grid}; not the budget alone"
         grid = (
             f"{r.effect_grid:+.2f} pp ({_ci(r.ci_low_grid, r.ci_high_grid)})"
-            if r.effect_grid == r.effect_grid
+            if pd.notna(r.effect_grid)
             else "n/a"
         )
         if isinstance(r.family_grid, str) and r.family_grid not in ("", SENSITIVITY):
@@ -445,7 +430,7 @@ def budget_change_lines(changes: pd.DataFrame) -> list[str]:
 
 def _interval(r: object) -> str:
     value = getattr(r, "interaction", float("nan"))
-    if value != value:
+    if pd.isna(value):
         return "n/a (no row at both budgets)"
     over = getattr(r, "interaction_uncertainty", "") or "seeds"
     return f"{value:+.2f} pp ({_ci(r.interaction_ci_low, r.interaction_ci_high)}, over {over}): {DESCRIBED_WORDS}"
@@ -470,12 +455,12 @@ def budget_findings(changes: pd.DataFrame) -> list[str]:
         what = str(r.claim).split(": ", 1)[-1]
         at_grid = (
             f"{r.effect_grid:+.2f} points ({_ci(r.ci_low_grid, r.ci_high_grid, 'points')}) at {_images(r.budget_grid)}"
-            if r.effect_grid == r.effect_grid
+            if pd.notna(r.effect_grid)
             else "no row at the smaller budget"
         )
         change = (
             f"the change is {r.interaction:+.2f} points ({_ci(r.interaction_ci_low, r.interaction_ci_high, 'points')})"
-            if r.interaction == r.interaction
+            if pd.notna(r.interaction)
             else "no change can be computed"
         )
         lines.append(
@@ -493,7 +478,7 @@ def overfit_findings(claims: pd.DataFrame) -> list[str]:
         if r.unit == "pp":
             size = f"{r.effect:+.2f} points ({_ci(r.ci_low, r.ci_high, 'points')})"
         else:
-            ci = f"95% CI {r.ci_low:+.3f} to {r.ci_high:+.3f}" if r.ci_low == r.ci_low else "no interval"
+            ci = f"95% CI {r.ci_low:+.3f} to {r.ci_high:+.3f}" if pd.notna(r.ci_low) else "no interval"
             size = f"{r.effect:+.3f} in validation loss ({ci})"
         lines.append(f"- {r.claim}: {size}.")
     return lines

@@ -20,6 +20,15 @@ import pandas as pd
 
 from lib.data import DataSpec
 from lib.stats import verdict
+from lib.store.schema import (
+    TAG_HALVING_ETA,
+    TAG_HALVING_RUNGS,
+    TAG_RANGE_EXTENSIONS,
+    TAG_TUNE_SEEDS,
+    TAG_TUNING_DECIDED,
+    TAG_TUNING_RANGES,
+    column,
+)
 from lib.study.inputs import budget_text, finished
 from lib.study.registry import Arm, Hypothesis
 from lib.study.verdicts import effect_between, verdict_row
@@ -28,8 +37,8 @@ from lib.study.verdicts import effect_between, verdict_row
 
 
 def _tag(frame: pd.DataFrame, name: str) -> list[str]:
-    column = f"tag.{name}"
-    return sorted({str(v) for v in frame[column].dropna()}) if column in frame else []
+    tag = column(name)
+    return sorted({str(v) for v in frame[tag].dropna()}) if tag in frame else []
 
 
 def _seeds_text(seeds: list[int]) -> str:
@@ -47,21 +56,22 @@ def design_columns(*frames: pd.DataFrame) -> dict[str, str]:
     if not parts:
         return {"design": "", "tuning_decided": "yes"}
     frame = pd.concat(parts, ignore_index=True)
-    seeds = _seeds_text([int(s) for s in frame["seed"].dropna().unique()]) if "seed" in frame else "?"
-    rungs, ranges = _tag(frame, "halving_rungs"), _tag(frame, "tuning_ranges")
+    seeds = _seeds_text(frame["seed"].dropna().unique().tolist()) if "seed" in frame else "?"
+    rungs, ranges = _tag(frame, TAG_HALVING_RUNGS), _tag(frame, TAG_TUNING_RANGES)
     if not rungs or not ranges:  # fixed values: a halving study's fixed-value arms carry its rungs, not ranges
         fixed = []
         for name in ("lr", "weight_decay"):
             values = sorted(frame[name].dropna().unique()) if name in frame else []
             fixed += [f"{name} {'/'.join(f'{v:g}' for v in values)}"] if len(values) else []
         return {"design": f"fixed {', '.join(fixed)}; seeds {seeds}", "tuning_decided": "yes"}
-    extended = sum(1 for text in _tag(frame, "range_extensions") if text not in ("", "[]"))
-    how = f"rungs {' or '.join(r.replace(',', '/') for r in rungs)} epochs, eta {'/'.join(_tag(frame, 'halving_eta'))}"
-    how += f", tuning seeds {'/'.join(_tag(frame, 'tune_seeds'))}"
+    extended = sum(1 for text in _tag(frame, TAG_RANGE_EXTENSIONS) if text not in ("", "[]"))
+    how = f"rungs {' or '.join(r.replace(',', '/') for r in rungs)} epochs"
+    how += f", eta {'/'.join(_tag(frame, TAG_HALVING_ETA))}"
+    how += f", tuning seeds {'/'.join(_tag(frame, TAG_TUNE_SEEDS))}"
     how += f", ranges extended for {extended} arm(s)" if extended else ""
     text = f"lr x weight decay tuned per arm by successive halving over {' | '.join(ranges)} ({how})"
     text += f"; winners re-measured on seeds {seeds}"
-    decided = _tag(frame, "tuning_decided")
+    decided = _tag(frame, TAG_TUNING_DECIDED)
     return {"design": text, "tuning_decided": "yes" if set(decided) <= {"yes"} else "no"}
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from lib.plots import _subtitle, _suptitle  # the course plots' title with its budget line
+from lib.plots import subtitle, suptitle  # the course plots' title with its budget line
 
 
 def heatmap(table: pd.DataFrame, title: str, xlabel: str, ylabel: str, budget: str | None = None) -> plt.Figure:
@@ -23,7 +23,7 @@ def heatmap(table: pd.DataFrame, title: str, xlabel: str, ylabel: str, budget: s
     sns.heatmap(
         table * 100, annot=True, fmt=".1f", cmap="viridis", ax=ax, cbar_kws={"label": "mean validation accuracy (%)"}
     )
-    _subtitle(ax, title, budget)
+    subtitle(ax, title, budget)
     ax.set(xlabel=xlabel, ylabel=ylabel)
     fig.tight_layout()
     return fig
@@ -50,7 +50,7 @@ def variance_shift(summary: pd.DataFrame, ratios: pd.DataFrame, budget: str | No
     ax_ratio.tick_params(axis="x", rotation=30)
     ax_ratio.legend()
     if budget:
-        _suptitle(fig, "BatchNorm and dropout", budget)
+        suptitle(fig, "BatchNorm and dropout", budget)
     fig.tight_layout()
     return fig
 
@@ -82,7 +82,7 @@ def best_so_far_curves(curves: pd.DataFrame, reference: tuple[float, float, floa
     if reference is not None:
         mean, low, high = reference
         ax.axhline(mean * 100, color="black", linestyle="--", linewidth=1.2, label="default configuration (mean)")
-        if low == low and high == high:
+        if pd.notna(low) and pd.notna(high):
             ax.axhspan(low * 100, high * 100, color="gray", alpha=0.15)
     ax.set(title="Search: best validation accuracy so far", xlabel="trials", ylabel="best validation accuracy (%)")
     ax.legend(fontsize=8, title="bands: 95% CI over sweep seeds", title_fontsize=8)

@@ -11,16 +11,12 @@ hypotheses (``hypotheses``).
 
 from __future__ import annotations
 
-import ast
-import math
-
-import numpy as np
 import pandas as pd
 
-from lib import tracking
-from lib.config import TRIAL_FIELDS, TrialConfig
+from lib.config import TrialConfig
 from lib.data import DataSpec
 from lib.stats import mean_ci, verdict
+from lib.store import FINISHED, config_identity, run_config
 from lib.study.inputs import budget_text, finished
 from lib.study.verdicts import DESCRIBED_WORDS, decision_words, effect_between, verdict_row
 
@@ -96,28 +92,6 @@ def final_choice(best: dict[str, object], shift_effects: pd.DataFrame) -> tuple[
     return config, reasons
 
 
-def _clean(value: object) -> object:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, str) and value.startswith("("):
-        return ast.literal_eval(value)
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def run_config(row: pd.Series) -> dict[str, object]:
-    """The flat trial config of one MLflow run row (its logged params), without seed and epochs."""
-    config = {name: _clean(row[name]) for name in TRIAL_FIELDS if name in row.index and name not in ("seed", "epochs")}
-    return {k: v for k, v in config.items() if v is not None or k == "early_stopping_patience"}
-
-
-def identity(config: dict[str, object]) -> str:
-    """Fingerprint of a config regardless of seed and epochs (two candidates are the same model+recipe)."""
-    flat = {k: v for k, v in config.items() if k not in ("seed", "epochs")}
-    return TrialConfig.from_flat(flat | {"seed": 0, "epochs": 1}).fingerprint()
-
-
 def controlled_arms(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Every arm of the controlled grids (``{label: MLflow trial runs}``) with its mean validation accuracy.
 
@@ -125,7 +99,7 @@ def controlled_arms(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """
     rows = []
     for label, frame in frames.items():
-        done = frame[frame["status"] == tracking.ROW_FINISHED]
+        done = frame[frame["status"] == FINISHED]
         if done.empty:
             continue
         configs = done.apply(run_config, axis=1)
@@ -139,7 +113,7 @@ def controlled_arms(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
                 {
                     "source": label,
                     "config": config,
-                    "identity": identity(config),
+                    "identity": config_identity(config),
                     "budget": budget_text(group),
                     "n": len(group),
                     "mean": mean,
@@ -167,7 +141,7 @@ def candidates(sweep_best: dict[str, object], arms: pd.DataFrame) -> list[dict[s
 
     def add(name: str, config: dict[str, object], reason: str) -> None:
         flat = {k: v for k, v in config.items() if k not in ("seed", "epochs")}
-        key = identity(flat)
+        key = config_identity(flat)
         if key not in seen:
             seen.add(key)
             listed.append({"candidate": name, "config": flat, "reason": reason})

@@ -1,12 +1,12 @@
 """The study's inputs: the trial runs each notebook reads, and the budget line of a set of runs.
 
-:func:`trial_runs` is :func:`lib.report.trial_runs` (the one reader of runs) narrowed to the current
+:func:`trial_runs` is :func:`lib.report.trial_runs` (the store's trials, typed) narrowed to the current
 training code, one hypothesis tag and one profile; a missing input raises :class:`MissingRunsError`
 naming the notebook to run. :func:`budget_text` is :func:`lib.report.budget_label`'s wording (the one
 budget wording) for a verdict row's ``budget`` column.
 
-What this is not: a second reader of the store (everything comes through ``lib.report`` and
-``lib.tracking``), or a place for decisions (``verdicts``, ``hypotheses``).
+What this is not: a second reader of the store (everything comes through ``lib.report``, which reads
+through ``lib.store``), or a place for decisions (``verdicts``, ``hypotheses``).
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from lib import report, tracking
+from lib import report
 from lib.data import DataSpec
 from lib.engine.trial import code_version
+from lib.store.schema import FINISHED, KEY, TAG_CODE_VERSION, TAG_HYPOTHESES, TAG_HYPOTHESIS, TAG_PROFILE, column
 from lib.study import registry
 
 
@@ -45,13 +46,13 @@ def trial_runs(experiment: str, hypothesis: str | None = None, profile: str | No
             f"that produces it first (`make run` runs them all in order)."
         ) from None
     # trials of the current training code only: a store may also hold runs of older code versions
-    frame = frame[frame["tag.code_version"] == code_version()]
+    frame = frame[frame[column(TAG_CODE_VERSION)] == code_version()]
     if hypothesis is not None:
-        listed = frame["tag.hypotheses"] if "tag.hypotheses" in frame else pd.Series("", index=frame.index)
+        listed = frame.get(column(TAG_HYPOTHESES), pd.Series("", index=frame.index))
         reused = listed.fillna("").str.split(",").apply(lambda names: hypothesis in names)
-        frame = frame[(frame["tag.hypothesis"] == hypothesis) | reused]
+        frame = frame[(frame[column(TAG_HYPOTHESIS)] == hypothesis) | reused]
     if profile is not None:
-        frame = frame[frame["tag.profile"] == profile]
+        frame = frame[frame[column(TAG_PROFILE)] == profile]
     if frame.empty:
         raise MissingRunsError(
             f"no trial runs for hypothesis={hypothesis!r}, profile={profile!r} in '{experiment}': "
@@ -65,7 +66,7 @@ def trial_runs_or_empty(experiment: str, hypothesis: str | None = None, profile:
     try:
         return trial_runs(experiment, hypothesis, profile)
     except MissingRunsError:
-        return pd.DataFrame(columns=["tag.trial_key", "status", "epochs", "dropout_p", "lr", "norm_type"])
+        return pd.DataFrame(columns=[KEY, "status", "epochs", "dropout_p", "lr", "norm_type"])
 
 
 def grid_inputs(named: Callable[[str], str], profile: str) -> dict[str, pd.DataFrame]:
@@ -84,7 +85,7 @@ def grid_inputs(named: Callable[[str], str], profile: str) -> dict[str, pd.DataF
 
 def finished(frame: pd.DataFrame) -> pd.DataFrame:
     """The finished trials of a grid's results frame or of MLflow runs (both say ``finished``)."""
-    return frame[frame["status"] == tracking.ROW_FINISHED]
+    return frame[frame["status"] == FINISHED]
 
 
 def train_images(data: DataSpec) -> int:

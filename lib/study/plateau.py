@@ -22,8 +22,7 @@ from lib.config import TrialConfig
 from lib.data import DataSpec
 from lib.engine.grid import results_frame, run_trials
 from lib.stats import paired_effect
-from lib.study.comparisons import epoch_histories
-from lib.study.final import run_config
+from lib.store import FINISHED, epoch_histories, run_config
 
 MATERIAL = 0.005  # half an accuracy point: smaller than every effect H1 is about
 FACTOR = 2  # the longer run trains twice the epochs
@@ -31,9 +30,9 @@ FACTOR = 2  # the longer run trains twice the epochs
 
 def longer_configs(controls: pd.DataFrame, factor: int = FACTOR) -> list[TrialConfig]:
     """Each finished control run's configuration (MLflow run rows) with ``factor`` x its epochs, same seed."""
-    done = controls[controls["status"] == "finished"]
+    done = controls[controls["status"] == FINISHED]
     return [
-        TrialConfig.from_flat(run_config(row) | {"epochs": int(row["epochs"]) * factor, "seed": int(row["seed"])})
+        TrialConfig.from_flat(run_config(row, without=()) | {"epochs": row["epochs"] * factor})
         for _, row in done.iterrows()
     ]
 
@@ -50,16 +49,16 @@ def check(controls: pd.DataFrame, longer: pd.DataFrame, by: Sequence[str] = ("no
     """One row per control arm: epochs of the budget and of the longer run, the means, the paired gain
     (accuracy points, longer - budget) with its 95% interval over the seeds, and ``stopped improving``."""
     rows = []
-    done = controls[controls["status"] == "finished"]
-    finished_longer = longer[longer["status"] == "finished"]
+    done = controls[controls["status"] == FINISHED]
+    finished_longer = longer[longer["status"] == FINISHED]
     for key, arm in done.groupby(list(by)):
         values = dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True))
         mask = pd.Series(True, index=finished_longer.index)
         for name, value in values.items():
             mask &= finished_longer[name] == value
         more = finished_longer[mask]
-        short = arm.set_index(arm["seed"].astype(int))["val_accuracy"]
-        long = more.set_index(more["seed"].astype(int))["val_accuracy"]
+        short = arm.set_index("seed")["val_accuracy"]
+        long = more.set_index("seed")["val_accuracy"]
         seeds = sorted(set(short.index) & set(long.index))
         if len(seeds) < 2:
             continue

@@ -54,7 +54,8 @@ def effect_text(row: pd.Series) -> str:
     """``−2.22 pp (−3.17 to −1.40)``: the effect and its raw 95% interval in the row's unit."""
     unit = str(row["unit"])
     low, high = row["ci_low"], row["ci_high"]
-    interval = f" ({_number(low, unit)} to {_number(high, unit)})" if low == low and high == high else " (no interval)"
+    known = pd.notna(low) and pd.notna(high)
+    interval = f" ({_number(low, unit)} to {_number(high, unit)})" if known else " (no interval)"
     return f"{_number(row['effect'], unit)} {unit}{interval}"
 
 

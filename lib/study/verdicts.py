@@ -213,7 +213,7 @@ def too_short(row: pd.Series) -> bool:
     """Whether the short-budget rule withholds this row's decision (see :data:`MIN_IMAGE_EPOCHS`)."""
     cost = budget_image_epochs(row.get("budget", ""))
     seeds = row.get("n_seeds")
-    few_seeds = seeds is not None and seeds == seeds and int(seeds) < MIN_SEEDS
+    few_seeds = pd.notna(seeds) and int(seeds) < MIN_SEEDS
     return (cost is not None and cost < MIN_IMAGE_EPOCHS) or (cost is not None and few_seeds)
 
 
@@ -267,7 +267,7 @@ def display(table: pd.DataFrame, digits: int = 2, full: bool = False) -> pd.Data
     for _, r in table.iterrows():
         unit = r.get("unit", "pp")
         low, high = r.get("ci_low", np.nan), r.get("ci_high", np.nan)
-        interval = f"{low:+.{digits}f} to {high:+.{digits}f} {unit}" if low == low and high == high else "none"
+        interval = f"{low:+.{digits}f} to {high:+.{digits}f} {unit}" if pd.notna(low) and pd.notna(high) else "none"
         decided = r["decision"] if "decision" in r.index else r.get("verdict", "")
         rows.append({
             "claim": f"{r['hypothesis']}: {r['claim']}" if "hypothesis" in r.index else r["claim"],
@@ -280,7 +280,7 @@ def display(table: pd.DataFrame, digits: int = 2, full: bool = False) -> pd.Data
 
 def fmt(value: float, unit: str) -> str:
     """``+0.30 pp``; ``n/a`` for a missing value."""
-    if value != value:
+    if pd.isna(value):
         return "n/a"
     return f"{value:+.2f} {unit}"
 
@@ -296,7 +296,7 @@ def summary_markdown(table: pd.DataFrame) -> str:
     for _, r in table.iterrows():
         interval = (
             f"95% CI {fmt(r['ci_low'], r['unit'])} to {fmt(r['ci_high'], r['unit'])}"
-            if r["ci_low"] == r["ci_low"]
+            if pd.notna(r["ci_low"])
             else "no interval (degenerate or too few seeds)"
         )
         over = r.get("uncertainty", "seeds")

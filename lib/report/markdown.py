@@ -1,19 +1,10 @@
-"""A report of any experiments in the store: ``report.md`` with its figures, checks and best configurations.
+"""The report's markdown: ``report.md`` with its figures, checks and best configurations, for any experiments.
 
-``python -m lib report --experiment NAME [--experiment ...] [--out DIR]`` and the notebooks call the same
-functions: :func:`write_report` (everything) or its pieces, which live in rooms of their own and are
-re-exported here so ``lib.report.<name>`` keeps working:
-
-- reading and budgets, the one trial table: ``lib.trials`` (:func:`trial_runs`, :func:`budget_label`,
-  :func:`budget_of`, :func:`controlled`, ...);
-- figures: ``lib.report_figures`` (:func:`factor_figure`, :func:`scatter_figure`, :func:`curves_figure`,
-  :func:`importance_table`, :func:`expected_max_figure`);
-- checks and the best configurations: ``lib.report_checks`` (:func:`boundary_warnings`,
-  :func:`failure_shares`, :func:`tuned_arms`, :func:`top_configs`);
-- MLflow UI links: ``lib.report_links`` (:func:`runs_url`, :func:`ui_links`).
-
-This module writes the markdown: the study log, the sections, their captions. What it is not: the
-hypothesis verdicts (``lib.study``), which decide claims by fixed rules.
+:func:`write_report` (``python -m lib report --experiment NAME [--experiment ...] [--out DIR]``) reads the
+trials once (:func:`lib.report.table.trial_runs`), draws the figures (``lib.report.figures``), runs the
+checks (``lib.report.checks``) and writes the study log, the sections and their captions. What it is not:
+the pieces themselves (their modules, listed in ``lib.report``) or the hypothesis verdicts (``lib.study``),
+which decide claims by fixed rules.
 
 Budget: a trial's cost is *training images x epochs*; configurations are only ranked against others of
 the same budget and the same validation data, since more data or more epochs buys accuracy by itself.
@@ -21,25 +12,16 @@ the same budget and the same validation data, since more data or more epochs buy
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from lib import plots, report_links, stats, tracking
-from lib.report_checks import (
-    EDGE,
-    boundary_warnings,
-    edge_position,
-    failure_shares,
-    searched_ranges,
-    top_configs,
-    tuned_arms,
-)
-from lib.report_figures import (
-    FIGURE_NAMES,
-    TOP_CURVES,
+from lib import plots, stats, store, tracking
+from lib.report.checks import boundary_warnings, failure_shares, role_names, searched_ranges, top_configs, tuned_arms
+from lib.report.figures import (
     curves_figure,
     expected_max_figure,
     factor_figure,
@@ -48,41 +30,20 @@ from lib.report_figures import (
     scatter_figure,
     tuning_expected_max_figure,
 )
-from lib.report_links import DEFAULT_UI, SHARE_KEY, runs_url, share_view, ui_columns, ui_links
-from lib.trials import (
-    DATA_COLUMNS,
-    LOG_SCALE,
+from lib.report.links import runs_url
+from lib.report.table import _short, budget_label, controlled, trial_runs, varied, with_best_epoch
+from lib.store.schema import (
+    FINISHED,
     PHASE,
-    ReportError,
-    _collapsed,
-    _short,
-    budget_label,
-    budget_of,
-    controlled,
-    epoch_histories,
-    experiment_names,
-    hyperparameters,
-    n_classes,
-    runs_train_images,
-    trial_runs,
-    usable,
-    varied,
-    with_best_epoch,
+    PHASE_REMEASURE,
+    TAG_CHECKPOINT_RULE,
+    TAG_CODE_VERSION,
+    TAG_GIT_COMMIT,
+    TAG_QUESTION,
+    TAG_ROLE,
+    TAG_STUDY_COMMAND,
+    column,
 )
-
-__all__ = [  # the pieces, re-exported so that ``lib.report.<name>`` keeps working for notebooks and scripts
-    "DATA_COLUMNS", "DEFAULT_UI", "EDGE", "FIGURE_NAMES", "LOG_SCALE", "PHASE", "SHARE_KEY", "TOP_CURVES",
-    "ReportError", "_collapsed", "boundary_warnings", "budget_label", "budget_of", "controlled", "curves_figure",
-    "edge_position", "epoch_histories", "expected_max_figure", "experiment_names", "factor_figure",
-    "factor_figure_name", "failure_shares", "hyperparameters", "importance_table", "n_classes", "runs_train_images",
-    "runs_url", "scatter_figure", "searched_ranges", "share_view", "study_log", "top_configs", "trial_runs",
-    "tuned_arms", "tuning_expected_max_figure", "ui_base", "ui_columns", "ui_links", "usable", "varied",
-    "with_best_epoch", "write_report",
-]  # fmt: skip
-
-
-def _pct(value: float) -> str:
-    return "n/a" if value != value else f"{value:.1f}%"
 
 
 def write_report(
@@ -101,12 +62,12 @@ def write_report(
     runs = trial_runs(names)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    histories = epoch_histories(runs)
+    histories = store.epoch_histories(runs, metrics=("val_accuracy",))
     runs = with_best_epoch(runs, histories)
     best = top_configs(runs, top)
     best.to_csv(out / "top_runs.csv", index=False)
     lines = [f"# Report: {', '.join(names)}", "", *study_log(runs, names, best), *_overview(runs)]
-    lines += _checks_section(runs, names)
+    lines += checks_section(runs, names)
     lines += _isolation_section(runs, out)
     lines += _curves_section(runs, histories, out)
     lines += _factor_section(runs, out)
@@ -134,7 +95,7 @@ def _figure_section(heading: str, name: str, fig: plt.Figure, out: Path, caption
 
 
 def _overview(runs: pd.DataFrame) -> list[str]:
-    finished = runs[runs["status"] == tracking.ROW_FINISHED]
+    finished = runs[runs["status"] == FINISHED]
     fell = int(runs["collapsed"].sum()) if "collapsed" in runs else 0
     lines = [
         "## The runs",
@@ -148,7 +109,8 @@ def _overview(runs: pd.DataFrame) -> list[str]:
         "and on the same validation data; a grid gives a mean and a 95% CI over seeds, a search gives points.",
         "",
     ]
-    versions = runs["tag.code_version"].nunique() if "tag.code_version" in runs else 1
+    version = column(TAG_CODE_VERSION)
+    versions = runs[version].nunique() if version in runs else 1
     if versions > 1:
         note = f"Note: these runs come from {versions} versions of the training code; "
         lines += [note + "configurations of different versions are listed separately.", ""]
@@ -156,7 +118,7 @@ def _overview(runs: pd.DataFrame) -> list[str]:
 
 
 def _factor_section(runs: pd.DataFrame, out: Path) -> list[str]:
-    finished = runs[runs["status"] == tracking.ROW_FINISHED]
+    finished = runs[runs["status"] == FINISHED]
     factors = varied(runs)
     lines = ["## Accuracy per hyperparameter", ""]
     if not factors:
@@ -186,7 +148,7 @@ def _factor_section(runs: pd.DataFrame, out: Path) -> list[str]:
 
 
 def _importance_section(runs: pd.DataFrame, out: Path) -> list[str]:
-    search = runs[(runs["status"] == tracking.ROW_FINISHED) & (runs["source"] == "sweep")]
+    search = runs[(runs["status"] == FINISHED) & (runs["source"] == "sweep")]
     if len(search) < 8:
         return []
     table = importance_table(search)
@@ -214,7 +176,7 @@ def _top_section(best: pd.DataFrame, factors: list[str], top: int) -> list[str]:
     return lines
 
 
-def _checks_section(runs: pd.DataFrame, names: Sequence[str]) -> list[str]:
+def checks_section(runs: pd.DataFrame, names: Sequence[str]) -> list[str]:
     """Boundary warnings (grids: the span of their values; sweeps: their searched ranges) and the share
     of failed trials per hyperparameter value."""
     lines = ["## Checks before reading the results", ""]
@@ -240,8 +202,8 @@ def _checks_section(runs: pd.DataFrame, names: Sequence[str]) -> list[str]:
     fell = int(runs["collapsed"].sum()) if "collapsed" in runs else 0
     if len(failed):
         lines += [_markdown_table(shares[shares["hyperparameter"].isin(failed["hyperparameter"])]), ""]
-    elif fell or (runs["status"] != tracking.ROW_FINISHED).any():
-        lines += [f"- {fell} collapsed, {int((runs['status'] != tracking.ROW_FINISHED).sum())} failed.", ""]
+    elif fell or (runs["status"] != FINISHED).any():
+        lines += [f"- {fell} collapsed, {int((runs['status'] != FINISHED).sum())} failed.", ""]
     else:
         lines += [f"- none of the {len(runs)} trials failed or collapsed.", ""]
     return lines
@@ -251,8 +213,8 @@ def _isolation_section(runs: pd.DataFrame, out: Path) -> list[str]:
     arms = tuned_arms(runs)
     if arms.empty:
         return []
-    factor = str(runs["tag.role_scientific"].dropna().iloc[0]).split(",")[0]
-    again = runs[(runs.get(PHASE) == "remeasure") & (runs["status"] == tracking.ROW_FINISHED)]
+    factor = role_names(runs, "scientific")[0]
+    again = runs[(runs.get(PHASE) == PHASE_REMEASURE) & (runs["status"] == FINISHED)]
     fig = plots.isolation(arms, factor, budget=budget_label(again))
     caption = (
         f"Each {factor} at its own best nuisance setting (chosen on the tuning seeds, scored by the "
@@ -286,13 +248,13 @@ def study_log(runs: pd.DataFrame, names: Sequence[str], best: pd.DataFrame | Non
 
 
 def _tag_values(frame: pd.DataFrame, tag: str) -> list[str]:
-    column = f"tag.{tag}"
-    return sorted(frame[column].dropna().astype(str).unique()) if column in frame else []
+    name = column(tag)
+    return sorted(frame[name].dropna().astype(str).unique()) if name in frame else []
 
 
 def _log_entries(part: pd.DataFrame, best: pd.DataFrame | None) -> list[str]:
-    done = part[part["status"] == tracking.ROW_FINISHED]
-    question = _tag_values(part, "question")
+    done = part[part["status"] == FINISHED]
+    question = _tag_values(part, TAG_QUESTION)
     entries = [f"- Question: {' / '.join(question) if question else 'not recorded (give --question next time)'}"]
     entries.append(f"- Roles: {_roles_text(part)}")
     phases = part[PHASE].fillna("—").value_counts().to_dict() if PHASE in part else {}
@@ -301,12 +263,12 @@ def _log_entries(part: pd.DataFrame, best: pd.DataFrame | None) -> list[str]:
     entries.append(
         f"- Trials: {len(done)} finished ({fell} collapsed to chance accuracy), {len(part) - len(done)} failed{detail}"
     )
-    rules = _tag_values(part, "checkpoint_rule") or ["last"]
+    rules = _tag_values(part, TAG_CHECKPOINT_RULE) or ["last"]
     entries.append(f"- Checkpoint rule: {', '.join(rules)} epoch (a trial's score is its validation accuracy there)")
     entries.append(f"- Best validation score: {_best_text(part, best)}")
     entries.append(f"- Budget per trial: {budget_label(part).removeprefix('budget per trial: ')}")
-    commands = _tag_values(part, "study_command")
-    commits = _tag_values(part, "git_commit")
+    commands = _tag_values(part, TAG_STUDY_COMMAND)
+    commits = _tag_values(part, TAG_GIT_COMMIT)
     if commands:
         entries += [f"- Reproduce: `{c}`" for c in commands]
     else:
@@ -316,7 +278,7 @@ def _log_entries(part: pd.DataFrame, best: pd.DataFrame | None) -> list[str]:
 
 
 def _roles_text(part: pd.DataFrame) -> str:
-    declared = {role: _tag_values(part, f"role_{role}") for role in ("scientific", "nuisance", "fixed")}
+    declared = {role: _tag_values(part, TAG_ROLE[role]) for role in ("scientific", "nuisance", "fixed")}
     if any(declared.values()):
         return "; ".join(f"{role}: {', '.join(values) or '—'}" for role, values in declared.items())
     names = varied(part)
@@ -342,7 +304,7 @@ def _best_text(part: pd.DataFrame, best: pd.DataFrame | None) -> str:
     row = table.iloc[0]
     interval = (
         f" (95% CI {row['ci_low_pct']:.2f}–{row['ci_high_pct']:.2f}, {row['n']} seeds)"
-        if row["ci_low_pct"] == row["ci_low_pct"]
+        if not math.isnan(row["ci_low_pct"])
         else f" ({row['n']} seed{'s' if row['n'] != 1 else ''}, no interval)"
     )
     changed = ", ".join(f"{n}={_short(row[n])}" for n in varied(part) if n in row)
@@ -352,7 +314,7 @@ def _best_text(part: pd.DataFrame, best: pd.DataFrame | None) -> str:
 def _markdown_table(frame: pd.DataFrame) -> str:
     def cell(value: object) -> str:
         if isinstance(value, float):
-            if value != value:
+            if math.isnan(value):
                 return ""
             return f"{value:.4g}" if abs(value) < 0.01 or value.is_integer() else f"{value:.2f}"
         return str(value)
@@ -371,6 +333,3 @@ def _expected_max_section(runs: pd.DataFrame, out: Path) -> list[str]:
         if made is not None:
             lines += _figure_section("Would more trials have helped?", name, made[0], out, made[1])
     return lines
-
-
-ui_base = report_links.ui_base  # re-exported (write_report's ``ui_base`` argument is the address itself)

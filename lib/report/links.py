@@ -10,7 +10,8 @@ import os
 from collections.abc import Iterable, Sequence
 
 from lib import tracking
-from lib.trials import ReportError, experiment_names, trial_runs, varied
+from lib.report.table import ReportError, experiment_names, trial_runs, varied
+from lib.store.schema import TAG_HYPOTHESIS, column
 
 DEFAULT_UI = "http://127.0.0.1:5000"
 
@@ -36,7 +37,7 @@ def ui_columns(experiment: str) -> list[str]:
     if runs["seed"].nunique() > 1 and "seed" not in names:
         cols.append("params.`seed`")
     metrics = ["val_accuracy_pct", "val_accuracy"] if "val_accuracy_pct" in runs else ["val_accuracy"]
-    return cols + [f"metrics.`{m}`" for m in metrics] + ["tags.`hypothesis`"] * ("tag.hypothesis" in runs)
+    return cols + [f"metrics.`{m}`" for m in metrics] + [f"tags.`{TAG_HYPOTHESIS}`"] * (column(TAG_HYPOTHESIS) in runs)
 
 def share_view(experiment: str, columns: Sequence[str] | None = None) -> str:
     """Store a saved view of the runs table (columns, best first) on the experiment; returns its key.

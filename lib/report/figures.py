@@ -1,9 +1,9 @@
 """The report's figures: accuracy against each factor, learning rate vs weight decay, validation curves,
 hyperparameter importance and expected-max curves ("would more trials have helped?").
 
-Each function takes the trial frame of :func:`lib.trials.trial_runs` and returns a matplotlib figure (or
-``None`` when there is nothing to compare). What this is not: the checks (``lib.report_checks``) or the
-markdown that puts figures and captions together (``lib.report``).
+Each function takes the trial frame of :func:`lib.report.trial_runs` and returns a matplotlib figure (or
+``None`` when there is nothing to compare). What this is not: the checks (``lib.report.checks``) or the
+markdown that puts figures and captions together (``lib.report.markdown``).
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from lib import expected_max, plots, tracking
+from lib import expected_max, plots
+from lib.report.table import LOG_SCALE, _same_budget, _short, budget_label, controlled, role_names, usable, varied
 from lib.stats import eta_squared, mean_ci
-from lib.trials import LOG_SCALE, PHASE, _same_budget, _short, budget_label, controlled, usable, varied
+from lib.store.schema import FINISHED, PHASE, PHASE_TUNE, SWEEP
 
 # The week-2 assignment's file names: acc_vs_dropout.png (not acc_vs_dropout_p.png), acc_vs_num_conv_blocks.png,
 # lr_weight_decay_scatter.png and top_runs.csv; every other factor is acc_vs_<name>.png.
@@ -102,7 +103,7 @@ def scatter_figure(runs: pd.DataFrame) -> plt.Figure:
 def curves_figure(runs: pd.DataFrame, histories: pd.DataFrame, top: int = TOP_CURVES) -> plt.Figure:
     """Validation accuracy per epoch of every finished trial, the best ``top`` (by last-epoch score)
     in colour, each curve's best epoch marked."""
-    done = runs[(runs["status"] == tracking.ROW_FINISHED) & runs["run_id"].isin(histories["run_id"])]
+    done = runs[(runs["status"] == FINISHED) & runs["run_id"].isin(histories["run_id"])]
     ranked = done.sort_values("val_accuracy", ascending=False)
     names = [n for n in varied(runs) if n in runs][:4]
     labels = {
@@ -170,11 +171,12 @@ def importance_table(
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("hyperparameter")
 
 
-def expected_max_figure(runs: pd.DataFrame, by: str = "tag.sweep") -> tuple[plt.Figure, str] | None:
+def expected_max_figure(runs: pd.DataFrame, by: str = SWEEP) -> tuple[plt.Figure, str] | None:
     """Expected best validation accuracy against the number of trials (:mod:`lib.expected_max`, Tang et al.'s
-    unbiased estimator, 95% bootstrap band), one curve per sweep (``by="tag.sweep"``) or per arm of the sweeps
-    (``by="norm_type"``, a scientific hyperparameter). Only sweep trials count (a grid is not a random draw),
-    at the budget with the most of them; failed trials are dropped, collapsed ones kept (real draws).
+    unbiased estimator, 95% bootstrap band), one curve per sweep (``by``: the sweep's tag column,
+    ``lib.store.schema.SWEEP``) or per arm of the sweeps (``by="norm_type"``, a scientific hyperparameter).
+    Only sweep trials count (a grid is not a random draw), at the budget with the most of them; failed trials
+    are dropped, collapsed ones kept (real draws).
     ``(figure, caption)``, or ``None`` when no group has 2 finished trials."""
     sweeps = runs[runs["source"] == "sweep"]
     if sweeps.empty or by not in sweeps:
@@ -198,8 +200,8 @@ def expected_max_figure(runs: pd.DataFrame, by: str = "tag.sweep") -> tuple[plt.
             f"(+{(top['expected_max'] - half['expected_max']) * 100:.1f} points for the second half)"
         )
     failed = int(table.groupby("group")["failed"].first().sum())
-    fell = int(shown.loc[shown["status"] == tracking.ROW_FINISHED, "collapsed"].sum()) if "collapsed" in shown else 0
-    arm = "sweep" if by == "tag.sweep" else by
+    fell = int(shown.loc[shown["status"] == FINISHED, "collapsed"].sum()) if "collapsed" in shown else 0
+    arm = "sweep" if by == SWEEP else by
     caption = (
         f"Expected best validation accuracy of n trials drawn without replacement from the N finished ones "
         f"(Tang et al. 2020), one line per {arm}, band: 95% bootstrap over the trials; the dot is all N. "
@@ -217,15 +219,14 @@ def tuning_draws(runs: pd.DataFrame) -> pd.DataFrame:
     their smallest budget (rung 0 of a halving study, where every point ran; all of a plain tuned grid), one
     row per arm and nuisance point, ``val_accuracy`` the mean over the tuning seeds, ``arm`` the scientific
     value. Empty without a tuned study."""
-    if PHASE not in runs or not (runs[PHASE] == "tune").any():
+    if PHASE not in runs or not (runs[PHASE] == PHASE_TUNE).any():
         return pd.DataFrame()
-    tune = runs[(runs[PHASE] == "tune") & (runs["status"] == tracking.ROW_FINISHED)]
+    tune = runs[(runs[PHASE] == PHASE_TUNE) & (runs["status"] == FINISHED)]
     tune = tune[tune["epochs"] == tune["epochs"].min()]
-    scientific = str(tune["tag.role_scientific"].dropna().iloc[0]).split(",")
-    nuisance = str(tune["tag.role_nuisance"].dropna().iloc[0]).split(",")
+    scientific, nuisance = role_names(tune, "scientific"), role_names(tune, "nuisance")
     points = tune.groupby([*scientific, *nuisance], dropna=False)["val_accuracy"].mean().reset_index()
     points["arm"] = points[scientific].astype(str).agg(", ".join, axis=1).radd(f"{', '.join(scientific)}=")
-    return points.assign(status=tracking.ROW_FINISHED, budget=int(tune["budget"].iloc[0]))
+    return points.assign(status=FINISHED, budget=int(tune["budget"].iloc[0]))
 
 
 def tuning_expected_max_figure(runs: pd.DataFrame) -> tuple[plt.Figure, str] | None:
@@ -238,7 +239,7 @@ def tuning_expected_max_figure(runs: pd.DataFrame) -> tuple[plt.Figure, str] | N
     table = table[table["trials"] >= 2]
     if table.empty:
         return None
-    epochs = int(runs.loc[runs[PHASE] == "tune", "epochs"].min())
+    epochs = int(runs.loc[runs[PHASE] == PHASE_TUNE, "epochs"].min())
     unit = "epoch" if epochs == 1 else "epochs"
     fig = plots.expected_max_figure(table, budget=f"tuning points at {epochs} {unit} (mean over the tuning seeds)")
     caption = (

@@ -1,12 +1,12 @@
-"""The one trial table: every trial run of some experiments as a DataFrame, read one way, in one vocabulary.
+"""The report's trial table: the store's trials with their budget, source and collapse flag, and how they are
+selected and compared.
 
-:func:`trial_runs` reads finished and failed trial runs from the store (one row per trial, its key in
-``tag.trial_key``, ``status`` in the frames' words ``finished``/``failed``, the ``collapsed`` flag, the
-budget); the tag names are constants here, shared by the records, the tuning code and the report; the
-tuning rule that picks an arm's winner (:func:`pick_winner`) lives here so the report reuses it instead of
-re-deriving it. Also: budgets (training images x epochs) and their labels, controlled comparisons, the
-selection helpers. What this is not: figures (``lib.report_figures``), checks (``lib.report_checks``),
-markdown (``lib.report``) or the engine's own records of a run (``lib.engine.records``).
+:func:`trial_runs` is :func:`lib.store.trials` (the one reader: one row per trial, typed, ``status`` in the
+store's words) with ``source`` (grid or sweep), ``train_images``, ``budget`` (training images x epochs) and
+``collapsed``, and a :class:`ReportError` naming what exists when an experiment is unknown or has no finished
+trial. Also: budgets and their labels, controlled comparisons, the selection helpers. What this is not:
+the reader (``lib.store``), figures (``lib.report.figures``), checks (``lib.report.checks``), markdown
+(``lib.report.markdown``) or the tuning rule that picks an arm's winner (:func:`lib.engine.tuning.pick_winner`).
 """
 
 from __future__ import annotations
@@ -20,42 +20,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lib import datasets, stats, tracking
+from lib import datasets, stats, store, tracking
 from lib.config import TrialConfig
 from lib.data import DEFAULT_VAL_SIZE, DataSpec
+from lib.errors import HypertuneError
+from lib.store.schema import FINISHED, KEY, SWEEP, TAG_CODE_VERSION, TAG_ROLE, TAG_TUNING_ID, column
 
-DATA_COLUMNS = ("data_train_subset", "data_val_subset", "data_val_size", "data_split_seed")
 LOG_SCALE = {"lr", "weight_decay"}  # hyperparameters read and drawn on a log scale
 
-# The tags every trial run carries (lib.engine.records writes them, lib.engine.tuning adds the role tags, the
-# report reads them back): one name each, here. A column of a trial frame is ``tag.<name>``.
-TAG_TRIAL_KEY = "trial_key"  # the cache key: config + data + code version
-TAG_SWEEP = "sweep"  # the sweep a trial belongs to (absent: a grid trial)
-TAG_PHASE = "phase"  # tune / remeasure, in a tuned study
-TAG_ROLE = {"scientific": "role_scientific", "nuisance": "role_nuisance", "fixed": "role_fixed"}
-TAG_CHECKPOINT_RULE = "checkpoint_rule"
-TAG_FIXED_NUISANCE = "fixed_nuisance"
-TAG_TUNING_ID = "tuning_id"
 
-
-def column(tag: str) -> str:
-    """The trial frame's column of a tag: ``tag.<name>``."""
-    return f"tag.{tag}"
-
-
-KEY, PHASE, SWEEP = column(TAG_TRIAL_KEY), column(TAG_PHASE), column(TAG_SWEEP)  # the frame's columns
-
-
-def pick_winner(table: pd.DataFrame, nuisance: Sequence[str], score: str = "score") -> dict[str, Any] | None:
-    """The tuning rule, one place for the tuning code and the report: among the nuisance combinations whose
-    every tuning seed finished (``score`` not NaN: the mean over those seeds), the one with the highest mean.
-    ``None`` when none is complete."""
-    if not len(table) or table[score].notna().sum() == 0:
-        return None
-    row = table.loc[table[score].idxmax()]
-    return {name: (row[name].item() if hasattr(row[name], "item") else row[name]) for name in nuisance}
-
-class ReportError(RuntimeError):
+class ReportError(HypertuneError):
     """The experiments asked for cannot be reported on; the message says why and what exists."""
 
 def hyperparameters() -> list[str]:
@@ -64,7 +38,7 @@ def hyperparameters() -> list[str]:
 
 def experiment_names() -> list[str]:
     """Names of the experiments in the store (``Default`` left out when it is empty)."""
-    return tracking.experiment_names()
+    return store.experiment_names()
 
 def runs_train_images(frame: pd.DataFrame) -> pd.Series:
     """Training images per trial: the subset, capped at (or else) the training part of its data set."""
@@ -102,12 +76,13 @@ def _split_sizes(dataset: str, val_size: int | None, split_seed: Any) -> tuple[i
     whole = datasets.train_part_images(dataset)
     if whole is not None and val_size in (None, DEFAULT_VAL_SIZE):
         return whole - DEFAULT_VAL_SIZE, DEFAULT_VAL_SIZE
-    extra = {"split_seed": int(float(split_seed))} if split_seed is not None else {}
+    extra = {"split_seed": int(split_seed)} if split_seed is not None else {}
     splits = DataSpec(dataset=dataset, val_size=val_size, **extra).load()
     return len(splits.train), len(splits.val)
 
 def trial_runs(experiments: str | Sequence[str]) -> pd.DataFrame:
-    """Finished and failed trial runs of ``experiments`` with ``source``, ``train_images``, ``budget``.
+    """Finished and failed trial runs of ``experiments`` (:func:`lib.store.trials`) with ``source``,
+    ``train_images``, ``budget`` and ``collapsed``.
 
     Raises :class:`ReportError` for an unknown experiment (listing the ones that exist) and for
     experiments without a finished trial. Sweep parents, analysis runs and final (test-set) runs
@@ -124,12 +99,24 @@ def trial_runs(experiments: str | Sequence[str]) -> pd.DataFrame:
             f"unknown experiment {', '.join(map(repr, unknown))} in {tracking.tracking_uri()}; "
             f"the store has: {', '.join(known) or 'no experiments'}"
         )
-    frame = tracking.runs_frame(names, status=None)
+    every = store.runs(names)
+    _check_finished(every, names)
+    frame = store.trials_of(every)
+    sweep = frame[SWEEP] if SWEEP in frame else pd.Series(np.nan, frame.index)
+    frame["source"] = np.where(sweep.notna(), "sweep", "grid")
+    frame["train_images"] = runs_train_images(frame)
+    frame["budget"] = frame["train_images"] * frame["epochs"]
+    frame["collapsed"] = collapsed_trials(frame)
+    return frame.reset_index(drop=True)
+
+def _check_finished(frame: pd.DataFrame, names: Sequence[str]) -> None:
+    """A :class:`ReportError` naming every experiment of ``names`` without a finished trial run in ``frame``
+    (the runs of :func:`lib.store.runs`), with its runs by status."""
     empty = []
     for name in names:
         rows = frame[frame["experiment"] == name] if len(frame) else frame
         trials = rows[rows[KEY].notna()] if KEY in rows else rows.iloc[0:0]
-        if not (trials["status"] == tracking.ROW_FINISHED).any() if len(trials) else True:
+        if not (trials["status"] == FINISHED).any() if len(trials) else True:
             statuses = ", ".join(f"{k}: {v}" for k, v in rows["status"].value_counts().items()) if len(rows) else ""
             empty.append(
                 f"'{name}' ({len(trials)} trial runs{'; all runs by status: ' + statuses if statuses else ''})"
@@ -139,23 +126,12 @@ def trial_runs(experiments: str | Sequence[str]) -> pd.DataFrame:
             "no finished trial runs in " + ", ".join(empty) + ": run a grid or sweep into it first "
             "(python -m lib grid/sweep --experiment NAME ...) or wait for the running trials to end"
         )
-    frame = frame[frame[KEY].notna() & frame["status"].isin([tracking.ROW_FINISHED, tracking.ROW_FAILED])]
-    if "data_final" in frame:
-        frame = frame[~frame["data_final"].fillna(False).astype(bool)]
-    frame = frame.sort_values("start_time").drop_duplicates(KEY, keep="last").copy()
-    frame.loc[frame["status"] != tracking.ROW_FINISHED, "val_accuracy"] = np.nan
-    sweep = frame[SWEEP] if SWEEP in frame else pd.Series(np.nan, frame.index)
-    frame["source"] = np.where(sweep.notna(), "sweep", "grid")
-    frame["train_images"] = runs_train_images(frame)
-    frame["budget"] = frame["train_images"] * frame["epochs"].astype(int)
-    frame["collapsed"] = _collapsed(frame)
-    return frame.reset_index(drop=True)
 
-def _collapsed(frame: pd.DataFrame) -> pd.Series:
+def collapsed_trials(frame: pd.DataFrame) -> pd.Series:
     """Finished trials at or near chance accuracy (:func:`lib.stats.collapsed`, per data set's classes)."""
     names = frame["data_dataset"].fillna(datasets.DEFAULT) if "data_dataset" in frame else None
     classes = names.map(n_classes) if names is not None else pd.Series(10, index=frame.index)
-    finished = frame["status"] == tracking.ROW_FINISHED
+    finished = frame["status"] == FINISHED
     return finished & stats.collapsed(frame["val_accuracy"], classes.astype(int))
 
 @lru_cache(maxsize=32)
@@ -167,13 +143,13 @@ def n_classes(dataset: str) -> int:
 
 def usable(runs: pd.DataFrame) -> pd.DataFrame:
     """The finished trials that did not collapse: what means, figures and rankings are computed from."""
-    done = runs["status"] == tracking.ROW_FINISHED
+    done = runs["status"] == FINISHED
     flag = runs["collapsed"].fillna(False).astype(bool) if "collapsed" in runs else False
     return runs[done & ~flag]
 
 def varied(frame: pd.DataFrame) -> list[str]:
     """Hyperparameters (and the training subset) that take more than one value among finished trials."""
-    done = frame[frame["status"] == tracking.ROW_FINISHED]
+    done = frame[frame["status"] == FINISHED]
     names = [*hyperparameters(), "data_train_subset"]
     return [n for n in names if n in done and done[n].astype(str).nunique() > 1]
 
@@ -190,7 +166,7 @@ def budget_label(frame: pd.DataFrame) -> str:
     if "train_images" not in frame:
         if "data_train_subset" not in frame:
             raise ValueError(
-                "budget_label needs the data_* params of the runs (tracking.runs_frame or report.trial_runs); "
+                "budget_label needs the data_* params of the runs (lib.store.runs or report.trial_runs); "
                 "for a grid's results frame use report.budget_of(data, epochs)"
             )
         frame["train_images"] = runs_train_images(frame)
@@ -251,27 +227,16 @@ def controlled(grid: pd.DataFrame, factor: str) -> pd.DataFrame:
     common = levels.value_counts().index[0]
     return grid[cell.isin(levels[levels == common].index)]
 
-def epoch_histories(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per-epoch validation accuracy of the finished trials: columns run_id, epoch, val_accuracy."""
-    frames = []
-    for run_id in runs.loc[runs["status"] == tracking.ROW_FINISHED, "run_id"]:
-        history = tracking.metric_history(run_id, ("val_accuracy",)).reset_index()
-        if len(history):
-            frames.append(history.assign(run_id=run_id))
-    if not frames:
-        return pd.DataFrame(columns=["run_id", "epoch", "val_accuracy"])
-    return pd.concat(frames, ignore_index=True).dropna(subset=["val_accuracy"])
-
 def with_best_epoch(runs: pd.DataFrame, histories: pd.DataFrame | None = None) -> pd.DataFrame:
     """``runs`` with ``best_epoch`` and ``best_val_accuracy`` (the epoch of the highest validation
     accuracy and that accuracy): the logged metrics where a run has them, else read from its curve."""
     frame = runs.copy()
-    for column in ("best_epoch", "best_val_accuracy"):
-        if column not in frame:
-            frame[column] = np.nan
-    missing = frame["best_val_accuracy"].isna() & (frame["status"] == tracking.ROW_FINISHED)
+    for name in ("best_epoch", "best_val_accuracy"):
+        if name not in frame:
+            frame[name] = np.nan
+    missing = frame["best_val_accuracy"].isna() & (frame["status"] == FINISHED)
     if missing.any():
-        curves = epoch_histories(frame[missing]) if histories is None else histories
+        curves = store.epoch_histories(frame[missing], metrics=("val_accuracy",)) if histories is None else histories
         if len(curves):
             best = curves.loc[curves.groupby("run_id")["val_accuracy"].idxmax()].set_index("run_id")
             ids = frame.loc[missing, "run_id"]
@@ -279,15 +244,20 @@ def with_best_epoch(runs: pd.DataFrame, histories: pd.DataFrame | None = None) -
             frame.loc[missing, "best_val_accuracy"] = ids.map(best["val_accuracy"]).to_numpy(dtype=float)
     return frame
 
+def role_names(runs: pd.DataFrame, role: str) -> list[str]:
+    """The hyperparameters a tuned study's runs declared in ``role`` (scientific, nuisance, fixed)."""
+    return str(runs[column(TAG_ROLE[role])].dropna().iloc[0]).split(",")
+
 def _latest_study(done: pd.DataFrame) -> pd.DataFrame:
     """The runs of the most recent tuned study (``tuning_id``) under its latest training code: an
     earlier design, or the same one under older code, is a different study."""
-    if "tag.tuning_id" not in done or done["tag.tuning_id"].isna().all():
+    study, version = column(TAG_TUNING_ID), column(TAG_CODE_VERSION)
+    if study not in done or done[study].isna().all():
         return done
-    tagged = done[done["tag.tuning_id"].notna()].sort_values("start_time")
-    part = tagged[tagged["tag.tuning_id"] == tagged["tag.tuning_id"].iloc[-1]]
-    if "tag.code_version" in part and part["tag.code_version"].notna().any():
-        part = part[part["tag.code_version"] == part["tag.code_version"].dropna().iloc[-1]]
+    tagged = done[done[study].notna()].sort_values("start_time")
+    part = tagged[tagged[study] == tagged[study].iloc[-1]]
+    if version in part and part[version].notna().any():
+        part = part[part[version] == part[version].dropna().iloc[-1]]
     return part
 
 def _number(value: Any) -> Any:

@@ -2,8 +2,8 @@
 
 Boundary warnings (the best value in the outer 10% of a range that can still move), the share of failed
 and collapsed trials per hyperparameter value, the arms of a tuned study re-read from the store (their
-winners picked by the tuning code's own rule, :func:`lib.trials.pick_winner`), and :func:`top_configs`.
-What this is not: figures (``lib.report_figures``) or markdown (``lib.report``).
+winners picked by the tuning code's own rule, :func:`lib.engine.tuning.pick_winner`), and :func:`top_configs`.
+What this is not: figures (``lib.report.figures``) or markdown (``lib.report.markdown``).
 """
 
 from __future__ import annotations
@@ -17,20 +17,31 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lib import tracking
+from lib import store
 from lib.config import hard_bounds
-from lib.stats import mean_ci
-from lib.trials import (
-    DATA_COLUMNS,
+from lib.engine.tuning import pick_winner
+from lib.report.table import (
     LOG_SCALE,
-    PHASE,
     _latest_study,
     _number,
     _select,
     _short,
     hyperparameters,
-    pick_winner,
+    role_names,
     varied,
+)
+from lib.stats import mean_ci
+from lib.store.schema import (
+    DATA_COLUMNS,
+    FINISHED,
+    KIND,
+    KIND_SWEEP,
+    PHASE,
+    PHASE_REMEASURE,
+    PHASE_TUNE,
+    TAG_CHECKPOINT_RULE,
+    TAG_FIXED_NUISANCE,
+    column,
 )
 
 EDGE = 0.10  # the outer share of a searched range that counts as "at the boundary"
@@ -40,11 +51,11 @@ def searched_ranges(names: Sequence[str]) -> dict[str, tuple[float, float, bool]
     (read from each sweep parent's ``space`` param)."""
     import ast
 
-    frame = tracking.runs_frame(list(names), status=None)
+    frame = store.runs(list(names))
     ranges: dict[str, tuple[float, float, bool]] = {}
-    if "space" not in frame or "tag.sweep_parent" not in frame:
+    if "space" not in frame or KIND not in frame:
         return ranges
-    for text in frame.loc[frame["tag.sweep_parent"].notna(), "space"].dropna():
+    for text in frame.loc[frame[KIND] == KIND_SWEEP, "space"].dropna():
         with contextlib.suppress(ValueError, SyntaxError):
             for name, value in ast.literal_eval(str(text)).items():
                 if isinstance(value, dict) and len(value) == 1:
@@ -117,11 +128,10 @@ def _movable_sides(name: str, low: float, high: float, log: bool) -> set[str]:
 def _boundary_groups(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame, list[str]]]:
     """What one boundary check looks at: each arm of a tuned study (its tuning runs, its nuisance
     names), else all finished trials and every varied hyperparameter."""
-    done = runs[runs["status"] == tracking.ROW_FINISHED]
-    if PHASE in done and (done[PHASE] == "tune").any():
-        tune = done[done[PHASE] == "tune"]
-        nuisance = str(tune["tag.role_nuisance"].dropna().iloc[0]).split(",")
-        scientific = str(tune["tag.role_scientific"].dropna().iloc[0]).split(",")
+    done = runs[runs["status"] == FINISHED]
+    if PHASE in done and (done[PHASE] == PHASE_TUNE).any():
+        tune = done[done[PHASE] == PHASE_TUNE]
+        nuisance, scientific = role_names(tune, "nuisance"), role_names(tune, "scientific")
         groups = []
         for key, part in tune.groupby(scientific):
             values = key if isinstance(key, tuple) else (key,)
@@ -142,7 +152,7 @@ def failure_shares(runs: pd.DataFrame, bins: int = 4) -> pd.DataFrame:
         if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values) and values.nunique() > bins:
             values = pd.qcut(values, bins, duplicates="drop").astype(str)
         for value, group in runs.groupby(values.astype(str), sort=True):
-            failed = int((group["status"] != tracking.ROW_FINISHED).sum())
+            failed = int((group["status"] != FINISHED).sum())
             fell = int(group["collapsed"].sum()) if "collapsed" in group else 0
             rows.append({"hyperparameter": name, "value": value, "trials": len(group), "failed": failed,
                          "collapsed": fell})
@@ -153,7 +163,7 @@ def failure_shares(runs: pd.DataFrame, bins: int = 4) -> pd.DataFrame:
 
 def _tuning_table(mine: pd.DataFrame, nuisance: list[str], score: str) -> pd.DataFrame:
     """One arm's tuning runs as the tuning code scores them: per nuisance combination, the mean over the
-    tuning seeds, NaN unless every tuning seed finished (:func:`lib.trials.pick_winner` then decides)."""
+    tuning seeds, NaN unless every tuning seed finished (:func:`lib.engine.tuning.pick_winner` then decides)."""
     if not len(mine):
         return pd.DataFrame(columns=[*nuisance, "score"])
     seeds = mine["seed"].nunique()
@@ -166,16 +176,16 @@ def tuned_arms(runs: pd.DataFrame) -> pd.DataFrame:
     """The re-measured arms of a tuned study (``grid --tune``) in these runs: one row per scientific value
     and kind (``tuned``: the arm's winner on the tuning seeds, ``fixed``: the base's nuisance values),
     with the mean and 95% CI over the fresh seeds and the winner's nuisance values. Empty without one."""
-    done = runs[runs["status"] == tracking.ROW_FINISHED]
-    if PHASE not in done or not (done[PHASE] == "remeasure").any():
+    done = runs[runs["status"] == FINISHED]
+    if PHASE not in done or not (done[PHASE] == PHASE_REMEASURE).any():
         return pd.DataFrame()
     done = _latest_study(done)
-    tune, again = done[done[PHASE] == "tune"], done[done[PHASE] == "remeasure"]
-    scientific = str(again["tag.role_scientific"].dropna().iloc[0]).split(",")
-    nuisance = str(again["tag.role_nuisance"].dropna().iloc[0]).split(",")
-    rule = str(again["tag.checkpoint_rule"].dropna().iloc[0]) if "tag.checkpoint_rule" in again else "last"
+    tune, again = done[done[PHASE] == PHASE_TUNE], done[done[PHASE] == PHASE_REMEASURE]
+    scientific, nuisance = role_names(again, "scientific"), role_names(again, "nuisance")
+    rule_column, fixed_column = column(TAG_CHECKPOINT_RULE), column(TAG_FIXED_NUISANCE)
+    rule = str(again[rule_column].dropna().iloc[0]) if rule_column in again else "last"
     score = "best_val_accuracy" if rule == "best_epoch" else "val_accuracy"
-    fixed = json.loads(str(again["tag.fixed_nuisance"].dropna().iloc[0])) if "tag.fixed_nuisance" in again else {}
+    fixed = json.loads(str(again[fixed_column].dropna().iloc[0])) if fixed_column in again else {}
     rows = []
     for key, arm in again.groupby(scientific):
         values = dict(zip(scientific, key if isinstance(key, tuple) else (key,), strict=True))
@@ -240,15 +250,15 @@ def _config_row(runs: pd.DataFrame, group: pd.DataFrame, names: list[str]) -> di
             "failed": int(group["val_accuracy"].isna().sum()),
             "collapsed": int(flags.sum()),
             "mean_val_acc_pct": mean * 100,
-            "ci_low_pct": max(low, 0.0) * 100 if low == low else low,  # accuracy stays in 0-100%
-            "ci_high_pct": min(high, 1.0) * 100 if high == high else high,
+            "ci_low_pct": low if math.isnan(low) else max(low, 0.0) * 100,  # accuracy stays in 0-100%
+            "ci_high_pct": high if math.isnan(high) else min(high, 1.0) * 100,
         }
         | _best_epoch_columns(group)
         | {
             "recalibrate_bn": bool(first.get("recalibrate_bn", False)),
-            "train_subset": "" if subset is None or subset != subset else int(subset),
-            "val_subset": "" if val_subset is None or val_subset != val_subset else int(val_subset),
-            "seeds": ",".join(str(int(s)) for s in sorted(group["seed"].astype(float))),
+            "train_subset": "" if pd.isna(subset) else int(subset),
+            "val_subset": "" if pd.isna(val_subset) else int(val_subset),
+            "seeds": ",".join(str(s) for s in sorted(group["seed"].tolist())),
             "source": ",".join(sorted(group["source"].unique())),
             "experiments": ",".join(sorted(group["experiment"].unique())),
         }
