@@ -23,6 +23,7 @@ import pandas as pd
 from lib import datasets, stats, tracking
 from lib.config import TrialConfig
 from lib.data import DEFAULT_VAL_SIZE, DataSpec
+from lib.errors import HypertuneError
 
 DATA_COLUMNS = ("data_train_subset", "data_val_subset", "data_val_size", "data_split_seed")
 LOG_SCALE = {"lr", "weight_decay"}  # hyperparameters read and drawn on a log scale
@@ -55,7 +56,7 @@ def pick_winner(table: pd.DataFrame, nuisance: Sequence[str], score: str = "scor
     row = table.loc[table[score].idxmax()]
     return {name: (row[name].item() if hasattr(row[name], "item") else row[name]) for name in nuisance}
 
-class ReportError(RuntimeError):
+class ReportError(HypertuneError, RuntimeError):
     """The experiments asked for cannot be reported on; the message says why and what exists."""
 
 def hyperparameters() -> list[str]:

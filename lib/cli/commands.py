@@ -80,7 +80,7 @@ def _links(args: argparse.Namespace) -> int:
         found = ui_links(args.experiment, args.base)
     except ReportError as exc:
         print(f"links: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     if not found:
         print("no experiments in the store yet: run a notebook, a grid or a sweep first")
     for name, url in found.items():
@@ -95,7 +95,7 @@ def _report(args: argparse.Namespace) -> int:
         path = write_report(args.experiment, args.out, top=args.top)
     except ReportError as exc:
         print(f"report: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     print(f"report written to {path} (figures and top_runs.csv next to it)")
     return 0
 

@@ -13,16 +13,15 @@ from typing import Any
 import yaml
 
 from lib.engine import algorithms
+from lib.errors import EXIT_USAGE, HypertuneError
 from lib.study.runner import DEEP_NOTEBOOKS, NOTEBOOKS
-
-EXIT_USAGE = 2
 
 
 def _value(text: str) -> Any:
     return yaml.safe_load(text)
 
 
-class UsageError(ValueError):
+class UsageError(HypertuneError, ValueError):
     """A bad command-line value; the message names the option and what to give instead."""
 
 

@@ -18,9 +18,10 @@ import pandas as pd
 from lib import report, tracking
 from lib.data import DataSpec
 from lib.engine.trial import code_version
+from lib.errors import HypertuneError
 
 
-class MissingRunsError(RuntimeError):
+class MissingRunsError(HypertuneError, RuntimeError):
     """The runs an analysis needs are not in the store yet; the message says what to run."""
 
 
