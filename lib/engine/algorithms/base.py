@@ -69,4 +69,23 @@ class SearchAlgorithm(ABC):
     @abstractmethod
     def suggest(self, new_ids: list[int], domain: Domain, trials: Trials, seed: int) -> list[dict[str, Any]]:
         """hyperopt's ``suggest``: the documents of the trials ``new_ids`` (``trials.new_trial_docs``), drawn
-        with ``seed`` (this step's seed: the same sweep seed and step give the same seed)."""
+        with ``seed`` (this step's seed: the same sweep seed and step give the same seed). The sweep's step of
+        the first new id is ``len(trials.trials)``; an algorithm that picks its own points returns
+        :meth:`documents`."""
+
+    @staticmethod
+    def documents(new_ids: list[int], domain: Domain, trials: Trials, points: list[dict[str, Any]]) -> list[dict]:
+        """hyperopt's trial documents for ``points``, one per new id. A point maps each searched dimension to its
+        hyperopt value: a choice's index (0, 1, ...), a range's number (a ``loguniform`` one as the value itself,
+        not its log)."""
+        docs = []
+        for new_id, point in zip(new_ids, points, strict=True):
+            misc = {
+                "tid": new_id,
+                "cmd": domain.cmd,
+                "workdir": domain.workdir,
+                "idxs": {name: [new_id] for name in point},
+                "vals": {name: [value] for name, value in point.items()},
+            }
+            docs.extend(trials.new_trial_docs([new_id], [None], [domain.new_result()], [misc]))
+        return docs

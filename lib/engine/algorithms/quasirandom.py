@@ -63,22 +63,13 @@ class QuasiRandom(SearchAlgorithm):
         the scrambling is fixed by the sweep seed, the position by the step)."""
         from scipy.stats import qmc
 
-        names = self.setup.searched
-        docs = []
-        for offset, new_id in enumerate(new_ids):
+        names, spec = self.setup.searched, self.setup.spec
+        points = []
+        for offset in range(len(new_ids)):
             step = len(trials.trials) + offset  # the sweep's step: done and in-flight points before this one
             scramble = np.random.default_rng([self.setup.seed, 1])
             sampler = qmc.Halton(d=max(len(names), 1), scramble=True, seed=scramble)
             sampler.fast_forward(step)
-            point = sampler.random(1)[0]
-            spec = self.setup.spec
-            vals = {name: [quasi_value(name, spec[name], float(u))] for name, u in zip(names, point, strict=False)}
-            misc = {
-                "tid": new_id,
-                "cmd": domain.cmd,
-                "workdir": domain.workdir,
-                "idxs": {name: [new_id] for name in vals},
-                "vals": vals,
-            }
-            docs.extend(trials.new_trial_docs([new_id], [None], [domain.new_result()], [misc]))
-        return docs
+            row = sampler.random(1)[0]
+            points.append({name: quasi_value(name, spec[name], float(u)) for name, u in zip(names, row, strict=False)})
+        return self.documents(new_ids, domain, trials, points)
