@@ -12,7 +12,8 @@ A search space is written as plain data, one entry per hyperparameter::
 with ``low == high``) becomes a constant, so hyperopt's ``low == high`` errors never happen; an
 empty list or an inverted range is a :class:`StudyError` before any training.
 
-:func:`run_sweep` drives ask-and-tell (:class:`SweepFeed`, the feed of ``lib.engine.backend``): each point is
+:func:`run_study` (a :class:`~lib.engine.request.StudyRequest` and a :class:`SweepDesign`; keyword form:
+:func:`run_sweep`) drives ask-and-tell (:class:`SweepFeed`, the feed of ``lib.engine.backend``): each point is
 proposed by the sweep's search algorithm (``lib.engine.algorithms``: ``tpe``, ``random``, ``quasirandom``, or
 any file added there) through hyperopt's ``suggest`` interface, with a step seed drawn from the sweep seed
 and the step alone, so an interrupted sweep resumes from its saved trials with the random stream an
