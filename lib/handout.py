@@ -29,6 +29,7 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
+from lib.errors import EXIT_OK, HypertuneError
 from lib.paths import PROJECT_ROOT
 
 SOLUTION_TAG = "solution"
@@ -36,12 +37,11 @@ TODO_TAG = "todo"
 DEFAULT_INSTRUCTION = "write this step yourself (see the markdown above)"
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 DEFAULT_OUT = PROJECT_ROOT / "handout"
-EXIT_OK, EXIT_USAGE = 0, 2
 # Per-cell metadata a run leaves behind (papermill's timings, JupyterLab's execution times): cleared too.
 RUN_METADATA = ("execution", "papermill")
 
 
-class HandoutError(Exception):
+class HandoutError(HypertuneError):
     """A hand-out that cannot be built from what was given (a missing or unreadable notebook, an unwritable
     folder): one line naming the file and the fix."""
 
@@ -201,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_handout(sources, args.out)
     except HandoutError as exc:
         print(f"handout: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exc.exit_code
     return EXIT_OK
 
 

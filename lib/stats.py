@@ -82,6 +82,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
+from lib.errors import HypertuneError
+
 # The one verdict vocabulary of the package (tables, CSVs, summaries, docs): an interval that covers the
 # margin decides nothing, and reads "not shown", never "no effect" (nor "inconclusive", an older word).
 SUPPORTED, CONTRADICTED, NOT_SHOWN = "supported", "contradicted", "not shown"
@@ -360,7 +362,7 @@ def _two_way_effect(
                   diffs=diffs, df=df, terms=terms, per_image=per_image)
 
 
-class PoolingError(ValueError):
+class PoolingError(HypertuneError, ValueError):
     """A selection would average over a factor that varies among the rows it kept."""
 
 

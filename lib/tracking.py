@@ -30,6 +30,7 @@ from typing import Any
 
 import pandas as pd
 
+from lib.errors import EXIT_ENVIRONMENT, HypertuneError
 from lib.paths import PROJECT_ROOT, mlruns_dir, sqlite_file
 
 FINISHED, FAILED, KILLED, RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"  # MLflow's run states
@@ -91,8 +92,10 @@ def _client(uri: str):
 # ``<db>.lock`` (beside the database) while it checks, creates or migrates the store.
 
 
-class StoreError(RuntimeError):
+class StoreError(HypertuneError, RuntimeError):
     """The tracking store cannot be used as it is; the message names the file and the fix."""
+
+    exit_code = EXIT_ENVIRONMENT
 
 
 @contextmanager

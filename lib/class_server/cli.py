@@ -41,6 +41,7 @@ from pathlib import Path
 from lib.class_server.layout import ClassServerError, Layout, default_dir
 from lib.class_server.loadtest import load_test, load_worker
 from lib.class_server.server import ClassServer, add_students, backup
+from lib.errors import EXIT_USAGE
 from lib.paths import PROJECT_ROOT
 
 
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         server = ClassServer(layout, args.host, args.port, args.workers, roster, os.environ.get("DATABASE_URL"))
     except (ClassServerError, ValueError) as error:
         print(f"class server: {error}", file=sys.stderr)
-        return 2
+        return getattr(error, "exit_code", EXIT_USAGE)
 
     stopping = []
 
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         print("stopping the class server ...", flush=True)
     except (ClassServerError, ValueError) as error:
         print(f"class server: {error}", file=sys.stderr, flush=True)
-        code = 2
+        code = getattr(error, "exit_code", EXIT_USAGE)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)

@@ -10,11 +10,14 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lib.errors import EXIT_ENVIRONMENT, HypertuneError
 from lib.paths import mlruns_dir
 
 
-class ClassServerError(RuntimeError):
+class ClassServerError(HypertuneError, RuntimeError):
     """The class server cannot start or be reached; the message says why and what to do."""
+
+    exit_code = EXIT_ENVIRONMENT
 
 
 _LAYOUT = {

@@ -80,7 +80,7 @@ def _links(args: argparse.Namespace) -> int:
         found = ui_links(args.experiment, args.base)
     except ReportError as exc:
         print(f"links: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     if not found:
         print("no experiments in the store yet: run a notebook, a grid or a sweep first")
     for name, url in found.items():
@@ -95,7 +95,7 @@ def _report(args: argparse.Namespace) -> int:
         path = write_report(args.experiment, args.out, top=args.top)
     except ReportError as exc:
         print(f"report: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     print(f"report written to {path} (figures and top_runs.csv next to it)")
     return 0
 
@@ -140,7 +140,8 @@ def _study_tags(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _grid(args: argparse.Namespace, base: dict[str, Any], tags: dict[str, str], data, debug: bool) -> int:
-    from lib.engine.grid import grid_configs, run_grid
+    from lib.engine import grid
+    from lib.engine.request import StudyRequest
 
     factors = parser.factors(args.factor)
     seeds = parser.seeds(args.seeds)
@@ -148,10 +149,11 @@ def _grid(args: argparse.Namespace, base: dict[str, Any], tags: dict[str, str], 
     if args.tune or args.tune_seeds is not None or args.halving is not None:
         return _tuned_grid(args, base, tags, data, debug)
     _check_no_halving_options(args)
-    grid_configs(base, factors, seeds)  # validate every grid point before anything is written
+    request = StudyRequest(args.experiment, base, data, tags, engine=args.engine, workers=workers)
+    grid.grid_configs(request.config, factors, seeds)  # validate every grid point before anything is written
     _load_data(data)
     _open_store(debug)
-    frame = run_grid(base, factors, seeds, args.experiment, data, tags, workers=workers, engine=args.engine)
+    frame = grid.run_study(request, factors, seeds)
     columns = [*dict.fromkeys([*factors, "seed"]), "status", "val_accuracy", "cached"]
     if "failure_kind" in frame and (frame["status"] != "finished").any():
         columns.append("failure_kind")
@@ -164,23 +166,23 @@ def _grid(args: argparse.Namespace, base: dict[str, Any], tags: dict[str, str], 
 
 def _tuned_grid(args: argparse.Namespace, base: dict[str, Any], tags: dict[str, str], data, debug: bool) -> int:
     """``grid --factor ... --tune ...``: nuisance tuned per arm on the tuning seeds, winners re-measured."""
-    from lib.engine.halving import is_range
-    from lib.engine.tuning import Roles, plan, run_tuned_grid
+    from lib.engine import tuning
+    from lib.engine.ranges import is_range
+    from lib.engine.request import StudyRequest
 
     if args.halving is not None or any(is_range(item) for item in args.tune):
         return _halving_grid(args, base, tags, data, debug)
     _check_no_halving_options(args)
     if not args.tune:
         raise UsageError("--tune-seeds needs --tune NAME=V1,V2 (the nuisance hyperparameters to tune per arm)")
-    roles = Roles(parser.factors(args.factor), parser.factors(args.tune, "--tune"), dict(base))
+    roles = tuning.Roles(parser.factors(args.factor), parser.factors(args.tune, "--tune"), dict(base))
     seeds = parser.seeds(args.seeds)
     tune_seeds = parser.seeds(args.tune_seeds) if args.tune_seeds is not None else [100, 101]
-    workers = parser.workers(args.workers)
-    plan(base, roles, tune_seeds, seeds)  # every point and the seeds checked before anything is written
+    request = StudyRequest(args.experiment, base, data, tags, engine=args.engine, workers=parser.workers(args.workers))
+    tuning.plan(request.config, roles, tune_seeds, seeds)  # every point and the seeds checked before any write
     _load_data(data)
     _open_store(debug)
-    options = {"workers": workers, "engine": args.engine}
-    result = run_tuned_grid(base, roles, tune_seeds, seeds, args.experiment, data, tags, args.score, **options)
+    result = tuning.run_study(request, roles, tune_seeds, seeds, args.score)
     return _finish_tuned(args, result, _print_tuned)
 
 
@@ -219,9 +221,11 @@ def _check_no_halving_options(args: argparse.Namespace) -> None:
 
 
 def _halving_design(args: argparse.Namespace, base: dict[str, Any]) -> dict[str, Any]:
-    """The arguments of ``lib.engine.halving.run_halving`` from the command line (one-line errors)."""
+    """The fields of ``lib.engine.halving.HalvingDesign`` after the seeds, and the ranges, from the command line
+    (one-line errors)."""
     from lib.config import TrainConfig
-    from lib.engine.halving import DEFAULT_ETA, DEFAULT_MAX_EXTENSIONS, DEFAULT_POINTS, is_range
+    from lib.engine.halving import DEFAULT_ETA, DEFAULT_MAX_EXTENSIONS, DEFAULT_POINTS
+    from lib.engine.ranges import is_range
 
     if not args.tune:
         raise UsageError("--halving needs --tune ranges, e.g. --tune lr=3e-4:3e-2:log (tuned per arm)")
@@ -252,26 +256,20 @@ def _halving_design(args: argparse.Namespace, base: dict[str, Any]) -> dict[str,
 def _halving_grid(args: argparse.Namespace, base: dict[str, Any], tags: dict[str, str], data, debug: bool) -> int:
     """``grid --factor ... --tune NAME=LOW:HIGH[:log] --halving 1,3,9``: ranges tuned per arm by successive
     halving with range extension (``lib.engine.halving``), the cost printed first, winners re-measured."""
-    import math
+    from lib.engine import halving
+    from lib.engine.request import StudyRequest
 
-    from lib.engine.halving import halving_cost, plan_halving, run_halving
-
-    design = _halving_design(args, base)
+    shape = _halving_design(args, base)
     factors = parser.factors(args.factor)
     seeds = parser.seeds(args.seeds)
     tune_seeds = parser.seeds(args.tune_seeds) if args.tune_seeds is not None else [100, 101]
-    workers = parser.workers(args.workers)
-    ranges = design.pop("ranges")
-    _, roles, _ = plan_halving(base, factors, ranges, tune_seeds, seeds, **design)  # nothing written yet
-    n_arms = math.prod(len(values) for values in roles.scientific.values())
-    cost = halving_cost(design["n_points"], design["rungs"], design["eta"], len(set(tune_seeds)), len(seeds), n_arms)
-    print(cost.text())
+    design = halving.HalvingDesign(factors, shape.pop("ranges"), tune_seeds, seeds, **shape, rule=args.score)
+    request = StudyRequest(args.experiment, base, data, tags, engine=args.engine, workers=parser.workers(args.workers))
+    _, roles, _ = halving.plan(request.base, design)  # nothing written yet
+    print(design.cost(len(roles.arms())).text())
     _load_data(data)
     _open_store(debug)
-    options = {"workers": workers, "engine": args.engine}
-    result = run_halving(
-        base, factors, ranges, tune_seeds, seeds, args.experiment, data, tags, rule=args.score, **design, **options
-    )
+    result = halving.run_study(request, design)
     return _finish_tuned(args, result, _print_halving)
 
 
@@ -315,8 +313,9 @@ def _tuned_outcome(result, dataset: str = "fashion_mnist") -> int:
 def _sweep(args: argparse.Namespace, base_config, tags: dict[str, str], data, debug: bool) -> int:
     import pandas as pd
 
+    from lib.engine import algorithms, search
     from lib.engine.grid import results_frame
-    from lib.engine.search import DEFAULT_SPACE, build_space, run_sweep
+    from lib.engine.request import StudyRequest
 
     if args.max_evals < 1:
         raise UsageError(f"--max-evals {args.max_evals}: give the total number of trials, a whole number >= 1")
@@ -324,7 +323,7 @@ def _sweep(args: argparse.Namespace, base_config, tags: dict[str, str], data, de
         raise UsageError(f"--seed {args.seed}: the sweep's seed is a whole number >= 0")
     if args.startup is not None and args.startup < 1:
         raise UsageError(f"--startup {args.startup}: TPE's random start-up points, a whole number >= 1")
-    if args.startup is not None and args.algo != "tpe":
+    if args.startup is not None and not algorithms.get(args.algo).uses_startup:
         raise UsageError(f"--startup is TPE's option; --algo {args.algo} has no start-up phase (drop --startup)")
     space = None
     if args.space:
@@ -336,28 +335,15 @@ def _sweep(args: argparse.Namespace, base_config, tags: dict[str, str], data, de
             raise UsageError(
                 f"--space {args.space}: must map names to values or ranges, e.g. 'lr: {{loguniform: [1e-4, 1e-2]}}'"
             )
-        build_space(space)  # validate before anything is written
-    if args.algo == "quasirandom":
-        from lib.engine.search import check_quasirandom
-
-        check_quasirandom(space or DEFAULT_SPACE)
-    tags = tags | _sweep_roles(args, space or DEFAULT_SPACE, base_config)
+        search.build_space(space)  # validate before anything is written
+    spec = space or search.DEFAULT_SPACE
+    search.algorithm_for(args.algo, spec, args.max_evals, args.seed, args.startup)  # what it cannot search
+    tags = tags | _sweep_roles(args, spec, base_config)
     _load_data(data)
     _open_store(debug)
-    result = run_sweep(
-        space,
-        args.experiment,
-        args.name,
-        args.max_evals,
-        seed=args.seed,
-        base=base_config,
-        data=data,
-        tags=tags,
-        engine=args.engine,
-        early_stopping=args.early_stopping,
-        algo=args.algo,
-        n_startup=args.startup,
-    )
+    request = StudyRequest(args.experiment, base_config, data, tags, engine=args.engine)
+    how = {"seed": args.seed, "algo": args.algo, "n_startup": args.startup, "early_stopping": args.early_stopping}
+    result = search.run_study(request, search.SweepDesign(args.name, args.max_evals, space, **how))
     frame = results_frame(result.trials) if result.trials else pd.DataFrame(columns=["status"])
     finished = [t for t in result.trials if t.ok]
     if finished:
@@ -366,7 +352,7 @@ def _sweep(args: argparse.Namespace, base_config, tags: dict[str, str], data, de
         print(f"{len(result.trials)} trials; best validation accuracy {accuracy} (run {best.run_id})")
         print(yaml.safe_dump({k: v for k, v in best.config.items()}, sort_keys=True))
     _print_ui_link(args.experiment)
-    return _report_outcome(frame, [*(space or DEFAULT_SPACE), "run_id"], args.dataset)
+    return _report_outcome(frame, [*spec, "run_id"], args.dataset)
 
 
 def _sweep_roles(args: argparse.Namespace, space: dict[str, Any], base_config) -> dict[str, str]:

@@ -1,8 +1,10 @@
 """Exit codes and the one-line messages of ``python -m lib``: a fixable error becomes a line, a bug a traceback.
 
-:func:`explain_error` maps an exception a user can fix (a bad config, unusable data, a store that cannot be
-written, a full disk) to ``(exit code, message)``; anything else is a bug and keeps its traceback.
-``--debug`` or ``HYPERTUNE_DEBUG=1`` shows every traceback.
+:func:`explain_error` maps an exception a user can fix to ``(exit code, message)``: the package's own errors
+(every :class:`lib.errors.HypertuneError`, by its exit code) and the *foreign* ones (a YAML file that does not
+parse, a database error of SQLite, SQLAlchemy or MLflow, a full disk or another OS error); anything else is a
+bug and keeps its traceback. ``--debug`` or ``HYPERTUNE_DEBUG=1`` shows every traceback. The exit codes are
+``lib.errors``'.
 
 What this is not: the parser or the commands.
 """
@@ -13,9 +15,20 @@ import os
 
 import yaml
 
-from lib.cli.parser import UsageError
+from lib.errors import (
+    EXIT_ALL_FAILED,
+    EXIT_BUG,
+    EXIT_ENVIRONMENT,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    HypertuneError,
+    exit_code_of,
+)
 
-EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_ALL_FAILED, EXIT_ENVIRONMENT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+# the command line's modules import the exit codes from here
+__all__ = ["EXIT_ALL_FAILED", "EXIT_BUG", "EXIT_ENVIRONMENT", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE"]
+__all__ += ["debug_requested", "explain_error", "one_line", "store_problem"]
 
 
 def debug_requested(flag: bool = False) -> bool:
@@ -27,15 +40,8 @@ def explain_error(exc: BaseException) -> tuple[int, str] | None:
     """``(exit code, one-line message)`` for an error a user can fix; ``None`` for anything else (a bug)."""
     import sqlite3
 
-    from lib.config import ConfigError
-    from lib.data import DataError
-    from lib.engine.grid import StudyError
-    from lib.tracking import StoreError
-
-    if isinstance(exc, UsageError | ConfigError | StudyError):
-        return EXIT_USAGE, one_line(str(exc))
-    if isinstance(exc, DataError | StoreError):
-        return EXIT_ENVIRONMENT, one_line(str(exc))
+    if isinstance(exc, HypertuneError):
+        return exit_code_of(exc), one_line(str(exc))
     if isinstance(exc, yaml.YAMLError):
         return EXIT_USAGE, one_line(f"--space: not valid YAML ({exc})")
     if isinstance(exc, sqlite3.Error) or _is_store_error(exc):

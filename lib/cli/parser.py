@@ -12,16 +12,16 @@ from typing import Any
 
 import yaml
 
+from lib.engine import algorithms
+from lib.errors import EXIT_USAGE, HypertuneError
 from lib.study.runner import DEEP_NOTEBOOKS, NOTEBOOKS
-
-EXIT_USAGE = 2
 
 
 def _value(text: str) -> Any:
     return yaml.safe_load(text)
 
 
-class UsageError(ValueError):
+class UsageError(HypertuneError, ValueError):
     """A bad command-line value; the message names the option and what to give instead."""
 
 
@@ -361,10 +361,10 @@ def _sweep_parser(commands) -> argparse.ArgumentParser:
     )
     sweep.add_argument(
         "--algo",
-        choices=["tpe", "random", "quasirandom"],
-        default="tpe",
-        help="search algorithm: tpe (default), random (the same seed draws TPE's start-up points) or quasirandom "
-        "(scrambled Halton points, the playbook's choice for exploring)",
+        choices=algorithms.names(),
+        default=algorithms.DEFAULT,
+        help="search algorithm (default %(default)s): "
+        + "; ".join(line.replace("%", "%%") for line in algorithms.help_lines()),
     )
     return sweep
 

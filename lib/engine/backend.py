@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from lib.errors import HypertuneError
+
 if TYPE_CHECKING:
     from lib.config import TrialConfig
     from lib.data import DataSpec
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
 STOPPED_EARLY = "stopped_early"  # the failure_kind of a trial a scheduler stopped early (its run ends KILLED)
 
 
-class StudyError(ValueError):
+class StudyError(HypertuneError, ValueError):
     """A study definition that cannot run (raised before any training)."""
 
 

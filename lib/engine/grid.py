@@ -16,6 +16,9 @@ This module is the front door and a thin dispatcher: it validates a study, asks 
   Deterministic failures (diverged, invalid config) are cached like successes; errors are retried.
 - **Parallel**: see the back-ends. This process is the only MLflow writer.
 
+A study is asked for with a :class:`lib.engine.request.StudyRequest` (experiment, base config, data, tags,
+engine, workers): :func:`run_study` runs a grid for one; :func:`run_grid` is its keyword form.
+
 What this is not: the hyperopt search (``lib.engine.search``), the records (``lib.engine.records``) or the statistics.
 """
 
@@ -33,11 +36,21 @@ from lib.data import DataSpec
 from lib.engine import records
 from lib.engine.backend import Backend, Feed, RunOptions, StudyError
 from lib.engine.records import results_frame
+from lib.engine.request import ENGINES, StudyRequest, check_engine
 from lib.engine.trial import TrialResult
 
-__all__ = ["ENGINES", "StudyError", "backend_for", "grid_configs", "results_frame", "run_grid", "run_trials"]
-
-ENGINES = ("local", "ray")
+__all__ = [
+    "ENGINES",
+    "StudyError",
+    "StudyRequest",
+    "backend_for",
+    "check_engine",
+    "grid_configs",
+    "results_frame",
+    "run_grid",
+    "run_study",
+    "run_trials",
+]
 
 
 def check_values(values: dict[str, Sequence[Any]], what: str, seed_hint: str) -> None:
@@ -90,20 +103,17 @@ def run_grid(
     tags: dict[str, str] | None = None,
     **options: Any,
 ) -> pd.DataFrame:
-    """Run a controlled grid and return one row per trial (config columns + metrics).
-
-    ``options`` are :func:`run_trials`' (``workers``, ``threads_per_trial``, ``progress``, ``engine``);
-    ``engine="ray"`` runs the same trials on Ray Tune (see ``lib.engine.ray_tune``), with the same records.
-    """
-    check_engine(options.get("engine", "local"))
-    configs = grid_configs(base, factors, seeds)
-    return results_frame(run_trials(configs, experiment, data, tags, **options))
+    """:func:`run_study` as keywords: ``options`` are :func:`run_trials`' (``workers``, ``threads_per_trial``,
+    ``progress``, ``engine``)."""
+    return run_study(StudyRequest.of(experiment, base, data, tags, **options), factors, seeds)
 
 
-def check_engine(engine: str) -> None:
-    """``engine`` names a back-end: ``local`` (``lib.engine.local_backend``) or ``ray`` (``lib.engine.ray_tune``)."""
-    if engine not in ENGINES:
-        raise StudyError(f"engine={engine!r}: must be one of {list(ENGINES)}")
+def run_study(request: StudyRequest, factors: dict[str, Sequence[Any]], seeds: Sequence[int]) -> pd.DataFrame:
+    """Run a controlled grid, ``factors`` x ``seeds`` over the request's base, and return one row per trial
+    (config columns + metrics). ``engine="ray"`` runs the same trials on Ray Tune (``lib.engine.ray_tune``),
+    with the same records."""
+    configs = grid_configs(request.config, factors, seeds)
+    return results_frame(run_trials(configs, request.experiment, request.data, request.tags, **request.options))
 
 
 def backend_for(engine: str) -> Backend:

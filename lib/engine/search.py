@@ -1,4 +1,4 @@
-"""Sweeps: the search space, TPE / random / quasi-random proposals, and the one sweep driver both back-ends run.
+"""Sweeps: the search space and the one sweep driver both back-ends run; the algorithms propose its points.
 
 A search space is written as plain data, one entry per hyperparameter::
 
@@ -12,9 +12,11 @@ A search space is written as plain data, one entry per hyperparameter::
 with ``low == high``) becomes a constant, so hyperopt's ``low == high`` errors never happen; an
 empty list or an inverted range is a :class:`StudyError` before any training.
 
-:func:`run_sweep` drives TPE ask-and-tell (:class:`SweepFeed`, the feed of ``lib.engine.backend``): each
-point is drawn with ``tpe.suggest`` and ``rstate = default_rng(seed + done)``, exactly as a step of
-``fmin`` would, so an interrupted sweep resumes from its saved trials with the random stream an
+:func:`run_study` (a :class:`~lib.engine.request.StudyRequest` and a :class:`SweepDesign`; keyword form:
+:func:`run_sweep`) drives ask-and-tell (:class:`SweepFeed`, the feed of ``lib.engine.backend``): each point is
+proposed by the sweep's search algorithm (``lib.engine.algorithms``: ``tpe``, ``random``, ``quasirandom``, or
+any file added there) through hyperopt's ``suggest`` interface, with a step seed drawn from the sweep seed
+and the step alone, so an interrupted sweep resumes from its saved trials with the random stream an
 uninterrupted one would have used, and neither repeats earlier points nor exceeds ``max_evals``.
 A point whose cache key has a finished run is scored from the store without training; the others
 go to the back-end (the local one trains one at a time; Ray several at once, optionally stopped
@@ -23,16 +25,10 @@ early by ASHA). Every trial is a child MLflow run of one parent run per sweep. T
 store (the same seed redraws the same points, which hit the cache). When the sweep ends, its parent
 run carries the best ``val_accuracy`` and the best config.
 
-``algo="quasirandom"`` proposes the points of a scrambled Halton sequence (``scipy.stats.qmc``),
-scrambled by the sweep seed: point ``i`` of a sweep is the sequence's ``i``-th point, mapped through
-the same space (log ranges on a log scale, choices by index, ``quniform`` rounded to its step), so it
-resumes like TPE (the same seed gives the same points) and two seeds give different points. Google's
-Deep Learning Tuning Playbook (https://github.com/google-research/tuning_playbook) recommends it for
-exploration, before a Bayesian search such as TPE.
-
 :func:`budget_warning` states the rule a sweep's size is checked against (:data:`TRIALS_PER_DIMENSION`).
 
-What this is not: the records (``lib.engine.records``) or where trials train (the back-ends).
+What this is not: the search algorithms (``lib.engine.algorithms``), the records (``lib.engine.records``) or
+where trials train (the back-ends).
 """
 
 from __future__ import annotations
@@ -47,25 +43,26 @@ import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from hyperopt import STATUS_FAIL, STATUS_OK, Domain, Trials, hp, rand, space_eval, tpe
+from hyperopt import STATUS_FAIL, STATUS_OK, Domain, Trials, hp, space_eval
 from hyperopt.base import JOB_STATE_DONE
 
 from lib import store, tracking
 from lib.config import ConfigError, ModelConfig, TrainConfig, TrialConfig, check_known_fields
 from lib.data import DataSpec
-from lib.engine import records
+from lib.engine import algorithms, records
+from lib.engine.algorithms import SearchAlgorithm, SearchSetup
+from lib.engine.algorithms.quasirandom import quasi_value as quasi_value  # where it lived before
 from lib.engine.backend import STOPPED_EARLY, RunOptions, StudyError, TrialRequest
 from lib.engine.grid import backend_for, execute
+from lib.engine.request import StudyRequest
 from lib.engine.trial import TrialResult, code_version, trial_key
 from lib.paths import state_dir
 from lib.store.schema import TAG_CODE_VERSION, TAG_FAILURE_REASON, TAG_SWEEP, TAG_SWEEP_ID, TAG_SWEEP_PARENT
 
-ALGOS = ("tpe", "random", "quasirandom")
 RANGE_KINDS = ("uniform", "loguniform", "quniform")
 # The default space searches four knobs, which :data:`DEFAULT_MAX_EVALS` trials fit by the budget rule
 # (:func:`budget_warning`). ``batch_size`` is left out: at a fixed number of epochs a larger batch takes
@@ -180,58 +177,18 @@ def budget_warning(spec: dict[str, Any], max_evals: int) -> str | None:
     )
 
 
-def quasi_value(name: str, value: Any, u: float) -> Any:
-    """The hyperopt value (a choice's index, a range's number) at ``u`` in [0, 1) of one dimension."""
-    if isinstance(value, list | tuple):
-        return min(int(u * len(value)), len(value) - 1)  # a choice by index, each an equal share
-    ((kind, bounds),) = value.items()
-    low, high = float(bounds[0]), float(bounds[1])
-    if kind == "uniform":
-        return low + u * (high - low)
-    if kind == "loguniform":
-        return float(math.exp(math.log(low) + u * (math.log(high) - math.log(low))))
-    if kind == "quniform":
-        step = float(bounds[2]) if len(bounds) > 2 else 1.0
-        return float(min(max(round((low + u * (high - low)) / step) * step, low), high))
-    raise StudyError(f"search space '{name}': --algo quasirandom cannot map a '{kind}' range; use {list(RANGE_KINDS)}")
+def algorithm_for(
+    algo: str, spec: dict[str, Any], max_evals: int, seed: int, n_startup: int | None = None
+) -> SearchAlgorithm:
+    """The search algorithm called ``algo`` for this sweep, checked against its space and options (a one-line
+    :class:`StudyError` for an unknown name or a space or option it cannot use)."""
+    setup = SearchSetup(spec, tuple(searched_dimensions(spec)), max_evals, seed, n_startup)
+    return algorithms.get(algo)(setup)
 
 
 def check_quasirandom(spec: dict[str, Any]) -> None:
-    """Every searched dimension is one quasi-random search can map (a choice or a known range)."""
-    for name in searched_dimensions(spec):
-        value = spec[name]
-        if isinstance(value, dict):
-            ((kind, _),) = value.items()
-            if kind not in RANGE_KINDS:
-                raise StudyError(
-                    f"search space '{name}': --algo quasirandom cannot map a '{kind}' range; use {list(RANGE_KINDS)}"
-                )
-
-
-def quasi_suggest(
-    new_ids: list[int], domain: Domain, trials: Trials, _seed: int, spec: dict[str, Any], sweep_seed: int
-) -> list[dict[str, Any]]:
-    """hyperopt's ``suggest`` interface for quasi-random search: point ``len(trials)`` of a scrambled
-    Halton sequence whose scrambling is fixed by ``sweep_seed`` alone (so a resume redraws it)."""
-    from scipy.stats import qmc
-
-    names = searched_dimensions(spec)
-    docs = []
-    for offset, new_id in enumerate(new_ids):
-        step = len(trials.trials) + offset  # the sweep's step: done and in-flight points before this one
-        sampler = qmc.Halton(d=max(len(names), 1), scramble=True, seed=np.random.default_rng([sweep_seed, 1]))
-        sampler.fast_forward(step)
-        point = sampler.random(1)[0]
-        vals = {name: [quasi_value(name, spec[name], float(u))] for name, u in zip(names, point, strict=False)}
-        misc = {
-            "tid": new_id,
-            "cmd": domain.cmd,
-            "workdir": domain.workdir,
-            "idxs": {name: [new_id] for name in vals},
-            "vals": vals,
-        }
-        docs.extend(trials.new_trial_docs([new_id], [None], [domain.new_result()], [misc]))
-    return docs
+    """Every searched dimension is one quasi-random search can map (``algorithm_for("quasirandom", ...)``)."""
+    algorithm_for("quasirandom", spec, 1, 0)
 
 
 @dataclass
@@ -331,8 +288,8 @@ def _hyperopt_result(result: TrialResult) -> dict[str, Any]:
 
 
 class SweepFeed(records.RecordingFeed):
-    """The sweep driver: asks TPE for points, scores cached ones from the store, hands the others to
-    the back-end, tells TPE every outcome and saves the state after each."""
+    """The sweep driver: asks the search algorithm for points, scores cached ones from the store, hands the
+    others to the back-end, tells the algorithm every outcome and saves the state after each."""
 
     def __init__(
         self,
@@ -340,27 +297,21 @@ class SweepFeed(records.RecordingFeed):
         space: dict[str, Any],
         decode: Callable[[dict[str, Any]], TrialConfig],
         data: DataSpec,
-        budget: tuple[int, int, int],
+        algorithm: SearchAlgorithm,
         state: tuple[Trials, Path],
         known: dict[str, tracking.StoredRun],
-        algo: str = "tpe",
-        spec: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(recorder, {})
         self.space, self.decode, self.data, self.known = space, decode, data, known
-        self.max_evals, self.seed, startup = budget
+        self.algorithm, self.max_evals, self.seed = algorithm, algorithm.setup.max_evals, algorithm.setup.seed
         self.trials, self.state_path = state
         self.size = self.max_evals - len(self.trials.trials)
         self.domain = Domain(lambda point: point, space)
-        # random search draws exactly TPE's start-up points for the same seed (tpe.suggest calls rand.suggest)
-        self.algo = rand.suggest if algo == "random" else partial(tpe.suggest, n_startup_jobs=startup)
-        if algo == "quasirandom":
-            self.algo = partial(quasi_suggest, spec=spec or {}, sweep_seed=self.seed)
         self.in_flight: dict[str, dict[str, Any]] = {}  # trial key -> its hyperopt document
         self.waiting: dict[str, list[dict[str, Any]]] = {}  # trial key -> documents of the same point
 
     def _ask(self) -> dict[str, Any]:
-        """One search step (TPE, random or quasi-random) with its own random stream, seeded by (sweep seed, step).
+        """One search step of the algorithm with its own random stream, seeded by (sweep seed, step).
 
         The stream depends only on the two numbers, so a resumed sweep draws what an uninterrupted one
         would. Seeding with ``seed + step`` (as before :data:`STREAM`) made sweep seed 1 replay sweep
@@ -369,7 +320,7 @@ class SweepFeed(records.RecordingFeed):
         rstate = np.random.default_rng([self.seed, len(self.trials.trials)])
         new_ids = self.trials.new_trial_ids(1)
         self.trials.refresh()
-        docs = self.algo(new_ids, self.domain, self.trials, rstate.integers(2**31 - 1))
+        docs = self.algorithm.suggest(new_ids, self.domain, self.trials, rstate.integers(2**31 - 1))
         self.trials.insert_trial_docs(docs)
         self.trials.refresh()
         return self.trials._dynamic_trials[-1]
@@ -400,7 +351,7 @@ class SweepFeed(records.RecordingFeed):
         return None
 
     def _resolve(self, doc: dict[str, Any], result: TrialResult) -> None:
-        """A point that needs no training: told to TPE and counted at once."""
+        """A point that needs no training: told to the algorithm and counted at once."""
         self._tell(doc, result)
         self.recorder.progress.update(result)
 
@@ -458,11 +409,7 @@ def _check_early_stopping(early_stopping: bool | str | None, engine: str) -> boo
     return True
 
 
-def _check_budget(max_evals: int, algo: str, seed: int, n_startup: int | None = None) -> None:
-    if algo not in ALGOS:
-        raise StudyError(f"algo={algo!r}: must be one of {list(ALGOS)}")
-    if n_startup is not None and (not isinstance(n_startup, int) or isinstance(n_startup, bool) or n_startup < 1):
-        raise StudyError(f"n_startup={n_startup!r}: TPE's random start-up points, an integer >= 1")
+def _check_budget(max_evals: int, seed: int) -> None:
     if not isinstance(max_evals, int) or isinstance(max_evals, bool) or max_evals < 1:
         raise StudyError(f"max_evals={max_evals!r}: must be an integer >= 1")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
@@ -479,19 +426,33 @@ def _end_parent(parent: str, results: list[TrialResult]) -> None:
     tracking.end_run(parent, tracking.FINISHED)
 
 
-def _checked_space(
-    space: dict[str, Any] | None, max_evals: int, algo: str, seed: int, n_startup: int | None
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The plain-data space and its hyperopt form, everything checked; the budget rule's warning printed."""
-    _check_budget(max_evals, algo, seed, n_startup)
-    spec = DEFAULT_SPACE if space is None else space
+@dataclass(frozen=True)
+class SweepDesign:
+    """What a sweep searches and how: its ``name`` (the same name resumes it), ``max_evals`` trials in total, the
+    plain-data ``space`` (``None``: :data:`DEFAULT_SPACE`), the sweep's ``seed``, the search algorithm ``algo``
+    (``lib.engine.algorithms``), TPE's ``n_startup`` and (Ray only) ASHA ``early_stopping``."""
+
+    name: str
+    max_evals: int
+    space: dict[str, Any] | None = None
+    seed: int = 0
+    algo: str = algorithms.DEFAULT
+    n_startup: int | None = None
+    early_stopping: bool | str = False
+
+
+def _checked_space(sweep: SweepDesign) -> tuple[dict[str, Any], dict[str, Any], SearchAlgorithm]:
+    """The plain-data space, its hyperopt form and the search algorithm, everything checked; the budget rule's
+    warning printed."""
+    algorithms.get(sweep.algo)  # an unknown name before anything else
+    _check_budget(sweep.max_evals, sweep.seed)
+    spec = DEFAULT_SPACE if sweep.space is None else sweep.space
     hyperopt_space = build_space(spec)
-    if algo == "quasirandom":
-        check_quasirandom(spec)
-    warning = budget_warning(spec, max_evals)
+    algorithm = algorithm_for(sweep.algo, spec, sweep.max_evals, sweep.seed, sweep.n_startup)
+    warning = budget_warning(spec, sweep.max_evals)
     if warning:
         print(warning, file=sys.stderr)
-    return spec, hyperopt_space
+    return spec, hyperopt_space, algorithm
 
 
 def run_sweep(
@@ -507,46 +468,50 @@ def run_sweep(
     progress: bool = True,
     engine: str = "local",
     early_stopping: bool | str = False,
-    algo: str = "tpe",
+    algo: str = algorithms.DEFAULT,
 ) -> SweepResult:
-    """Run (or resume) a TPE sweep of ``max_evals`` trials in total and return all its trials.
+    """:func:`run_study` as keywords (the sweep's name is ``sweep_name``)."""
+    request = StudyRequest(experiment, base, data, tags or {}, engine=engine, progress=progress)
+    return run_study(request, SweepDesign(sweep_name, max_evals, space, seed, algo, n_startup, early_stopping))
 
-    ``algo="random"`` runs random search instead (hyperopt's ``rand.suggest``): with the same seed it
-    draws TPE's start-up points, so the two can be compared at equal trials and budget.
-    ``algo="quasirandom"`` draws a scrambled Halton sequence (module docstring). ``n_startup``: TPE's
-    random start-up points (default a third of the trials, 3 to 10). A sweep with fewer trials than the
-    budget rule asks for its dimensions prints a warning (:func:`budget_warning`).
 
-    ``engine="ray"`` runs the same driver on Ray Tune, several trials at once (``lib.engine.ray_tune``);
-    ``early_stopping=True`` (Ray only) lets ASHA stop poor trials early.
+def run_study(request: StudyRequest, sweep: SweepDesign) -> SweepResult:
+    """Run (or resume) a sweep of ``sweep.max_evals`` trials in total and return all its trials.
+
+    ``algo``: any name of ``lib.engine.algorithms`` (``tpe``, the default; ``random``: with the same seed it
+    draws TPE's start-up points, so the two can be compared at equal trials and budget; ``quasirandom``: a
+    scrambled Halton sequence). ``n_startup``: TPE's random start-up points (default a third of the trials,
+    3 to 10). A sweep with fewer trials than the budget rule asks for its dimensions prints a warning
+    (:func:`budget_warning`).
+
+    ``engine="ray"`` runs the same driver on Ray Tune, several trials at once (``lib.engine.ray_tune``, with
+    the request's ``workers``); ``early_stopping=True`` (Ray only) lets ASHA stop poor trials early. The local
+    engine trains one point at a time, so each step sees every earlier result.
     """
-    backend = backend_for(engine)  # the Ray install hint before anything is logged
-    asha = _check_early_stopping(early_stopping, engine)
-    spec, hyperopt_space = _checked_space(space, max_evals, algo, seed, n_startup)
-    base_config = base if isinstance(base, TrialConfig) else TrialConfig.from_flat(base or {})
+    backend = backend_for(request.engine)  # the Ray install hint before anything is logged
+    asha = _check_early_stopping(sweep.early_stopping, request.engine)
+    spec, hyperopt_space, algorithm = _checked_space(sweep)
+    experiment, base_config, data, engine = request.experiment, request.config, request.data, request.engine
     if "seed" not in spec:
         hyperopt_space["seed"] = base_config.seed
-    # TPE's default of 20 random start-up points would make a short sweep pure random search.
-    startup = n_startup if n_startup is not None else max(3, min(10, max_evals // 3))
-    tags = (tags or {}) | {TAG_SWEEP: sweep_name}
-    # a Ray sweep draws several points at once, so it is a different sweep from a local one of the same name
-    identity = (sweep_name if engine == "local" else f"{sweep_name}@{engine}") + ("" if algo == "tpe" else f"#{algo}")
-    sweep_id = _sweep_id(experiment, identity, spec, data)
-    settings = {"max_evals": max_evals, "sweep_seed": seed, "n_startup": startup, "space": repr(spec)[:5000]}
-    settings |= {"algo": algo}
+    tags = request.tags | {TAG_SWEEP: sweep.name}
+    # a Ray sweep draws several points at once, so it is a different sweep from a local one of the same name;
+    # a TPE sweep keeps the identity sweeps had before there were other algorithms
+    identity = sweep.name if engine == "local" else f"{sweep.name}@{engine}"
+    sweep_id = _sweep_id(experiment, identity + ("" if sweep.algo == "tpe" else f"#{sweep.algo}"), spec, data)
+    settings = {"max_evals": sweep.max_evals, "sweep_seed": sweep.seed} | algorithm.settings()
+    settings |= {"space": repr(spec)[:5000], "algo": sweep.algo}
     parent_tags = tags | ({"engine": engine} if engine != "local" else {})
-    parent = _parent_run(experiment, sweep_name, sweep_id, settings | data.params(), parent_tags | data.tags())
+    parent = _parent_run(experiment, sweep.name, sweep_id, settings | data.params(), parent_tags | data.tags())
 
     def decode(point: dict[str, Any]) -> TrialConfig:
         return TrialConfig.from_flat(point, base_config)
 
-    # the local back-end trains one point at a time, so each TPE step sees every earlier result
-    workers = 1 if engine == "local" else "auto"
+    workers = 1 if engine == "local" else request.workers
+    options = RunOptions(data, workers, request.threads_per_trial, max_epochs(spec, base_config) if asha else None)
     try:
-        sweep = _Sweep(experiment, sweep_name, hyperopt_space, decode, data, tags, parent, progress, algo, spec)
-        path = _state_path(experiment, sweep_name, sweep_id)
-        budget = (max_evals, seed, startup)
-        results = sweep.run(backend, workers, budget, path, max_epochs(spec, base_config) if asha else None)
+        runner = _Sweep(experiment, sweep.name, hyperopt_space, decode, data, tags, parent, request.progress)
+        results = runner.run(backend, algorithm, _state_path(experiment, sweep.name, sweep_id), options)
     except BaseException as exc:  # never left RUNNING; a re-run resumes it
         reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"sweep aborted: {exc!r}"
         tracking.set_tags(parent, {"failure_reason": reason[:4000]})
@@ -558,7 +523,7 @@ def run_sweep(
 
 @dataclass
 class _Sweep:
-    """One call of :func:`run_sweep`: the feed on its back-end, with a progress bar and a summary."""
+    """One call of :func:`run_study`: the feed on its back-end, with a progress bar and a summary."""
 
     experiment: str
     name: str
@@ -568,25 +533,20 @@ class _Sweep:
     tags: dict[str, str]
     parent: str
     progress: bool
-    algo: str = "tpe"
-    spec: dict[str, Any] | None = None
 
-    def run(
-        self, backend: Any, workers: int | str, budget: tuple[int, int, int], path: Path, early_stopping: int | None
-    ) -> list[TrialResult]:
+    def run(self, backend: Any, algorithm: SearchAlgorithm, path: Path, options: RunOptions) -> list[TrialResult]:
         trials = load_state(path)
-        done = len(trials.trials)
-        bar = records.Progress(f"sweep {self.name}", budget[0], min(done, budget[0]), self.progress)
+        done, max_evals = len(trials.trials), algorithm.setup.max_evals
+        bar = records.Progress(f"sweep {self.name}", max_evals, min(done, max_evals), self.progress)
         trained: set[str] = set()
         try:
-            if done < budget[0]:
+            if done < max_evals:
                 exp_id = tracking.experiment_id(self.experiment)
                 known = records.cached_runs(exp_id)
                 trial_tags = records.trial_tags(self.experiment, self.data, self.tags)
                 recorder = records.Recorder(exp_id, self.data, trial_tags, self.parent, bar)
-                state, space = (trials, path), self.space
-                feed = SweepFeed(recorder, space, self.decode, self.data, budget, state, known, self.algo, self.spec)
-                execute(backend, feed, RunOptions(self.data, workers, None, early_stopping))
+                feed = SweepFeed(recorder, self.space, self.decode, self.data, algorithm, (trials, path), known)
+                execute(backend, feed, options)
                 trained = set(feed.results)
                 save_state(trials, path)
         except BaseException:

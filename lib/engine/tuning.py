@@ -7,8 +7,8 @@ https://github.com/google-research/tuning_playbook):
 - **nuisance**: tuned again for *each* scientific value before comparing (``lr``, ``weight_decay``);
 - **fixed**: held at one value (``--set``); every conclusion holds for that value only (a caveat).
 
-:func:`run_tuned_grid` runs the design in two phases, both cached and resumable (it calls
-:func:`lib.engine.grid.run_trials`):
+:func:`run_study` (keyword form: :func:`run_tuned_grid`) runs the design in two phases, both cached and
+resumable (each one :func:`run_phase`, one :func:`lib.engine.grid.run_trials` call):
 
 1. **tune**: every scientific value x every nuisance combination x the *tuning seeds*; each arm's
    winner is the nuisance combination with the best mean score over those seeds (on validation);
@@ -19,6 +19,9 @@ https://github.com/google-research/tuning_playbook):
 
 Every run is tagged ``tuning_id``, ``phase`` (``tune`` / ``remeasure``), ``role_scientific``,
 ``role_nuisance``, ``role_fixed`` and ``checkpoint_rule``; ``lib.report`` reads them back.
+
+The phases are public (:func:`run_phase`, :func:`mean_score`, :func:`remeasure`, :func:`record_hypotheses`), so
+successive halving (``lib.engine.halving``) is a rung policy on top of them, not a second driver.
 
 What this is not: where trials train (the back-ends), the records, or the statistics of a verdict
 family (``lib.study.analysis``); :meth:`TunedGrid.effects` gives paired intervals, not Holm decisions.
@@ -41,6 +44,7 @@ from lib.config import ConfigError, TrialConfig
 from lib.data import DataSpec
 from lib.engine import grid, records
 from lib.engine.backend import StudyError
+from lib.engine.request import StudyRequest
 from lib.engine.trial import TrialResult
 from lib.stats import mean_ci, paired_effect
 from lib.store.schema import TAG_CHECKPOINT_RULE, TAG_FIXED_NUISANCE, TAG_PHASE, TAG_ROLE, TAG_TUNING_ID
@@ -89,6 +93,11 @@ class Roles:
             raise StudyError(f"{fixed_too} is fixed (--set) and also varied: a hyperparameter has one role")
         object.__setattr__(self, "scientific", _typed(self.scientific))
         object.__setattr__(self, "nuisance", _typed(self.nuisance))
+
+    def arms(self) -> list[dict[str, Any]]:
+        """Every scientific value to compare (the product of the scientific factors), in order."""
+        names = list(self.scientific)
+        return [dict(zip(names, values, strict=True)) for values in itertools.product(*self.scientific.values())]
 
     def tags(self) -> dict[str, str]:
         return {
@@ -225,22 +234,24 @@ def plan(base: TrialConfig | dict[str, Any] | None, roles: Roles, tune_seeds, se
     """Validate the whole design (every tuning point) before anything is written; the tuning configs."""
     check_seeds(tune_seeds, seeds)
     base_config = base if isinstance(base, TrialConfig) else TrialConfig.from_flat(base or {})
-    arms = [dict(zip(roles.scientific, v, strict=True)) for v in itertools.product(*roles.scientific.values())]
-    points = [arm | nuisance for arm in arms for nuisance in _nuisance_points(roles)]
+    points = [arm | nuisance for arm in roles.arms() for nuisance in _nuisance_points(roles)]
     return grid.point_configs(base_config, points, tune_seeds)
 
 
+def mean_score(results: list[TrialResult], wanted: dict[str, Any], rule: str, seeds: Sequence) -> tuple[float, int]:
+    """The mean score (by ``rule``) of the trials with the values ``wanted`` over the tuning ``seeds``, and how
+    many of them finished; NaN unless every seed finished (a failed seed is not averaged away)."""
+    done = [s for s in (trial_score(r, rule) for r in results if matches(r, wanted)) if not math.isnan(s)]
+    complete = len(done) == len(set(seeds)) and len(done) > 0
+    return (sum(done) / len(done) if complete else math.nan), len(done)
+
+
 def _tuning_table(results: list[TrialResult], roles: Roles, arm: dict[str, Any], rule: str, seeds) -> pd.DataFrame:
-    """Mean score over the tuning seeds per nuisance combination of one arm; a combination counts only
-    when every tuning seed finished (a failed seed is not averaged away)."""
+    """Mean score over the tuning seeds per nuisance combination of one arm (:func:`mean_score`)."""
     rows = []
     for point in _nuisance_points(roles):
-        wanted = arm | point
-        mine = [r for r in results if all(r.config.get(k) == v for k, v in wanted.items())]
-        scores = [trial_score(r, rule) for r in mine]
-        done = [s for s in scores if not math.isnan(s)]
-        complete = len(done) == len(set(seeds)) and len(done) > 0
-        rows.append(point | {"score": sum(done) / len(done) if complete else math.nan, "finished": len(done)})
+        score, finished = mean_score(results, arm | point, rule, seeds)
+        rows.append(point | {"score": score, "finished": finished})
     return pd.DataFrame(rows)
 
 
@@ -259,8 +270,10 @@ def _winner(table: pd.DataFrame, roles: Roles) -> dict[str, Any] | None:
     return pick_winner(table, list(roles.nuisance))
 
 
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
+def study_tags(roles: Roles, identity: str, rule: str, fixed_nuisance: dict[str, Any]) -> dict[str, str]:
+    """The tags every run of a tuned study carries: the roles, its identity, the rule, the fixed nuisance values."""
+    tags = roles.tags() | {TAG_TUNING_ID: identity, TAG_CHECKPOINT_RULE: rule}
+    return tags | {TAG_FIXED_NUISANCE: json.dumps(fixed_nuisance, default=str)}
 
 
 def run_tuned_grid(
@@ -275,53 +288,95 @@ def run_tuned_grid(
     winner_hypothesis: str | None = None,
     **options: Any,
 ) -> TunedGrid:
+    """:func:`run_study` as keywords; ``options`` are :func:`lib.engine.grid.run_trials`' (``workers``,
+    ``progress``, ``engine``)."""
+    request = StudyRequest.of(experiment, base, data, tags, **options)
+    return run_study(request, roles, tune_seeds, seeds, rule, winner_hypothesis)
+
+
+def run_study(
+    request: StudyRequest,
+    roles: Roles,
+    tune_seeds: Sequence[int],
+    seeds: Sequence[int],
+    rule: str = "last",
+    winner_hypothesis: str | None = None,
+) -> TunedGrid:
     """Tune ``roles.nuisance`` for each scientific value on ``tune_seeds``, then re-measure each arm's
     winner (and the fixed-nuisance configuration) on the fresh ``seeds`` (module docstring).
 
     ``winner_hypothesis``: a name added to the ``hypotheses`` tag of every re-measured winner run, so
     an analysis can read the claim's runs back from the store (``lib.study.inputs.trial_runs``).
-
-    ``options`` are :func:`lib.engine.grid.run_trials`' (``workers``, ``progress``, ``engine``).
     """
     check_rule(rule)
-    grid.check_engine(options.get("engine", "local"))
-    base_config = base if isinstance(base, TrialConfig) else TrialConfig.from_flat(base or {})
-    tuning = plan(base_config, roles, tune_seeds, seeds)
-    identity = tuning_id(experiment, roles, tune_seeds, seeds, data)
-    fixed_nuisance = {name: base_config.flat()[name] for name in roles.nuisance}
-    common = (tags or {}) | roles.tags() | {TAG_TUNING_ID: identity, TAG_CHECKPOINT_RULE: rule}
-    common[TAG_FIXED_NUISANCE] = json.dumps(fixed_nuisance, default=str)
-    tuned = _unique(grid.run_trials(tuning, experiment, data, common | {TAG_PHASE: "tune"}, **options))
-    _tag_cached(tuned, common | {TAG_PHASE: "tune"})
+    tuning = plan(request.config, roles, tune_seeds, seeds)
+    identity = tuning_id(request.experiment, roles, tune_seeds, seeds, request.data)
+    fixed_nuisance = {name: request.config.flat()[name] for name in roles.nuisance}
+    request = request.tagged(study_tags(roles, identity, rule, fixed_nuisance))
+    tuned = run_phase(request, tuning, {TAG_PHASE: "tune"})
     arms = []
-    for values in itertools.product(*roles.scientific.values()):
-        value = dict(zip(roles.scientific, values, strict=True))
+    for value in roles.arms():
         table = _tuning_table(tuned, roles, value, rule, tune_seeds)
         arms.append(Arm(value, table, _winner(table, roles)))
-    remeasure = []
-    for arm in arms:
-        points = [arm.value | fixed_nuisance] + ([arm.value | arm.winner] if arm.winner else [])
-        remeasure += grid.point_configs(base_config, points, seeds)
-    results = _unique(grid.run_trials(remeasure, experiment, data, common | {TAG_PHASE: "remeasure"}, **options))
-    _tag_cached(results, common | {TAG_PHASE: "remeasure"})
-    for arm in arms:
-        arm.fixed = [r for r in results if _matches(r, arm.value | fixed_nuisance)]
-        arm.remeasured = [r for r in results if arm.winner and _matches(r, arm.value | arm.winner)]
-    winners = [store.stored_run(r.run_id) for arm in arms for r in arm.remeasured if r.run_id]
-    records.add_hypothesis(winners, winner_hypothesis)
+    remeasure(request, arms, seeds, fixed_nuisance)
+    record_hypotheses(arms, winner_hypothesis)
     return TunedGrid(roles, arms, list(tune_seeds), list(seeds), rule, identity, fixed_nuisance)
 
 
-def _unique(results: list[TrialResult]) -> list[TrialResult]:
+def run_phase(request: StudyRequest, configs: list[TrialConfig], tags: dict[str, str]) -> list[TrialResult]:
+    """One phase (or rung) of a tuned study: ``configs`` run by :func:`lib.engine.grid.run_trials` with the
+    request's tags and ``tags``, each trial once; a run reused from an earlier call without this study's tags
+    gets them (:func:`tag_reused`)."""
+    request = request.tagged(tags)
+    found = grid.run_trials(configs, request.experiment, request.data, request.tags, **request.options)
+    results = unique_results(found)
+    tag_reused(results, request.tags)
+    return results
+
+
+def remeasure(
+    request: StudyRequest,
+    arms: list[Arm],
+    seeds: Sequence[int],
+    fixed_nuisance: dict[str, Any],
+    fixed_seeds: Sequence[int] | None = None,
+) -> None:
+    """Each arm's winner on the fresh ``seeds`` and the fixed-nuisance configuration on ``fixed_seeds``
+    (default: the same seeds; ``[]``: none), in one phase; fills each arm's ``remeasured`` and ``fixed``."""
+    fixed_on = list(seeds) if fixed_seeds is None else list(fixed_seeds)
+    configs = []
+    for arm in arms:
+        if fixed_on:
+            configs += grid.point_configs(request.config, [arm.value | fixed_nuisance], fixed_on)
+        if arm.winner:
+            configs += grid.point_configs(request.config, [arm.value | arm.winner], seeds)
+    results = run_phase(request, configs, {TAG_PHASE: "remeasure"})
+    for arm in arms:
+        arm.fixed = [r for r in results if matches(r, arm.value | fixed_nuisance)]
+        arm.remeasured = [r for r in results if arm.winner and matches(r, arm.value | arm.winner)]
+
+
+def record_hypotheses(arms: list[Arm], winner_hypothesis: str | None, fixed_hypothesis: str | None = None) -> None:
+    """Add ``winner_hypothesis`` to the ``hypotheses`` tag of every re-measured winner run, then
+    ``fixed_hypothesis`` to every fixed-nuisance run (read afresh: a run can be both)."""
+    winners = [store.stored_run(r.run_id) for arm in arms for r in arm.remeasured if r.run_id]
+    records.add_hypothesis(winners, winner_hypothesis)
+    if fixed_hypothesis:
+        fixed_runs = [store.stored_run(r.run_id) for arm in arms for r in arm.fixed if r.run_id]
+        records.add_hypothesis(fixed_runs, fixed_hypothesis)
+
+
+def unique_results(results: list[TrialResult]) -> list[TrialResult]:
     """Each trial once (a request repeated, e.g. a winner equal to the fixed configuration, is one run)."""
     return list({result.key or id(result): result for result in results}.values())
 
 
-def _matches(result: TrialResult, wanted: dict[str, Any]) -> bool:
+def matches(result: TrialResult, wanted: dict[str, Any]) -> bool:
+    """Whether the trial's config has every value of ``wanted``."""
     return all(result.config.get(k) == v for k, v in wanted.items())
 
 
-def _tag_cached(results: list[TrialResult], tags: dict[str, str]) -> None:
+def tag_reused(results: list[TrialResult], tags: dict[str, str]) -> None:
     """A run reused from an earlier call without role tags gets this study's (first use keeps its own)."""
     for result in results:
         if result.cached and result.run_id:

@@ -29,7 +29,7 @@ from lib.store.schema import FINISHED, KEY, SWEEP, TAG_CODE_VERSION, TAG_ROLE, T
 LOG_SCALE = {"lr", "weight_decay"}  # hyperparameters read and drawn on a log scale
 
 
-class ReportError(HypertuneError):
+class ReportError(HypertuneError, RuntimeError):
     """The experiments asked for cannot be reported on; the message says why and what exists."""
 
 def hyperparameters() -> list[str]:

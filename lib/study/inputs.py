@@ -18,11 +18,12 @@ import pandas as pd
 from lib import report
 from lib.data import DataSpec
 from lib.engine.trial import code_version
+from lib.errors import HypertuneError
 from lib.store.schema import FINISHED, KEY, TAG_CODE_VERSION, TAG_HYPOTHESES, TAG_HYPOTHESIS, TAG_PROFILE, column
 from lib.study import registry
 
 
-class MissingRunsError(RuntimeError):
+class MissingRunsError(HypertuneError, RuntimeError):
     """The runs an analysis needs are not in the store yet; the message says what to run."""
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from lib.errors import HypertuneError
 from lib.paths import PROJECT_ROOT, reference_figures_dir
 from lib.study.ledger import rereadings
 from lib.study.verdicts import decision_words
@@ -38,7 +39,7 @@ HEADER = (
 )
 
 
-class TemplateError(ValueError):
+class TemplateError(HypertuneError, ValueError):
     """A placeholder that names a missing file, family or claim; the message says which and what exists."""
 
 
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         text = render(TEMPLATE.read_text(encoding="utf-8"))
     except TemplateError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     if args.check:
         current = OUTPUT.read_text(encoding="utf-8") if OUTPUT.is_file() else ""
         if current != text:

@@ -38,6 +38,7 @@ from typing import Any
 
 from lib.engine.grid import StudyError
 from lib.environ import environment
+from lib.errors import EXIT_NOTEBOOK_FAILED
 from lib.paths import PROJECT_ROOT
 from lib.study.profiles import MEASURED_SECONDS
 
@@ -47,7 +48,6 @@ DEEP_NOTEBOOKS = ("05_budget_and_search", "06_final_model")
 BY_HAND = ("00_by_hand",)  # the assignment by hand: its committed outputs are a quick-profile run
 REFERENCE = {"full": NOTEBOOKS, "deep": DEEP_NOTEBOOKS, "quick": BY_HAND}  # whose outputs are committed, per notebook
 INTERRUPT_GRACE_SECONDS = 20.0  # after Ctrl-C: how long an interrupted cell may take to close its runs
-EXIT_NOTEBOOK_FAILED = 1
 
 
 class Interrupted(Exception):
