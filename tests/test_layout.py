@@ -2,9 +2,10 @@
 lib.tracking, Ray only behind the Ray back-end, and no function anywhere in lib/ longer than one screen.
 
 The rooms, lowest first: the course library (``lib``: config, model, data, train, tracking, ...), the
-experiment engine (``lib.engine``), the worked study (``lib.study``) and the front door (``lib.cli`` and
-``lib.__main__``). The class server (``lib.class_server``) stands beside the engine: it may use the course
-library only, and nothing imports it. Read from the source with ``ast`` (nothing is imported), so a
+experiment engine (``lib.engine``) with the assignment beside it (``lib.assignment``: edition, hand-in,
+rubric check), the worked study (``lib.study``) and the front doors (``lib.cli``, ``lib.__main__`` and the
+hand-out command ``lib.handout``). The class server (``lib.class_server``) stands beside the engine: it may use
+the course library only, and nothing imports it. Read from the source with ``ast`` (nothing is imported), so a
 failure names the file and the line.
 """
 
@@ -16,7 +17,16 @@ from lib.paths import PROJECT_ROOT
 
 LIB = PROJECT_ROOT / "lib"
 MAX_FUNCTION_LINES = 60
-ROOMS = {"lib": 0, "lib.engine": 1, "lib.class_server": 1, "lib.study": 2, "lib.cli": 3, "lib.__main__": 3}
+ROOMS = {
+    "lib": 0,
+    "lib.engine": 1,
+    "lib.class_server": 1,
+    "lib.assignment": 1,
+    "lib.study": 2,
+    "lib.cli": 3,
+    "lib.handout": 3,
+    "lib.__main__": 3,
+}
 
 
 def _name(path) -> str:

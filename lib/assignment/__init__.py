@@ -1,0 +1,26 @@
+"""The assignment a class takes: the student edition, declarations, the hand-in and the rubric check.
+
+One room beside the engine: it uses the course library (``lib.tracking``, ``lib.trials``, ``lib.config``) and
+nothing above it. Its modules, one job each: ``stubs`` (solution cells into TODO stubs and back), ``edition``
+(the student's folder and zip, ``python -m lib.handout``), ``declare`` (a hypothesis and its rule, or the final
+choice, recorded with a timestamp), ``records`` (the one reader of a study's runs), ``handin`` (pack and
+import a hand-in), ``rubric`` (the criteria scored from the records, with evidence), ``check`` (the table and
+CSV for a student, a folder of hand-ins or a class server) and ``commands`` (``python -m lib declare``,
+``handin``, ``check``).
+
+In a notebook::
+
+    from lib import assignment
+    assignment.declare(experiment, hypothesis="...", rule="...", factor="dropout_p", values=[0.0, 0.3],
+                       nuisance={"lr": 3e-3}, seeds=[0, 1, 2])
+    assignment.check(experiment)
+
+What this is not: the engine that trains the trials, the worked study (``lib.study``), or a grade: a teacher
+reads the report for the criteria the records cannot show.
+"""
+
+from lib.assignment.check import check
+from lib.assignment.declare import Declaration, declare, declare_final
+from lib.assignment.records import AssignmentError
+
+__all__ = ["AssignmentError", "Declaration", "check", "declare", "declare_final"]
