@@ -4,7 +4,7 @@ One room beside the engine: it uses the course library (``lib.tracking``, ``lib.
 nothing above it. Its modules, one job each: ``stubs`` (solution cells into TODO stubs and back), ``edition``
 (the student's folder and zip, ``python -m lib.handout``), ``declare`` (a hypothesis and its rule, or the final
 choice, recorded with a timestamp), ``records`` (the one reader of a study's runs), ``handin`` (pack and
-import a hand-in), ``rubric`` (the criteria scored from the records, with evidence), ``check`` (the table and
+import a hand-in), ``rubric`` (the criteria scored from the records, with evidence), ``class_check`` (the table and
 CSV for a student, a folder of hand-ins or a class server) and ``commands`` (``python -m lib declare``,
 ``handin``, ``check``).
 
@@ -19,7 +19,7 @@ What this is not: the engine that trains the trials, the worked study (``lib.stu
 reads the report for the criteria the records cannot show.
 """
 
-from lib.assignment.check import check
+from lib.assignment.class_check import check
 from lib.assignment.declare import Declaration, declare, declare_final
 from lib.assignment.records import AssignmentError
 

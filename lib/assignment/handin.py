@@ -9,7 +9,7 @@ code 2); :func:`import_into` recreates its runs, with their own times, in a new 
 teacher's.
 
 What this is not: proof against forgery (the times come from the student's machine, like every MLflow run's),
-or the rubric check (``lib.assignment.check``).
+or the rubric check (``lib.assignment.class_check``).
 """
 
 from __future__ import annotations

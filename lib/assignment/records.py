@@ -93,6 +93,8 @@ def when(ms: int | None) -> str:
 
 def span(ms: float) -> str:
     """A duration in words: ``45 s``, ``3 min 2 s``, ``2 h 5 min``."""
+    if abs(ms) < 10_000:
+        return f"{abs(ms) / 1000:.1f} s"
     seconds = round(abs(ms) / 1000)
     if seconds < 60:
         return f"{seconds} s"

@@ -8,7 +8,7 @@ of every arm), *the test set once, at the end* (the final runs, their configurat
 *Conclusions* are judged by reading the report: their score is ``None`` and the evidence says so.
 
 What this is not: a grade (a teacher reads the report and decides), a reader of the store (``records``) or
-the table and CSV (``lib.assignment.check``).
+the table and CSV (``lib.assignment.class_check``).
 """
 
 from __future__ import annotations
@@ -64,11 +64,18 @@ def _short(text: str, n: int = 90) -> str:
 
 
 def _same(a: object, b: object) -> bool:
-    """Two logged values equal as numbers when both are numbers, else as text."""
+    """Two logged values equal: as numbers when both are numbers, else as text with the brackets of a list or
+    tuple left out (a declared ``[64]`` is the logged ``(64,)``)."""
+
+    def text(value: object) -> str:
+        if isinstance(value, list | tuple):
+            value = ",".join(map(str, value))
+        return str(value).strip("[]() ").rstrip(",").replace(" ", "")
+
     try:
         return float(str(a)) == float(str(b))
     except ValueError:
-        return str(a) == str(b)
+        return text(a) == text(b)
 
 
 def _varied(runs: list[RunRecord]) -> list[str]:
@@ -85,13 +92,21 @@ def factor_of(study: Study) -> str | None:
     return varied[0] if len(varied) == 1 else None
 
 
+def _short_value(text: str) -> str:
+    try:
+        return f"{float(text):.3g}"
+    except ValueError:
+        return text
+
+
 def _arms(study: Study) -> dict[str, set[str]]:
-    """Seeds per arm: per value of the factor, else per configuration."""
+    """Seeds per arm: per value of the factor, else per setting of the hyperparameters that varied."""
     factor = factor_of(study)
+    names = [factor] if factor else _varied(study.compared)
     arms: dict[str, set[str]] = {}
     for run in study.compared:
         config = run.config()
-        label = f"{factor}={config.get(factor)}" if factor else ", ".join(f"{k}={v}" for k, v in config.items())
+        label = ", ".join(f"{n}={_short_value(str(config.get(n)))}" for n in names) or "one setting"
         arms.setdefault(label, set()).add(run.params.get("seed", "?"))
     return arms
 
@@ -181,7 +196,8 @@ def seeds_paired(study: Study) -> tuple[int, str]:
     arms = _arms(study)
     if not arms:
         return 0, "no finished validation trials"
-    listed = "; ".join(f"{arm}: seeds {','.join(sorted(s, key=str))}" for arm, s in sorted(arms.items())[:4])
+    listed = "; ".join(f"{arm}: seeds {','.join(sorted(s, key=str))}" for arm, s in sorted(arms.items())[:3])
+    listed += f"; … ({len(arms)} settings)" if len(arms) > 3 else ""
     if max(len(s) for s in arms.values()) <= 1:
         return 0, f"one run per setting ({len(arms)} settings): {listed}"
     same, fewest = len({frozenset(s) for s in arms.values()}) == 1, min(len(s) for s in arms.values())
