@@ -14,6 +14,8 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -73,6 +75,20 @@ def _execute(folder: Path) -> dict[str, float]:
     return seconds
 
 
+def imported_lib(folder: Path, code: Path) -> str:
+    """Where ``import lib`` leads with the kernels' environment (the edition's own ``lib``, not the project's)."""
+    probe = [sys.executable, "-c", "import lib; print(lib.__file__)"]
+    return subprocess.run(
+        probe,
+        env=environment(folder, code),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=code / "notebooks",
+        check=True,
+    ).stdout.strip()
+
+
 def executed_edition(factory: pytest.TempPathFactory) -> Path:
     """The folder of the one round-trip execution: ``edition/``, ``mlflow.db``, ``figures/``, ``executed/``."""
     root = _shared_root(factory)
@@ -84,6 +100,7 @@ def executed_edition(factory: pytest.TempPathFactory) -> Path:
             folder.mkdir(exist_ok=True)
             try:
                 result = {"ok": True, "seconds": _execute(folder)}
+                result["lib"] = imported_lib(folder, folder / "edition")
             except Exception as exc:  # recorded, so a second worker reports it instead of running it again
                 result = {"ok": False, "error": f"{type(exc).__name__}: {str(exc)[-3000:]}"}
             done.write_text(json.dumps(result))
@@ -91,3 +108,8 @@ def executed_edition(factory: pytest.TempPathFactory) -> Path:
     if not result["ok"]:
         pytest.fail(f"the filled-in edition did not run to the end: {result['error']}")
     return folder
+
+
+def result_of(folder: Path) -> dict:
+    """What the execution recorded: seconds per notebook and the ``lib`` the kernels imported."""
+    return json.loads((folder / "done.json").read_text())

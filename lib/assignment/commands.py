@@ -104,7 +104,7 @@ def _pairs(items: list[str], option: str) -> dict[str, Any]:
 
 
 def _declare(args: argparse.Namespace) -> int:
-    from lib.assignment.declare import declare, declare_final
+    from lib.assignment.declarations import declare, declare_final
 
     if args.final:
         found = declare_final(args.experiment, _pairs(args.config, "--config"), args.criterion or "")

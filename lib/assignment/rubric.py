@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from nbformat import NotebookNode
 
-from lib.assignment.declare import Declaration, declarations
+from lib.assignment.declarations import Declaration, declarations
 from lib.assignment.records import RunRecord, span, when
 from lib.trials import hyperparameters
 
