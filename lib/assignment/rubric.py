@@ -107,7 +107,7 @@ def _arms(study: Study) -> dict[str, set[str]]:
     for run in study.compared:
         config = run.config()
         label = ", ".join(f"{n}={_short_value(str(config.get(n)))}" for n in names) or "one setting"
-        arms.setdefault(label, set()).add(run.params.get("seed", "?"))
+        arms.setdefault(label, set()).add(run.params.get("seed", "none logged"))
     return arms
 
 
@@ -225,7 +225,7 @@ def test_set_once(study: Study) -> tuple[int, str]:
         return 0, "no test-set reading (a final run with test_accuracy) in the experiment"
 
     def seeds(runs: list[RunRecord]) -> str:
-        return ",".join(r.params.get("seed", "?") for r in runs)
+        return ",".join(r.params.get("seed", "none logged") for r in runs)
 
     if len(readings) > 1:
         listed = "; ".join(f"{when(r[0].start)} (seeds {seeds(r)})" for r in readings)
