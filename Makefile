@@ -98,7 +98,8 @@ reference: setup
 results: $(STAMPS)/venv
 	$(PY) -m lib.study.results_doc
 
-# Student versions of the notebooks in handout/: cells tagged `solution` become TODO stubs (docs/teaching.md).
+# The student edition: handout/ and handout.zip (README, library, the hand-outs of assignment/*.ipynb with every
+# cell tagged `solution` a TODO stub, set-up; no solutions, outputs or results). docs/teaching.md.
 handout: setup
 	$(PY) -m lib.handout --out handout
 
