@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lib import tracking
-from lib.assignment.records import AssignmentError, RunRecord, when
+from lib.assignment.records import AssignmentError, RunRecord, _runs, when
 from lib.config import ConfigError, TrialConfig
-from lib.trials import TAG_TRIAL_KEY, hyperparameters
+from lib.trials import hyperparameters
 
 KIND = "declaration"
 MAX_TEXT = 4000  # characters of a hypothesis, rule or criterion (an MLflow tag holds 8,000)
@@ -84,16 +84,16 @@ def _checked(factor: str | None, values: Any, nuisance: Any, seeds: Any) -> tupl
 
 
 def _record(experiment: str, stage: str, fields: dict[str, Any]) -> Declaration:
-    """Write the declaration run (FINISHED at once) and warn when trials came first."""
+    """Write the declaration run (FINISHED at once), read it back, and warn when trials came first."""
     experiment = _text(experiment, "experiment")
     exp_id = tracking.experiment_id(experiment)
-    earlier = [r for r in tracking.find_runs(exp_id) if TAG_TRIAL_KEY in r.tags and r.tags.get("kind") != KIND]
+    earlier = [r for r in _runs(experiment) if r.is_trial]
     tags = {"kind": KIND, "declaration": stage} | {
         k: (v if isinstance(v, str) else json.dumps(v)) for k, v in fields.items() if v not in (None, "", [], {})
     }
     run_id = tracking.start_run(exp_id, {}, tags, run_name=f"declaration-{stage}")
     tracking.end_run(run_id)
-    declared = declaration_of(_record_of(run_id), experiment)
+    declared = declaration_of(next(r for r in _runs(experiment) if r.run_id == run_id), experiment)
     if earlier and stage == "hypothesis":
         print(
             f"warning: {len(earlier)} trials were already in '{experiment}': a hypothesis declared after its runs "
@@ -101,20 +101,6 @@ def _record(experiment: str, stage: str, fields: dict[str, Any]) -> Declaration:
             file=sys.stderr,
         )
     return declared
-
-
-def _record_of(run_id: str) -> RunRecord:
-    run = tracking.client().get_run(run_id)
-    return RunRecord(
-        run_id,
-        run.info.run_name or "",
-        run.info.status,
-        int(run.info.start_time),
-        run.info.end_time,
-        dict(run.data.params),
-        dict(run.data.metrics),
-        dict(run.data.tags),
-    )
 
 
 def declare(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -72,11 +73,16 @@ def _label(cell: NotebookNode) -> str:
     return f"TODO (about {n} min)" if n else "TODO"
 
 
+def headline(text: str, width: int = 60) -> str:
+    """The instruction's first clause (up to ``. ``, ``; `` or ``: ``, not inside "e.g."), cut to ``width``."""
+    first = re.split(r"(?<!e\.g)(?<!i\.e)\. |; |: ", text, maxsplit=1)[0].rstrip(".")
+    return first if len(first) <= width else textwrap.shorten(first, width, placeholder=" …")
+
+
 def stub_source(text: str, label: str = "TODO") -> str:
-    """A code stub: the instruction as comment lines, then ``raise NotImplementedError`` with its first sentence."""
+    """A code stub: the instruction as comment lines, then ``raise NotImplementedError`` with its headline."""
     lines = textwrap.wrap(f"{label}: {text}", WIDTH - 2, subsequent_indent="  ", break_on_hyphens=False)
-    first = text.split(". ")[0].rstrip(".")
-    message = json.dumps(f"TODO: {first}", ensure_ascii=False)  # a valid Python string literal, quotes escaped
+    message = json.dumps(f"TODO: {headline(text)}", ensure_ascii=False)  # a valid Python string literal
     return "\n".join(f"# {line}" for line in lines) + f"\nraise NotImplementedError({message})"
 
 
