@@ -33,7 +33,7 @@ def add_parsers(commands: Any) -> None:
         "declare",
         "record your hypothesis and decision rule (or the final choice) with a timestamp, before the runs",
         'python -m lib declare --experiment mine --hypothesis "dropout 0.3 '
-        'beats 0 with BatchNorm" --rule "supported if the paired 95%% CI lies above 0" --factor '
+        'beats 0 with BatchNorm" --rule "supported if the paired 95% CI lies above 0" --factor '
         "dropout_p --values 0,0.3 --nuisance lr=0.003 --seeds 0,1,2",
     )
     declare.add_argument("--experiment", required=True, help="the MLflow experiment the runs will go to")
