@@ -87,14 +87,17 @@ def _record(experiment: str, stage: str, fields: dict[str, Any]) -> Declaration:
     """Write the declaration run (FINISHED at once), read it back, and warn when trials came first."""
     experiment = _text(experiment, "experiment")
     exp_id = tracking.experiment_id(experiment)
-    earlier = [r for r in _runs(experiment) if r.is_trial]
+    runs = _runs(experiment)
+    earlier = [r for r in runs if r.is_trial]
+    first = min((r.start for r in earlier), default=None)
+    declared_first = any(r.is_declaration and first is not None and r.start < first for r in runs)
     tags = {"kind": KIND, "declaration": stage} | {
         k: (v if isinstance(v, str) else json.dumps(v)) for k, v in fields.items() if v not in (None, "", [], {})
     }
     run_id = tracking.start_run(exp_id, {}, tags, run_name=f"declaration-{stage}")
     tracking.end_run(run_id)
     declared = declaration_of(next(r for r in _runs(experiment) if r.run_id == run_id), experiment)
-    if earlier and stage == "hypothesis":
+    if earlier and stage == "hypothesis" and not declared_first:  # a rerun after a timely declaration is fine
         print(
             f"warning: {len(earlier)} trials were already in '{experiment}': a hypothesis declared after its runs "
             "scores 0 on 'hypothesis first'",
