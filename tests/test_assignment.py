@@ -510,3 +510,36 @@ def test_the_roster_gives_the_logins_in_the_class_servers_format(tmp_path):
     assert class_check.roster_users(roster) == ["alice", "bob"]
     with pytest.raises(AssignmentError, match="--roster"):
         class_check.roster_users(tmp_path / "missing.txt")
+
+
+def test_a_nuisance_tuned_per_arm_is_controlled_and_earns_2_when_every_arm_was_tuned():
+    """Declared ``"tune"``: each arm's tuning phase tries several learning rates, the winners differ between the
+    arms on the re-measured seeds, and that is not a second factor."""
+    runs = [
+        _declaration(
+            0,
+            T0,
+            "hypothesis",
+            hypothesis="h",
+            rule="r",
+            factor="dropout_p",
+            values=[0.0, 0.3],
+            nuisance={"lr": "tune"},
+            seeds=[0, 1, 2],
+        )
+    ]
+    n = 1
+    for p, winner in ((0.0, 0.003), (0.3, 0.01)):
+        for lr in (0.001, 0.003, 0.01):
+            runs.append(_trial(n, T0 + n * MINUTE, {"dropout_p": p, "lr": lr, "seed": 100}))
+            runs[-1]["tags"]["phase"] = "tune"
+            n += 1
+        for seed in (0, 1, 2):
+            runs.append(_trial(n, T0 + n * MINUTE, {"dropout_p": p, "lr": winner, "seed": seed}))
+            n += 1
+    scores = {s.key: s for s in rubric.score(_study(runs))}
+    assert (scores["controlled_comparison"].points, scores["nuisance"].points) == (2, 2)
+    assert "tuned per arm: lr" in scores["controlled_comparison"].evidence
+    assert "lr tuned per arm (2 arms)" in scores["nuisance"].evidence
+    untuned = [r for r in runs if not (r["tags"].get("phase") == "tune" and r["params"]["dropout_p"] == "0.3")]
+    assert next(s for s in rubric.score(_study(untuned)) if s.key == "nuisance").points == 1

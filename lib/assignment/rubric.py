@@ -179,7 +179,8 @@ def nuisance(study: Study) -> tuple[int, str]:
             arms: dict[str, set[str]] = {}
             for run in (r for r in study.trials if r.is_tuning):
                 arms.setdefault(str(run.config().get(factor_of(study))), set()).add(run.params.get(name, "?"))
-            if arms and all(len(v) > 1 for v in arms.values()):
+            compared = {str(r.config().get(factor_of(study))) for r in study.compared}
+            if arms and set(arms) >= compared and all(len(v) > 1 for v in arms.values()):
                 good.append(f"{name} tuned per arm ({len(arms)} arms)")
             else:
                 bad.append(f"{name} declared 'tune' but not tuned in every arm")
