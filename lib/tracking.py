@@ -351,11 +351,16 @@ class StoredRun:
     params: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    name: str = ""
+    start_time: int = 0  # ms since 1970
+    end_time: int | None = None
 
 
 def _stored(run: Any) -> StoredRun:
+    info = run.info
     return StoredRun(
-        run.info.run_id, run.info.status, dict(run.data.params), dict(run.data.metrics), dict(run.data.tags)
+        info.run_id, info.status, dict(run.data.params), dict(run.data.metrics), dict(run.data.tags),
+        info.run_name or "", int(info.start_time or 0), info.end_time,
     )
 
 
@@ -504,6 +509,68 @@ def find_experiment_id(name: str) -> str | None:
 
 def set_experiment_tag(exp_id: str, key: str, value: str) -> None:
     client().set_experiment_tag(exp_id, key, value)
+
+
+# --- Runs as plain data, out of one store and into another (a student's hand-in, lib.assignment.handin).
+
+
+@contextmanager
+def using_store(uri: str):
+    """Inside the block every helper of this module reads and writes the store at ``uri`` (then the old one)."""
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        yield uri
+    finally:
+        if old is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = old
+
+
+def export_runs(experiment: str) -> list[dict[str, Any]]:
+    """Every run of ``experiment`` as JSON-ready data: ids, name, status, start and end (ms), params, tags and
+    each metric's whole history ``[[step, value, timestamp], ...]`` (per-epoch values included). No artifacts."""
+    mlflow_client = client()
+    exported = []
+    for run in search(experiment):
+        metrics = {
+            key: [[m.step, m.value, m.timestamp] for m in mlflow_client.get_metric_history(run.info.run_id, key)]
+            for key in run.data.metrics
+        }
+        exported.append({
+            "run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status,
+            "start_time": run.info.start_time, "end_time": run.info.end_time,
+            "params": dict(run.data.params), "tags": dict(run.data.tags), "metrics": metrics,
+        })
+    return sorted(exported, key=lambda run: (run["start_time"] or 0, run["run_id"]))
+
+
+def import_runs(experiment: str, runs: list[dict[str, Any]]) -> dict[str, str]:
+    """Recreate exported ``runs`` (:func:`export_runs`) in a new ``experiment`` of the current store, with their
+    own start and end times and statuses; a parent run id is mapped to its copy. Returns old id -> new id."""
+    from mlflow.entities import Metric, Param
+
+    mlflow_client = client()
+    if mlflow_client.get_experiment_by_name(experiment) is not None:
+        raise StoreError(f"experiment '{experiment}' already exists in {tracking_uri()}: import into a new store")
+    exp_id = mlflow_client.create_experiment(experiment, artifact_location=artifact_location(experiment))
+    new_ids: dict[str, str] = {}
+    for run in sorted(runs, key=lambda r: (r["start_time"] or 0, r["run_id"])):
+        tags = {k: v for k, v in run["tags"].items() if k not in ("mlflow.runName", "mlflow.parentRunId")}
+        if run["tags"].get("mlflow.parentRunId") in new_ids:
+            tags["mlflow.parentRunId"] = new_ids[run["tags"]["mlflow.parentRunId"]]
+        created = mlflow_client.create_run(exp_id, start_time=run["start_time"], tags=tags, run_name=run["run_name"])
+        run_id = new_ids[run["run_id"]] = created.info.run_id
+        params = [Param(k, v) for k, v in run["params"].items()]
+        metrics = [Metric(k, value, ts, step) for k, points in run["metrics"].items() for step, value, ts in points]
+        for start in range(0, len(params), 100):  # MLflow takes at most 100 params and 1,000 metrics a batch
+            mlflow_client.log_batch(run_id, params=params[start : start + 100])
+        for start in range(0, len(metrics), 900):
+            mlflow_client.log_batch(run_id, metrics=metrics[start : start + 900])
+        if run["status"] != RUNNING:
+            mlflow_client.set_terminated(run_id, status=run["status"], end_time=run["end_time"])
+    return new_ids
 
 
 # --- The analysis run of a notebook: opened and closed inside each logging step, never left RUNNING.

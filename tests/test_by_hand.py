@@ -1,13 +1,16 @@
-"""notebooks/00_by_hand.ipynb: the week-2 assignment written by hand, checked against the package.
+"""00_by_hand, the week-2 assignment written by hand, checked against the package.
 
-Fast checks read the notebook file: the work is really done by hand (MLflow, hyperopt and matplotlib calls
-found in the parsed code, not in comments), one papermill ``parameters`` cell reads the profile, no injected
-cell, the student's code is tagged ``solution`` and the set-up cells are not, every code cell follows a
-markdown cell, code lines stay within 100 characters, and the saved outputs come from the documented
-``quick`` profile. They also check docs/glossary.md, which the notebook links.
+Its master is ``assignment/00_by_hand.ipynb`` (the student's code tagged ``solution``); the committed
+``notebooks/00_by_hand.ipynb`` is the worked solution with the saved outputs of the ``quick`` profile.
+Fast checks read the files: the work is really done by hand (MLflow, hyperopt and matplotlib calls found in
+the parsed code, not in comments), one papermill ``parameters`` cell reads the profile, no injected cell, the
+student's code is tagged ``solution`` and the set-up cells are not, every code cell follows a markdown cell,
+code lines stay within 100 characters, the master's code is the worked solution's, and the committed outputs
+come from the documented ``quick`` profile. They also check docs/glossary.md, which the notebook links.
 
-The slow tests execute the notebook in the smoke profile (its own MLflow store and figure folder) and compare
-its outputs with what the package computes from the very same MLflow runs. The notebook logs its runs with the
+The slow tests read the one execution of the round trip (``tests/roundtrip.py``: the student edition with its
+TODOs filled in from the master, smoke profile, its own MLflow store and figure folder) and compare its
+outputs with what the package computes from the very same MLflow runs. The notebook logs its runs with the
 package's param names and a ``trial_key`` tag, so the package's own reader (``lib.report.trial_runs``) reads
 them, and the comparison is against the package's report itself, not a re-implementation:
 
@@ -37,23 +40,25 @@ import numpy as np
 import pandas as pd
 import pytest
 
-NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "00_by_hand.ipynb"
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK = ROOT / "assignment" / "00_by_hand.ipynb"  # the master
+COMMITTED = ROOT / "notebooks" / "00_by_hand.ipynb"  # the worked solution with its saved outputs
 GLOSSARY = Path(__file__).resolve().parent.parent / "docs" / "glossary.md"
 EXPERIMENT = "00_by_hand"
 FIGURES = ("acc_vs_dropout.png", "acc_vs_num_conv_blocks.png", "lr_weight_decay_scatter.png")
 HYPERPARAMETERS = ("num_conv_blocks", "norm_type", "dropout_p", "lr", "weight_decay")
 
 
-def _notebook() -> nbformat.NotebookNode:
-    return nbformat.read(NOTEBOOK, as_version=4)
+def _notebook(path: Path = NOTEBOOK) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)
 
 
 def _tags(cell: nbformat.NotebookNode) -> list[str]:
     return list(cell.metadata.get("tags", []))
 
 
-def _code_cells() -> list[nbformat.NotebookNode]:
-    return [cell for cell in _notebook().cells if cell.cell_type == "code"]
+def _code_cells(path: Path = NOTEBOOK) -> list[nbformat.NotebookNode]:
+    return [cell for cell in _notebook(path).cells if cell.cell_type == "code"]
 
 
 def _called_names(source: str) -> set[str]:
@@ -141,16 +146,30 @@ def _logical_lines(source: str) -> int:
     return sum(token.type == tokenize.NEWLINE for token in tokens) - imports
 
 
-def test_the_first_cell_says_what_was_found_and_links_the_glossary() -> None:
+def test_the_first_cell_says_what_you_will_find_out_and_links_the_glossary() -> None:
     first = _notebook().cells[0].source
-    assert first.startswith("# ") and "## What we found" in first
+    assert first.startswith("# ") and "## What you will find out" in first and "What we found" not in first
     assert "[glossary](../docs/glossary.md)" in first
+    assert _notebook(COMMITTED).cells[0].source.count("## What we found") == 1  # the worked solution's findings
     exercises = next(cell.source for cell in _notebook().cells if cell.source.startswith("## Exercises"))
     assert 3 <= len(re.findall(r"^\d\. ", exercises, flags=re.M)) <= 5
 
 
+def test_the_masters_code_is_the_worked_solutions_but_for_the_experiment_name() -> None:
+    """The committed notebook (saved outputs) and the master (the hand-out's source) must not drift apart."""
+
+    def lines(path: Path) -> set[str]:
+        return {line.strip() for cell in _code_cells(path) for line in cell.source.splitlines() if line.strip()}
+
+    assert lines(COMMITTED) - lines(NOTEBOOK) == {'batch_size, SEED, experiment = 64, 0, "00_by_hand"'}
+    assert lines(NOTEBOOK) - lines(COMMITTED) == {
+        "batch_size, SEED = 64, 0",
+        'experiment = profiles.experiment_name("00_by_hand")  # on a class server: <login>-00_by_hand',
+    }
+
+
 def test_the_saved_outputs_come_from_one_run_of_the_quick_profile() -> None:
-    cells = _code_cells()
+    cells = _code_cells(COMMITTED)
     assert all(cell.execution_count for cell in cells), "save the notebook executed"
     printed = "".join(out.get("text", "") for cell in cells for out in cell.outputs if out.output_type == "stream")
     assert "profile quick:" in printed, "the markdown documents the quick profile as the saved reference"
@@ -192,26 +211,10 @@ def test_the_glossary_defines_the_terms_alphabetically_and_briefly() -> None:
 
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The notebook executed once (smoke profile, kernel ``hypertune``) into its own store and figure folder."""
-    from nbclient import NotebookClient
+    """The round trip's one execution (smoke profile): its store ``mlflow.db`` and its ``figures/``."""
+    from roundtrip import executed_edition
 
-    folder = tmp_path_factory.mktemp("by_hand")
-    env = {
-        "HYPERTUNE_PROFILE": "smoke",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{folder}/mlflow.db",
-        "HYPERTUNE_FIGURES_DIR": str(folder / "figures"),
-        "HYPERTUNE_STATE_DIR": str(folder / "state"),
-    }
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in env.items():
-            patch.setenv(name, value)
-        nb = _notebook()
-        client = NotebookClient(
-            nb, kernel_name="hypertune", timeout=600, resources={"metadata": {"path": str(NOTEBOOK.parent)}}
-        )
-        client.execute()
-    nbformat.write(nb, folder / "executed.ipynb")
-    return folder
+    return executed_edition(tmp_path_factory)
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ EXPECTED = {
     "TemplateError": EXIT_USAGE,
     "ReportError": EXIT_USAGE,
     "MissingRunsError": EXIT_USAGE,
+    "AssignmentError": EXIT_USAGE,  # a hand-in, experiment or class server that cannot be checked: one line, exit 2
     "DataError": EXIT_ENVIRONMENT,
     "StoreError": EXIT_ENVIRONMENT,
     "ClassServerError": EXIT_ENVIRONMENT,

@@ -3,10 +3,11 @@ lib.tracking, runs read only through lib.store, Ray only behind the Ray back-end
 from another room, and no function anywhere in lib/ longer than one screen.
 
 The rooms, lowest first: the course library (``lib``: config, model, data, train, tracking, the store
-``lib.store``, ...), the experiment engine (``lib.engine``), the report (``lib.report``), the worked study
-(``lib.study``) and the front door (``lib.cli`` and ``lib.__main__``). The class server
-(``lib.class_server``) stands beside the engine: it may use the course library only, and nothing imports
-it. Read from the source with ``ast`` (nothing is imported), so a failure names the file and the line.
+``lib.store``, ...), the experiment engine (``lib.engine``) with the assignment beside it (``lib.assignment``:
+edition, hand-in, rubric check), the report (``lib.report``), the worked study (``lib.study``) and the front
+doors (``lib.cli``, ``lib.__main__`` and the hand-out command ``lib.handout``). The class server
+(``lib.class_server``) stands beside the engine: it may use the course library only, and nothing imports it.
+Read from the source with ``ast`` (nothing is imported), so a failure names the file and the line.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ ROOMS = {
     "lib": 0,
     "lib.engine": 1,
     "lib.class_server": 1,
+    "lib.assignment": 1,
     "lib.report": 2,
     "lib.study": 3,
     "lib.cli": 4,
+    "lib.handout": 4,
     "lib.__main__": 4,
 }
 

@@ -120,6 +120,10 @@ def run(args: argparse.Namespace, debug: bool = False) -> int:
         return _report(args)
     if args.command == "links":
         return _links(args)
+    if args.command in ("declare", "handin", "check"):
+        from lib.assignment import commands
+
+        return commands.run(args)
     base = parser.assignments(args.set, "--set")
     tags = {k: str(v) for k, v in parser.assignments(args.tag, "--tag").items()} | _study_tags(args)
     base_config = _base_config(base)

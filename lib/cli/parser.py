@@ -209,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
         _add_debug(sub)
     _study_parser(commands)
     _report_parsers(commands)
+    from lib.assignment.commands import add_parsers  # declare, handin, check
+
+    add_parsers(commands)
     return parser
 
 

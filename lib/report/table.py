@@ -21,20 +21,15 @@ import numpy as np
 import pandas as pd
 
 from lib import datasets, stats, store, tracking
-from lib.config import TrialConfig
 from lib.data import DEFAULT_VAL_SIZE, DataSpec
 from lib.errors import HypertuneError
-from lib.store.schema import FINISHED, KEY, SWEEP, TAG_CODE_VERSION, TAG_ROLE, TAG_TUNING_ID, column
+from lib.store.schema import FINISHED, KEY, SWEEP, TAG_CODE_VERSION, TAG_ROLE, TAG_TUNING_ID, column, hyperparameters
 
 LOG_SCALE = {"lr", "weight_decay"}  # hyperparameters read and drawn on a log scale
 
 
 class ReportError(HypertuneError, RuntimeError):
     """The experiments asked for cannot be reported on; the message says why and what exists."""
-
-def hyperparameters() -> list[str]:
-    """Every hyperparameter of a trial (the params a trial run logs), seed excluded."""
-    return [name for name in TrialConfig().flat() if name != "seed"]
 
 def experiment_names() -> list[str]:
     """Names of the experiments in the store (``Default`` left out when it is empty)."""

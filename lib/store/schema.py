@@ -53,6 +53,7 @@ TAG_TUNING_DECIDED = "tuning_decided"
 TAG_QUESTION = "question"
 TAG_STUDY_COMMAND = "study_command"
 TAG_GIT_COMMIT = "git_commit"
+TAG_DECLARATION = "declaration"  # a declaration run: hypothesis or final
 TAG_KIND = "kind"  # what a run is (KINDS); an analysis run carries it, the reader infers it for the others
 
 PHASE_TUNE, PHASE_REMEASURE = "tune", "remeasure"
@@ -66,8 +67,9 @@ KIND_TRIAL = "trial"  # one config trained and validated (a grid's or a sweep's)
 KIND_FINAL = "final"  # a trial trained on training + validation and scored on the test set
 KIND_SWEEP = "sweep"  # a sweep's parent run (its settings and best trial, no training)
 KIND_ANALYSIS = "analysis"  # a notebook's figures, tables and summary metrics
+KIND_DECLARATION = "declaration"  # a hypothesis and its decision rule, declared before the runs (lib.assignment)
 KIND_OTHER = "other"
-KINDS = (KIND_TRIAL, KIND_FINAL, KIND_SWEEP, KIND_ANALYSIS, KIND_OTHER)
+KINDS = (KIND_TRIAL, KIND_FINAL, KIND_SWEEP, KIND_ANALYSIS, KIND_DECLARATION, KIND_OTHER)
 
 
 def column(tag: str) -> str:
@@ -100,3 +102,8 @@ INTEGER_FIELDS = _fields(int)  # seed, epochs, num_conv_blocks, batch_size, ... 
 BOOLEAN_FIELDS = _fields(bool)  # recalibrate_bn, augment_flip, channels_last, ...
 INTEGER_COLUMNS = INTEGER_FIELDS | {"data_split_seed", "data_train_subset", "data_val_subset", "data_val_size"}
 BOOLEAN_COLUMNS = BOOLEAN_FIELDS | {DATA_FINAL}
+
+
+def hyperparameters() -> list[str]:
+    """Every hyperparameter of a trial (the params a trial run logs), seed excluded."""
+    return [name for name in TrialConfig().flat() if name != "seed"]
