@@ -11,7 +11,31 @@
 - **The front door** (``lib.cli``, ``python -m lib``) and, beside the engine, **the class server**
   (``lib.class_server``).
 
-What this package is not: a general AutoML system. A lower room never imports a higher one.
+Importing ``lib`` sets two process defaults, each only where the environment does not set it already, and
+before anything imports torch or MLflow (:func:`process_defaults`): the OpenMP wait policy and the project's
+MLflow store. What this package is not: a general AutoML system. A lower room never imports a higher one.
 """
 
+import os
+
+from lib.paths import mlruns_dir
+
 __version__ = "0.1.0"
+
+
+def process_defaults() -> dict[str, str]:
+    """The environment this package runs in, unless already set (``python -m lib``, notebooks, scripts):
+
+    - ``OMP_WAIT_POLICY=PASSIVE``: torch's OpenMP threads sleep when they wait instead of spinning. A trial
+      that trains alone with every core's thread (a sweep's, one at a time) spun on cores other programs
+      were using, and each step then waited for a thread the system had put aside: beside two busy
+      processes its trials took several times as long as a grid's one-thread trials (measured:
+      ``benchmarks/sweep_vs_grid.py``). OpenMP reads it once, when torch loads, hence here.
+    - ``MLFLOW_TRACKING_URI``: the project's store (``mlruns/mlflow.db``), so a plain ``mlflow`` call after
+      ``import lib`` finds the same runs as the package, from any folder (docs/store.md).
+    """
+    return {"OMP_WAIT_POLICY": "PASSIVE", "MLFLOW_TRACKING_URI": f"sqlite:///{mlruns_dir() / 'mlflow.db'}"}
+
+
+for _name, _value in process_defaults().items():
+    os.environ.setdefault(_name, _value)

@@ -20,3 +20,10 @@ class HypertuneError(Exception):
     """
 
     exit_code: int = EXIT_USAGE
+
+# The one line ``python -m lib`` prints on Ctrl-C, wherever it lands (while modules import, while a pool starts,
+# mid-training, in a notebook the study runs); the exit code is EXIT_INTERRUPTED.
+INTERRUPTED_LINE = (
+    "interrupted: trials in flight were marked KILLED; run the same command again to resume "
+    "(finished trials are not trained again)."
+)

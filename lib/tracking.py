@@ -365,6 +365,30 @@ def get_run(run_id: str) -> StoredRun:
     return _stored(client().get_run(run_id))
 
 
+def deleted_runs(exp_id: str) -> list[StoredRun]:
+    """The runs of one experiment in MLflow's trash (deleted, restorable): every search, the cache and the
+    report leave them out."""
+    from mlflow.entities import ViewType
+
+    runs, token = [], None
+    while True:
+        page = client().search_runs([exp_id], run_view_type=ViewType.DELETED_ONLY, max_results=5000, page_token=token)
+        runs.extend(_stored(run) for run in page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def delete_run(run_id: str) -> None:
+    """Move a run to MLflow's trash (lifecycle stage ``deleted``): kept in the store, restorable."""
+    client().delete_run(run_id)
+
+
+def restore_run(run_id: str) -> None:
+    """Take a run out of MLflow's trash."""
+    client().restore_run(run_id)
+
+
 def set_status(run_id: str, status: str) -> None:
     """Set a run's status without ending it (a resumed sweep's parent goes back to RUNNING)."""
     client().update_run(run_id, status=status)

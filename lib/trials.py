@@ -36,6 +36,11 @@ TAG_ROLE = {"scientific": "role_scientific", "nuisance": "role_nuisance", "fixed
 TAG_CHECKPOINT_RULE = "checkpoint_rule"
 TAG_FIXED_NUISANCE = "fixed_nuisance"
 TAG_TUNING_ID = "tuning_id"
+# What a run is, on every run the package writes: a trial (one training), a sweep's parent run, a notebook's
+# analysis run (lib.tracking writes its own "kind": "analysis"), a final run (trained on train + validation,
+# scored on the test set). A script filters on it: ``tags.kind = 'trial'`` (docs/store.md).
+TAG_KIND = "kind"
+KIND_TRIAL, KIND_SWEEP, KIND_ANALYSIS, KIND_FINAL = "trial", "sweep", "analysis", "final"
 
 
 def column(tag: str) -> str:

@@ -14,6 +14,7 @@ import os
 import yaml
 
 from lib.cli.parser import UsageError
+from lib.errors import HypertuneError
 
 EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_ALL_FAILED, EXIT_ENVIRONMENT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
@@ -32,6 +33,8 @@ def explain_error(exc: BaseException) -> tuple[int, str] | None:
     from lib.engine.grid import StudyError
     from lib.tracking import StoreError
 
+    if isinstance(exc, HypertuneError):
+        return exc.exit_code, one_line(str(exc))
     if isinstance(exc, UsageError | ConfigError | StudyError):
         return EXIT_USAGE, one_line(str(exc))
     if isinstance(exc, DataError | StoreError):

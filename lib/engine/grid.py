@@ -34,6 +34,7 @@ from lib.engine import records
 from lib.engine.backend import Backend, Feed, RunOptions, StudyError
 from lib.engine.records import results_frame
 from lib.engine.trial import TrialResult
+from lib.trials import TAG_ROLE
 
 __all__ = ["ENGINES", "StudyError", "backend_for", "grid_configs", "results_frame", "run_grid", "run_trials"]
 
@@ -97,7 +98,18 @@ def run_grid(
     """
     check_engine(options.get("engine", "local"))
     configs = grid_configs(base, factors, seeds)
-    return results_frame(run_trials(configs, experiment, data, tags, **options))
+    return results_frame(run_trials(configs, experiment, data, grid_roles(base, factors) | (tags or {}), **options))
+
+
+def grid_roles(base: TrialConfig | dict[str, Any] | None, factors: dict[str, Sequence[Any]]) -> dict[str, str]:
+    """The role tags of a plain grid: its factors are the scientific hyperparameters, nothing is tuned, the
+    values given in ``base`` are fixed (the rest stay at the config's defaults). A caller's own tags win."""
+    fixed = sorted(base) if isinstance(base, dict) else []
+    return {
+        TAG_ROLE["scientific"]: ",".join(factors),
+        TAG_ROLE["nuisance"]: "(none)",
+        TAG_ROLE["fixed"]: ",".join(name for name in fixed if name not in factors) or "(config defaults)",
+    }
 
 
 def check_engine(engine: str) -> None:

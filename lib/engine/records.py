@@ -41,7 +41,7 @@ from lib.config import TrialConfig
 from lib.data import DataSpec
 from lib.engine.backend import STOPPED_EARLY, TrialRequest
 from lib.engine.trial import TrialResult, code_version, trial_key
-from lib.trials import KEY, TAG_TRIAL_KEY
+from lib.trials import KEY, KIND_FINAL, KIND_TRIAL, TAG_KIND, TAG_TRIAL_KEY
 
 CACHED_FAILURES = frozenset({"diverged", "invalid_config"})
 _BASE_METRICS = ("val_accuracy", "val_loss", "n_parameters", "train_seconds", "images_per_second", "epochs_run")
@@ -220,7 +220,8 @@ class Recorder:
         """Create the RUNNING run of one trial: every hyperparameter, the data split and the tags."""
         config = request.config
         params = config.flat() | self.data.params()
-        run_tags = self.tags | {TAG_TRIAL_KEY: request.key, "seed": str(config.seed)}
+        kind = KIND_FINAL if self.data.final else KIND_TRIAL
+        run_tags = self.tags | {TAG_TRIAL_KEY: request.key, "seed": str(config.seed), TAG_KIND: kind}
         if self.tags.get("hypothesis"):
             run_tags["hypotheses"] = self.tags["hypothesis"]
         name = run_name(config, self.tags, self.data)

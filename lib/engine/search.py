@@ -63,6 +63,7 @@ from lib.engine.backend import STOPPED_EARLY, RunOptions, StudyError, TrialReque
 from lib.engine.grid import backend_for, execute
 from lib.engine.trial import TrialResult, code_version, trial_key
 from lib.paths import state_dir
+from lib.trials import KIND_SWEEP, TAG_KIND
 
 ALGOS = ("tpe", "random", "quasirandom")
 RANGE_KINDS = ("uniform", "loguniform", "quniform")
@@ -280,8 +281,10 @@ def _parent_run(experiment: str, sweep_name: str, sweep_id: str, settings: dict[
         if run.tags.get("sweep_id") == sweep_id:
             tracking.set_status(run.run_id, tracking.RUNNING)
             tracking.delete_tag(run.run_id, "failure_reason")  # of an earlier, interrupted call
+            tracking.set_tags(run.run_id, {TAG_KIND: KIND_SWEEP})  # a parent made before runs had a kind
             return run.run_id
     parent_tags = tags | {"sweep_parent": sweep_name, "sweep_id": sweep_id, "code_version": code_version()}
+    parent_tags[TAG_KIND] = KIND_SWEEP
     return tracking.start_run(exp_id, settings, parent_tags, run_name=f"sweep-{sweep_name}")
 
 
@@ -479,15 +482,22 @@ def _end_parent(parent: str, results: list[TrialResult]) -> None:
 
 
 def _checked_space(
-    space: dict[str, Any] | None, max_evals: int, algo: str, seed: int, n_startup: int | None
+    space: dict[str, Any] | None, max_evals: int, algo: str, seed: int, n_startup: int | None, note: str | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The plain-data space and its hyperopt form, everything checked; the budget rule's warning printed."""
+    """The plain-data space and its hyperopt form, everything checked; the budget rule's warning printed, or,
+    when the caller says why its sweep is smaller on purpose (``note``), the same numbers as a note with that."""
     _check_budget(max_evals, algo, seed, n_startup)
     spec = DEFAULT_SPACE if space is None else space
     hyperopt_space = build_space(spec)
     if algo == "quasirandom":
         check_quasirandom(spec)
     warning = budget_warning(spec, max_evals)
+    if warning and note:
+        need = recommended_trials(len(searched_dimensions(spec)))
+        warning = (
+            f"note: {max_evals} trials for {len(searched_dimensions(spec))} searched dimensions, below the "
+            f"budget rule's {need}: {note}"
+        )
     if warning:
         print(warning, file=sys.stderr)
     return spec, hyperopt_space
@@ -507,6 +517,7 @@ def run_sweep(
     engine: str = "local",
     early_stopping: bool | str = False,
     algo: str = "tpe",
+    budget_note: str | None = None,
 ) -> SweepResult:
     """Run (or resume) a TPE sweep of ``max_evals`` trials in total and return all its trials.
 
@@ -514,14 +525,13 @@ def run_sweep(
     draws TPE's start-up points, so the two can be compared at equal trials and budget.
     ``algo="quasirandom"`` draws a scrambled Halton sequence (module docstring). ``n_startup``: TPE's
     random start-up points (default a third of the trials, 3 to 10). A sweep with fewer trials than the
-    budget rule asks for its dimensions prints a warning (:func:`budget_warning`).
-
-    ``engine="ray"`` runs the same driver on Ray Tune, several trials at once (``lib.engine.ray_tune``);
-    ``early_stopping=True`` (Ray only) lets ASHA stop poor trials early.
+    budget rule asks for its dimensions prints a warning (:func:`budget_warning`), a note with ``budget_note``
+    (why it is small on purpose). ``engine="ray"`` runs the same driver on Ray Tune, several trials at once
+    (``lib.engine.ray_tune``); ``early_stopping=True`` (Ray only) lets ASHA stop poor trials early.
     """
     backend = backend_for(engine)  # the Ray install hint before anything is logged
     asha = _check_early_stopping(early_stopping, engine)
-    spec, hyperopt_space = _checked_space(space, max_evals, algo, seed, n_startup)
+    spec, hyperopt_space = _checked_space(space, max_evals, algo, seed, n_startup, budget_note)
     base_config = base if isinstance(base, TrialConfig) else TrialConfig.from_flat(base or {})
     if "seed" not in spec:
         hyperopt_space["seed"] = base_config.seed

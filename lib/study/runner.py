@@ -93,8 +93,8 @@ def outputs_for(name: str, profile: str, output_dir: Path | None = None, referen
     stem = Path(name).stem
     reference = reference and is_reference(name, profile)
     figures = Path(os.environ["HYPERTUNE_FIGURES_DIR"]) if os.environ.get("HYPERTUNE_FIGURES_DIR") else None
-    committed = PROJECT_ROOT / "figures" / ("by_hand" if stem in BY_HAND else "")  # 00's own four outputs apart
-    figures = figures or (committed if reference else tryout_dir(profile) / "figures")
+    own = "by_hand" if stem in BY_HAND else ""  # 00's own outputs apart: the study writes the same file names
+    figures = figures or (PROJECT_ROOT / "figures" / own if reference else tryout_dir(profile) / "figures" / own)
     if output_dir is not None:
         return Outputs(Path(output_dir) / f"{stem}.ipynb", None, figures)
     working = tryout_dir(profile) / "notebooks" / f"{stem}.ipynb"
