@@ -26,11 +26,11 @@ __version__ = "0.1.0"
 def process_defaults() -> dict[str, str]:
     """The environment this package runs in, unless already set (``python -m lib``, notebooks, scripts):
 
-    - ``OMP_WAIT_POLICY=PASSIVE``: torch's OpenMP threads sleep when they wait instead of spinning. A trial
-      that trains alone with every core's thread (a sweep's, one at a time) spun on cores other programs
-      were using, and each step then waited for a thread the system had put aside: beside two busy
-      processes its trials took several times as long as a grid's one-thread trials (measured:
-      ``benchmarks/sweep_vs_grid.py``). OpenMP reads it once, when torch loads, hence here.
+    - ``OMP_WAIT_POLICY=PASSIVE``: torch's OpenMP threads sleep while they wait instead of spinning. A training
+      with several threads (``threads_per_trial``, a pool's workers on a machine with cores to spare) spun on
+      cores other programs were using and took their time slices: beside busy processes a two-thread trial
+      took 2.7 times as long without it (a trial alone now trains with one thread, see
+      ``lib.engine.local_backend``). OpenMP reads it once, when torch loads, hence here.
     - ``MLFLOW_TRACKING_URI``: the project's store (``mlruns/mlflow.db``), so a plain ``mlflow`` call after
       ``import lib`` finds the same runs as the package, from any folder (docs/store.md).
     """

@@ -215,3 +215,29 @@ def test_04_s_sweep_says_why_it_is_smaller_than_the_budget_rule_instead_of_warni
         assert f"below the budget rule's {need}: on purpose" in line and "warning" not in line
     _checked_space(SWEEP_SPACE, 4, "tpe", 0, None)  # without a reason it is still the warning
     assert capsys.readouterr().err.startswith("warning: 4 trials")
+
+
+def test_a_trial_trained_alone_uses_one_thread_as_each_of_a_grid_s_workers(mlflow_store, monkeypatch):
+    """A sweep trains one trial at a time in its own process: with a team of threads on shared cores it took
+    8 times as long as a grid's one-thread trials (benchmarks/sweep_vs_grid.py)."""
+    import torch
+
+    from lib.config import TrialConfig
+    from lib.data import DataSpec
+    from lib.engine import local_backend
+    from lib.engine.grid import run_trials
+    from lib.engine.trial import TrialResult
+
+    threads = []
+
+    def train(config, data, progress=False, on_epoch=None):
+        threads.append(torch.get_num_threads())
+        return TrialResult(key="", config=config.flat(), status="failed", failure_kind="error", failure_reason="t")
+
+    monkeypatch.setattr(local_backend, "execute_trial", train)
+    monkeypatch.setattr(local_backend.os, "cpu_count", lambda: 4)  # a machine with cores to spare
+    configs = [TrialConfig.from_flat({"epochs": 1, "seed": seed}) for seed in (0, 1)]
+    run_trials(configs, "alone", DataSpec(dataset="digits"), workers=1, progress=False)
+    assert threads == [1, 1]
+    run_trials(configs, "alone-asked", DataSpec(dataset="digits"), workers=1, threads_per_trial=2, progress=False)
+    assert threads[2:] == [2, 2]

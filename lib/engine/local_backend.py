@@ -1,7 +1,11 @@
 """The local back-end: trials train in worker processes on this machine (or in this process).
 
-- **One trial at a time** (``workers=1``) trains in this process with all threads, and reports each
-  epoch as it ends.
+- **One trial at a time** (``workers=1``, and every sweep) trains in this process with one thread, as each
+  of a grid's workers does, and reports each epoch as it ends. A team of threads waits at every step for
+  its slowest member: on cores that other programs use, one of them is always waiting for the system, and a
+  sweep's trials trained with two threads took 8 times as long as a grid's one-thread trials beside busy
+  processes (``benchmarks/sweep_vs_grid.py``). ``threads_per_trial`` asks for more (an idle machine with
+  many cores).
 - **Several** train in a process pool with one thread each by default (two 1-thread trainings beat
   one 2-thread training on a 2-core machine). Workers fork from a preloaded server, so they start
   without importing torch again. They send each epoch's row to this process on a queue as it ends,
@@ -151,14 +155,19 @@ class LocalBackend:
         if options.early_stopping:
             raise StudyError("early_stopping needs engine='ray' (ASHA); the local engine runs every trial to its end")
         n_workers = resolve_workers(options.workers, feed.size)
-        threads = options.threads_per_trial or max(1, (os.cpu_count() or 1) // n_workers)
-        if n_workers == 1:
-            _run_in_process(feed, options.data, threads)
+        if n_workers == 1:  # one thread, as a grid's worker (module docstring)
+            _run_in_process(feed, options.data, options.threads_per_trial or 1)
         else:
-            _run_pool(feed, options.data, n_workers, threads)
+            _run_pool(feed, options.data, n_workers, options.threads_per_trial or max(1, _cores() // n_workers))
+
+
+def _cores() -> int:
+    return os.cpu_count() or 1
 
 
 def _run_in_process(feed: Feed, data: DataSpec, threads: int) -> None:
+    import torch._dynamo  # noqa: F401  (what a grid's workers preload: else the first trial imports it, 1-2 s)
+
     while (request := feed.next()) is not None:
         feed.started(request)
 
