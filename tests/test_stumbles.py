@@ -241,3 +241,24 @@ def test_a_trial_trained_alone_uses_one_thread_as_each_of_a_grid_s_workers(mlflo
     assert threads == [1, 1]
     run_trials(configs, "alone-asked", DataSpec(dataset="digits"), workers=1, threads_per_trial=2, progress=False)
     assert threads[2:] == [2, 2]
+
+
+def test_a_ctrl_c_during_a_write_to_the_store_waits_for_the_write_to_end():
+    import signal
+    import time
+
+    from lib import tracking
+
+    steps = []
+
+    @tracking.whole_write
+    def write() -> None:
+        steps.append("begun")
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of the write
+        time.sleep(0.05)
+        steps.append("ended")
+
+    with pytest.raises(KeyboardInterrupt):
+        write()
+    assert steps == ["begun", "ended"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
