@@ -3,7 +3,7 @@
 - **One trial at a time** (``workers=1``, and every sweep) trains in this process with one thread, as each
   of a grid's workers does, and reports each epoch as it ends. A team of threads waits at every step for
   its slowest member: on cores that other programs use, one of them is always waiting for the system, and a
-  sweep's trials trained with two threads took 8 times as long as a grid's one-thread trials beside busy
+  sweep's trials trained with two threads took 3 to 8 times as long as a grid's one-thread trials beside busy
   processes (``benchmarks/sweep_vs_grid.py``). ``threads_per_trial`` asks for more (an idle machine with
   many cores).
 - **Several** train in a process pool with one thread each by default (two 1-thread trainings beat
