@@ -244,7 +244,7 @@ def check_the_store_page_script(folder: Path) -> None:
     drawn = {line.get_label(): dict(zip(*line.get_data(), strict=True)) for line in names["ax"].get_lines()}
     for blocks, part in grid.groupby("num_conv_blocks"):
         means = (part.groupby("dropout_p")["val_accuracy"].mean() * 100).to_dict()
-        assert drawn[f"{blocks} conv blocks"] == pytest.approx(means)
+        assert drawn[f"{int(blocks)} conv blocks"] == pytest.approx(means)
     plt.close("all")
 
 
