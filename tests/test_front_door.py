@@ -233,6 +233,8 @@ def test_the_readme_five_minute_study_runs_as_written_and_makes_the_four_outputs
 def check_the_store_page_script(folder: Path) -> None:
     """docs/store.md's plain-MLflow script, as written, draws acc_vs_dropout.png from exactly the grid's trials."""
     page = (ROOT / "docs" / "store.md").read_text(encoding="utf-8")
+    for block in re.findall(r"```python\n(.*?)```", page.split("## Draw", 1)[0], flags=re.S):  # the snippets
+        exec(compile(block, "docs/store.md", "exec"), {})
     script = page.split("## Draw `acc_vs_dropout.png` yourself", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     assert 10 <= len([line for line in script.splitlines() if line.strip()]) <= 15
     names: dict = {}

@@ -121,6 +121,7 @@ def _env_without_store() -> dict[str, str]:
     return env | {"MLFLOW_ENABLE_TELEMETRY": "false"}
 
 
+@pytest.mark.slow
 def test_the_project_folder_links_mlflow_s_default_store_to_the_project_store():
     link = PROJECT_ROOT / "mlflow.db"
     assert link.is_symlink() and os.readlink(link) == "mlruns/mlflow.db"
@@ -156,6 +157,7 @@ def test_a_plain_search_in_a_copy_of_the_project_folder_reads_the_store_and_leav
     assert status.stdout == ""
 
 
+@pytest.mark.slow
 def test_import_lib_points_plain_mlflow_at_the_project_store_from_any_folder(tmp_path):
     code = "import lib, mlflow; print(mlflow.get_tracking_uri())"
     env = _env_without_store() | {"PYTHONPATH": str(PROJECT_ROOT)}

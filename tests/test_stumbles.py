@@ -187,6 +187,7 @@ def test_a_row_too_short_to_decide_says_only_that():
 # --- the process settings a sweep trains with
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", [None, "ACTIVE"])
 def test_import_lib_makes_openmp_threads_sleep_while_they_wait_unless_told_otherwise(preset):
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | {"PYTHONPATH": str(PROJECT_ROOT)}
@@ -217,6 +218,7 @@ def test_04_s_sweep_says_why_it_is_smaller_than_the_budget_rule_instead_of_warni
     assert capsys.readouterr().err.startswith("warning: 4 trials")
 
 
+@pytest.mark.slow  # imports torch._dynamo, as a lone trial's start does (seconds)
 def test_a_trial_trained_alone_uses_one_thread_as_each_of_a_grid_s_workers(mlflow_store, monkeypatch):
     """A sweep trains one trial at a time in its own process: with a team of threads on shared cores it took
     3 to 8 times as long as a grid's one-thread trials (benchmarks/sweep_vs_grid.py)."""

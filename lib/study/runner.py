@@ -1,9 +1,10 @@
 """The notebook runner: ``python -m lib study`` executes the numbered notebooks with papermill.
 
 Where things go: every run writes its executed notebooks to ``runs/<profile>/notebooks/`` and its figures
-and tables to ``runs/<profile>/figures/`` (an ignored folder) and says so, so a try-out never overwrites
-the worked example. Only the reference refresh (``--reference``, ``make reference``) in a reference profile
-(``full`` for 01-04, ``deep`` for 05, 06) replaces the committed notebooks (``notebooks/``, each only when it
+and tables to ``runs/<profile>/figures/`` (an ignored folder; 00_by_hand's to ``by_hand/`` in it, since the
+study writes the same file names) and says so, so a try-out never overwrites the worked example. Only the
+reference refresh (``--reference``, ``make reference``) in a reference profile (``full`` for 01-04, ``deep``
+for 05, 06) replaces the committed notebooks (``notebooks/``, each only when it
 completes) and figures (``figures/``). ``--output-dir`` and ``HYPERTUNE_FIGURES_DIR`` override the two folders.
 While it runs, each finished cell prints a progress line with the time left, estimated from the measured
 times of :data:`lib.study.profiles.MEASURED_SECONDS`.
