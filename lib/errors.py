@@ -55,3 +55,11 @@ def exit_code_of(exc: BaseException) -> int:
         return exc.exit_code
     code = _code_by_name(type(exc))
     return EXIT_BUG if code is None else code
+
+
+# The one line ``python -m lib`` prints on Ctrl-C, wherever it lands (while modules import, while a pool starts,
+# mid-training, in a notebook the study runs); the exit code is EXIT_INTERRUPTED.
+INTERRUPTED_LINE = (
+    "interrupted: trials in flight were marked KILLED; run the same command again to resume "
+    "(finished trials are not trained again)."
+)

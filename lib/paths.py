@@ -53,6 +53,16 @@ def figures_dir() -> Path:
     return path
 
 
+def own_figures_dir(name: str) -> Path:
+    """Give this process's figures and tables a folder of their own, ``runs/<profile>/figures/<name>/``, unless
+    ``HYPERTUNE_FIGURES_DIR`` names one already; returns it. A notebook that is not part of the study (00_by_hand)
+    calls it once, so that the study's notebooks, which write the same file names into ``runs/<profile>/figures/``,
+    never overwrite its outputs (nor it theirs). It sets ``HYPERTUNE_FIGURES_DIR``, so :func:`figures_dir` and
+    the processes this one starts agree."""
+    os.environ.setdefault("HYPERTUNE_FIGURES_DIR", str(tryout_dir() / "figures" / name))
+    return figures_dir()
+
+
 def sqlite_file(uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` MLflow URI, ``None`` for any other store and for in-memory
     SQLite (the one place that parses a store URI)."""

@@ -9,6 +9,7 @@ title that says what each point cost (training images x epochs, validation image
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -48,9 +49,22 @@ def save_figure(
     path = (folder or figures_dir()) / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
+    _remove_stale_table(path)
     if run_id:
         tracking.log_artifact(run_id, path)
     return path
+
+
+_STARTED = time.time()  # this process's start, near enough: a table older than it was written by an earlier run
+
+
+def _remove_stale_table(figure: Path) -> None:
+    """A ``<name>.csv`` beside a figure just saved that this process did not write is an earlier run's table of
+    what the figure used to show: removed, with a line saying so, instead of left to contradict the figure."""
+    table = figure.with_suffix(".csv")
+    if table.exists() and table.stat().st_mtime < _STARTED:
+        table.unlink()
+        print(f"removed {table}: an earlier run's table that no longer matches the new {figure.name}")
 
 
 def class_examples(
@@ -374,18 +388,41 @@ def _bin_means(ax: plt.Axes, frame: pd.DataFrame, x: str, log_x: bool, bins: int
         ax.plot([], [], color="k", lw=2, label=f"mean per bin ({int(cut.max()) + 1} equal-count bins)")
 
 
-def _ring_best(ax: plt.Axes, best: pd.Series) -> None:
-    """The best trial ringed in red and labelled with its accuracy."""
+def _ring_best(ax: plt.Axes, best: pd.Series, points: pd.DataFrame) -> None:
+    """The best trial ringed in red and labelled with its accuracy, the label on the side of the point that
+    faces the middle of ``points`` (a best point at the right edge is labelled to its left, never under the
+    colour bar)."""
     ax.scatter(best["lr"], best["weight_decay"], s=260, facecolor="none", edgecolor="red", linewidth=2, zorder=3)
+    right = _log_position(points["lr"], best["lr"]) > 0.5
+    top = _log_position(points["weight_decay"], best["weight_decay"]) > 0.5
     ax.annotate(
         f"best: {best['val_accuracy'] * 100:.1f}%",
         (best["lr"], best["weight_decay"]),
         textcoords="offset points",
-        xytext=(10, 10),
+        xytext=(-10 if right else 10, -10 if top else 10),
+        ha="right" if right else "left",
+        va="top" if top else "bottom",
         fontsize=8,
         color="red",
         zorder=4,
     )
+
+
+def _log_position(values: pd.Series, value: float) -> float:
+    """Where ``value`` lies between the smallest and largest of ``values`` on a log scale (0.5: no spread)."""
+    logs = np.log10(values[values > 0].astype(float))
+    if not len(logs) or logs.max() == logs.min() or value <= 0:
+        return 0.5
+    return float((np.log10(value) - logs.min()) / (logs.max() - logs.min()))
+
+
+def _count_text(good: pd.DataFrame, bad: pd.DataFrame) -> str:
+    """``57 trials, 31 distinct points``: trials with the same learning rate and weight decay share a dot."""
+    text = f"{len(good)} trial{'s' if len(good) != 1 else ''}"
+    distinct = len(good[["lr", "weight_decay"]].drop_duplicates()) if len(good) else 0
+    if distinct < len(good):
+        text += f", {distinct} distinct point{'s' if distinct != 1 else ''}"
+    return text + (f", {len(bad)} failed" if len(bad) else "")
 
 
 WEIGHT_DECAY_KIND = {
@@ -430,15 +467,12 @@ def lr_weight_decay_scatter(
         if len(bad):
             ax.scatter(bad["lr"], bad["weight_decay"], marker="x", color="0.5", s=40, label="failed", zorder=2)
         if best is not None and (name == "all" or best["optimizer"] == name):
-            _ring_best(ax, best)
+            _ring_best(ax, best, ok)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.yaxis.set_minor_formatter(NullFormatter())
-        ax.set_title(
-            f"{WEIGHT_DECAY_KIND.get(name, name)}\n{len(good)} trials" + (f", {len(bad)} failed" if len(bad) else ""),
-            fontsize=9,
-        )
+        ax.set_title(f"{WEIGHT_DECAY_KIND.get(name, name)}\n{_count_text(good, bad)}", fontsize=9)
         ax.set_xlabel("learning rate (log)")
         if len(bad):
             ax.legend(fontsize=8, loc="lower left")

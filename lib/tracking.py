@@ -21,10 +21,10 @@ import signal
 import socket
 import subprocess
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, wraps
 from pathlib import Path
 from typing import Any
 
@@ -270,6 +270,30 @@ def git_commit(full: bool = False) -> str:
         return "unknown"
 
 
+def whole_write(write: Callable[..., Any]) -> Callable[..., Any]:
+    """A write to the store that a Ctrl-C never cuts in half: pressed meanwhile, it is raised when the write ends.
+
+    A ``KeyboardInterrupt`` raised inside SQLAlchemy can leave the write's transaction open, its lock held by a
+    connection that the traceback keeps alive, and the next write (marking the runs in flight KILLED) then
+    waits out SQLite's busy timeout and fails with "database is locked" instead of the one interrupted line.
+    """
+
+    @wraps(write)
+    def whole(*args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+            return write(*args, **kwargs)  # only the main thread handles Ctrl-C; None: a handler outside Python
+        pressed: list[int] = []
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+        try:
+            return write(*args, **kwargs)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            if pressed and callable(previous):
+                previous(signal.SIGINT, None)  # the handler that was there: KeyboardInterrupt, or a kernel's
+
+    return whole
+
+
 def default_tags() -> dict[str, str]:
     return {"git_commit": git_commit(), "host": socket.gethostname(), "pid": str(os.getpid())}
 
@@ -280,6 +304,7 @@ def _param_value(value: Any) -> str:
     return str(value)
 
 
+@whole_write
 def start_run(
     exp_id: str,
     params: dict[str, Any],
@@ -308,6 +333,7 @@ def start_run(
     return run.info.run_id
 
 
+@whole_write
 def log_metrics(run_id: str, metrics: dict[str, float], step: int = 0) -> None:
     """Log finite metrics at ``step`` (non-finite values are skipped, not stored as NaN)."""
     from mlflow.entities import Metric
@@ -323,6 +349,7 @@ def log_metrics(run_id: str, metrics: dict[str, float], step: int = 0) -> None:
 EPOCH_PREFIX = "epoch_"
 
 
+@whole_write
 def log_history(run_id: str, history: Iterable[dict[str, float]]) -> None:
     """Per-epoch metrics as ``epoch_<name>`` with ``step`` = epoch, in one batch.
 
@@ -373,22 +400,52 @@ def get_run(run_id: str) -> StoredRun:
     return _stored(client().get_run(run_id))
 
 
+def deleted_runs(exp_id: str) -> list[StoredRun]:
+    """The runs of one experiment in MLflow's trash (deleted, restorable): every search, the cache and the
+    report leave them out."""
+    from mlflow.entities import ViewType
+
+    runs, token = [], None
+    while True:
+        page = client().search_runs([exp_id], run_view_type=ViewType.DELETED_ONLY, max_results=5000, page_token=token)
+        runs.extend(_stored(run) for run in page)
+        token = page.token
+        if not token:
+            return runs
+
+
+@whole_write
+def delete_run(run_id: str) -> None:
+    """Move a run to MLflow's trash (lifecycle stage ``deleted``): kept in the store, restorable."""
+    client().delete_run(run_id)
+
+
+@whole_write
+def restore_run(run_id: str) -> None:
+    """Take a run out of MLflow's trash."""
+    client().restore_run(run_id)
+
+
+@whole_write
 def set_status(run_id: str, status: str) -> None:
     """Set a run's status without ending it (a resumed sweep's parent goes back to RUNNING)."""
     client().update_run(run_id, status=status)
 
 
+@whole_write
 def set_tags(run_id: str, tags: dict[str, Any]) -> None:
     for key, value in tags.items():
         client().set_tag(run_id, key, str(value))
 
 
+@whole_write
 def delete_tag(run_id: str, key: str) -> None:
     """Remove tag ``key`` from a run if it has it."""
     if key in client().get_run(run_id).data.tags:
         client().delete_tag(run_id, key)
 
 
+@whole_write
 def end_run(run_id: str, status: str = FINISHED) -> None:
     client().set_terminated(run_id, status=status)
 
@@ -399,6 +456,7 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+@whole_write
 def log_artifact(run_id: str, path: str | Path) -> None:
     client().log_artifact(run_id, str(path))
 
@@ -507,6 +565,7 @@ def find_experiment_id(name: str) -> str | None:
     return None if found is None else found.experiment_id
 
 
+@whole_write
 def set_experiment_tag(exp_id: str, key: str, value: str) -> None:
     client().set_experiment_tag(exp_id, key, value)
 

@@ -32,6 +32,7 @@ EXPECTED = {
     "ReportError": EXIT_USAGE,
     "MissingRunsError": EXIT_USAGE,
     "AssignmentError": EXIT_USAGE,  # a hand-in, experiment or class server that cannot be checked: one line, exit 2
+    "RunsError": EXIT_USAGE,  # runs delete/restore: an unknown experiment or filter
     "DataError": EXIT_ENVIRONMENT,
     "StoreError": EXIT_ENVIRONMENT,
     "ClassServerError": EXIT_ENVIRONMENT,

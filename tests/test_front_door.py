@@ -229,6 +229,27 @@ def test_the_readme_five_minute_study_runs_as_written_and_makes_the_four_outputs
         exec(compile(block, "docs/usage.md", "exec"), {})
     made = {"my_acc_vs_dropout.png", "my_lr_weight_decay_scatter.png", "my_top_runs.csv"}
     assert made <= {p.name for p in out.iterdir()} and (mlflow_store / "runs" / "first-again" / "report.md").is_file()
+    check_the_store_page_script(mlflow_store)
+
+
+def check_the_store_page_script(folder: Path) -> None:
+    """docs/store.md's plain-MLflow script, as written, draws acc_vs_dropout.png from exactly the grid's trials."""
+    page = (ROOT / "docs" / "store.md").read_text(encoding="utf-8")
+    for block in re.findall(r"```python\n(.*?)```", page.split("## Draw", 1)[0], flags=re.S):  # the snippets
+        exec(compile(block, "docs/store.md", "exec"), {})
+    script = page.split("## Draw `acc_vs_dropout.png` yourself", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert 10 <= len([line for line in script.splitlines() if line.strip()]) <= 15
+    names: dict = {}
+    exec(compile(script, "docs/store.md", "exec"), names)
+    assert (folder / "runs" / "mine" / "acc_vs_dropout.png").is_file()
+    trials = report.trial_runs("first")
+    grid = trials[(trials["source"] == "grid") & (trials["status"] == tracking.ROW_FINISHED)]
+    assert sorted(names["grid"]["run_id"]) == sorted(grid["run_id"])  # no sweep trial, no sweep parent
+    drawn = {line.get_label(): dict(zip(*line.get_data(), strict=True)) for line in names["ax"].get_lines()}
+    for blocks, part in grid.groupby("num_conv_blocks"):
+        means = (part.groupby("dropout_p")["val_accuracy"].mean() * 100).to_dict()
+        assert drawn[f"{int(blocks)} conv blocks"] == pytest.approx(means)
+    plt.close("all")
 
 
 # --- the results page is generated

@@ -28,6 +28,7 @@ import sys
 from lib.cli.commands import run
 from lib.cli.errors import EXIT_INTERRUPTED, debug_requested, explain_error
 from lib.cli.parser import build_parser
+from lib.errors import INTERRUPTED_LINE
 
 
 def quiet_interrupts(unraisable: sys.UnraisableHookArgs) -> None:
@@ -40,20 +41,17 @@ def quiet_interrupts(unraisable: sys.UnraisableHookArgs) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run a sub-command behind one error boundary: known errors become one or two lines on stderr."""
-    args = build_parser().parse_args(argv)
-    debug = debug_requested(bool(getattr(args, "debug", False)))
+    debug = debug_requested("--debug" in (sys.argv[1:] if argv is None else argv))
     if not debug:
         sys.unraisablehook = quiet_interrupts
     try:
+        args = build_parser().parse_args(argv)
+        debug = debug_requested(bool(getattr(args, "debug", False)))
         return run(args, debug)
     except KeyboardInterrupt:
         if debug:
             raise
-        print(
-            "interrupted: trials in flight were marked KILLED; run the same command again to resume "
-            "(finished trials are not trained again).",
-            file=sys.stderr,
-        )
+        print(INTERRUPTED_LINE, file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:
         explained = None if debug else explain_error(exc)

@@ -124,6 +124,10 @@ def run(args: argparse.Namespace, debug: bool = False) -> int:
         from lib.assignment import commands
 
         return commands.run(args)
+    if args.command == "runs":
+        from lib.cli.runs import run as runs
+
+        return runs(args)
     base = parser.assignments(args.set, "--set")
     tags = {k: str(v) for k, v in parser.assignments(args.tag, "--tag").items()} | _study_tags(args)
     base_config = _base_config(base)
@@ -400,7 +404,9 @@ def _report_outcome(frame, label_columns: list[str], dataset: str = "fashion_mni
     done = frame[frame["status"] == "finished"] if len(frame) else frame
     fell = int(collapsed(done["val_accuracy"], n_classes(dataset)).sum()) if len(done) else 0
     chance = f" ({fell} collapsed to chance accuracy: at most {100 / n_classes(dataset) + 100 * COLLAPSE_MARGIN:.0f}%)"
-    print(f"{len(frame)} trials: {len(done)} finished{chance if fell else ''}, {len(failed)} failed{detail}")
+    cached = int(done["cached"].fillna(False).astype(bool).sum()) if "cached" in done else 0
+    kept = f" ({cached} cached)" if cached else ""  # as the progress line counts them
+    print(f"{len(frame)} trials: {len(done)} finished{kept}{chance if fell else ''}, {len(failed)} failed{detail}")
     if len(frame) and len(failed) == len(frame):
         print("every trial failed: see the reasons above (exit code 3)", file=sys.stderr)
         return EXIT_ALL_FAILED

@@ -12,8 +12,10 @@ from typing import Any
 
 import yaml
 
+from lib.data import DEFAULT_VAL_SIZE
 from lib.engine import algorithms
 from lib.errors import EXIT_USAGE, HypertuneError
+from lib.study.profiles import MEASURED_SECONDS
 from lib.study.runner import DEEP_NOTEBOOKS, NOTEBOOKS
 
 
@@ -112,13 +114,16 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "--train-subset",
         type=int,
         default=None,
-        help="train on a stratified sample of this many training images (default: all 55k)",
+        help=f"train on a stratified sample of this many training images (default: all of them: {_part_sizes()}; "
+        "`python -m lib data --dataset NAME` prints any data set's sizes, digits and image folders included)",
     )
     parser.add_argument(
         "--val-subset",
         type=int,
         default=None,
-        help="validate on a stratified sample of the 5k validation images (default: all)",
+        help="validate on a stratified sample of this many validation images (default: all of them, "
+        f"{DEFAULT_VAL_SIZE:,} for the built-in data sets, a sixth of the images left after the test set for digits "
+        "and image folders)",
     )
     parser.add_argument(
         "--tag",
@@ -138,6 +143,17 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "at RAY_ADDRESS; needs pip install -r requirements-ray.txt); the MLflow records are the same",
     )
     _add_dataset(parser)
+
+
+def _part_sizes() -> str:
+    """``55,000 for fashion_mnist, mnist, kmnist; 45,000 for cifar10``: the training part of each built-in
+    data set once its validation images are set aside (digits and folders are counted when loaded)."""
+    from lib.datasets import TRAIN_PART_IMAGES
+
+    by_size: dict[int, list[str]] = {}
+    for name, images in TRAIN_PART_IMAGES.items():
+        by_size.setdefault(images - DEFAULT_VAL_SIZE, []).append(name)
+    return "; ".join(f"{size:,} for {', '.join(names)}" for size, names in by_size.items())
 
 
 class _Parser(argparse.ArgumentParser):
@@ -212,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     from lib.assignment.commands import add_parsers  # declare, handin, check
 
     add_parsers(commands)
+    from lib.cli.runs import add_parser as add_runs  # here: lib.cli.runs imports this module
+
+    add_runs(commands, _command)
     return parser
 
 
@@ -322,7 +341,7 @@ def _sweep_parser(commands) -> argparse.ArgumentParser:
         "run or resume a hyperopt search (TPE, random or quasi-random), one MLflow run per trial",
         "Search the space (default: every model and training hyperparameter; --space FILE for your own) for "
         "--max-evals trials with hyperopt, each trial a child run under one parent run. The same --name resumes.",
-        "python -m lib sweep --experiment first --dataset digits --name search --max-evals 20",
+        "python -m lib sweep --experiment first --dataset digits --name search --max-evals 30",
     )
     _add_common(sweep)
     sweep.add_argument("--name", required=True, help="sweep name; the same name resumes the same sweep")
@@ -372,6 +391,12 @@ def _sweep_parser(commands) -> argparse.ArgumentParser:
     return sweep
 
 
+def _took(profile: str, notebooks: tuple[str, ...]) -> str:
+    """``about 5 min``: the measured time of a profile's notebooks (:data:`lib.study.profiles.MEASURED_SECONDS`)."""
+    seconds = sum(MEASURED_SECONDS[profile].get(name, 0) for name in notebooks)
+    return f"about {round(seconds / 60)} min"
+
+
 def _study_parser(commands) -> argparse.ArgumentParser:
     study = _command(
         commands,
@@ -385,9 +410,9 @@ def _study_parser(commands) -> argparse.ArgumentParser:
         "--profile",
         default="quick",
         choices=["smoke", "quick", "full", "deep"],
-        help="budget: quick (a try-out, the default, about 10 min), smoke (the tests' seconds-long run), full "
-        "(notebooks 01-04, meant for <= 60 min here), deep (notebooks 05 and 06, meant for <= 2 h; needs the "
-        "full profile's runs first)",
+        help=f"budget: quick (a try-out, the default: {_took('quick', NOTEBOOKS)}), smoke (the tests' seconds-long "
+        f"run), full (notebooks 01-04: {_took('full', NOTEBOOKS)}), deep (notebooks 05 and 06: "
+        f"{_took('deep', DEEP_NOTEBOOKS)}; needs the full profile's runs first). Measured on a 2-core CPU in fp32",
     )
     study.add_argument(
         "--reference",
@@ -405,7 +430,8 @@ def _study_parser(commands) -> argparse.ArgumentParser:
         "--output-dir",
         type=Path,
         default=None,
-        help="write executed notebooks here instead of overwriting them in place",
+        help="write the executed notebooks here (default: runs/<profile>/notebooks/; figures and tables go to "
+        "runs/<profile>/figures/, or HYPERTUNE_FIGURES_DIR)",
     )
     _add_debug(study)
     return study

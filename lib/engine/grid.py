@@ -25,7 +25,7 @@ What this is not: the hyperopt search (``lib.engine.search``), the records (``li
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -38,6 +38,7 @@ from lib.engine.backend import Backend, Feed, RunOptions, StudyError
 from lib.engine.records import results_frame
 from lib.engine.request import ENGINES, StudyRequest, check_engine
 from lib.engine.trial import TrialResult
+from lib.store.schema import TAG_ROLE
 
 __all__ = [
     "ENGINES",
@@ -108,12 +109,24 @@ def run_grid(
     return run_study(StudyRequest.of(experiment, base, data, tags, **options), factors, seeds)
 
 
+def grid_roles(base: TrialConfig | Mapping[str, Any] | None, factors: dict[str, Sequence[Any]]) -> dict[str, str]:
+    """The role tags of a plain grid: its factors are the scientific hyperparameters, nothing is tuned, the
+    values given in ``base`` are fixed (the rest stay at the config's defaults). A caller's own tags win."""
+    fixed = sorted(base) if isinstance(base, Mapping) else []
+    return {
+        TAG_ROLE["scientific"]: ",".join(factors),
+        TAG_ROLE["nuisance"]: "(none)",
+        TAG_ROLE["fixed"]: ",".join(name for name in fixed if name not in factors) or "(config defaults)",
+    }
+
+
 def run_study(request: StudyRequest, factors: dict[str, Sequence[Any]], seeds: Sequence[int]) -> pd.DataFrame:
     """Run a controlled grid, ``factors`` x ``seeds`` over the request's base, and return one row per trial
     (config columns + metrics). ``engine="ray"`` runs the same trials on Ray Tune (``lib.engine.ray_tune``),
     with the same records."""
     configs = grid_configs(request.config, factors, seeds)
-    return results_frame(run_trials(configs, request.experiment, request.data, request.tags, **request.options))
+    tags = grid_roles(request.base, factors) | request.tags
+    return results_frame(run_trials(configs, request.experiment, request.data, tags, **request.options))
 
 
 def backend_for(engine: str) -> Backend:

@@ -1,7 +1,11 @@
 """The local back-end: trials train in worker processes on this machine (or in this process).
 
-- **One trial at a time** (``workers=1``) trains in this process with all threads, and reports each
-  epoch as it ends.
+- **One trial at a time** (``workers=1``, and every sweep) trains in this process with one thread, as each
+  of a grid's workers does, and reports each epoch as it ends. A team of threads waits at every step for
+  its slowest member: on cores that other programs use, one of them is always waiting for the system, and a
+  sweep's trials trained with two threads took 3 to 8 times as long as a grid's one-thread trials beside busy
+  processes (``benchmarks/sweep_vs_grid.py``). ``threads_per_trial`` asks for more (an idle machine with
+  many cores).
 - **Several** train in a process pool with one thread each by default (two 1-thread trainings beat
   one 2-thread training on a 2-core machine). Workers fork from a preloaded server, so they start
   without importing torch again. They send each epoch's row to this process on a queue as it ends,
@@ -25,6 +29,7 @@ import multiprocessing
 import os
 import queue
 import signal
+import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -47,6 +52,7 @@ MAIN_GUARD_HINT = (
 )
 WORKER_DIED = "worker process died (out of memory or killed)"
 EPOCH_POLL_SECONDS = 0.5  # how often the parent logs the epochs that workers have finished
+STOP_SECONDS = 10.0  # a terminated worker is waited for this long
 
 
 def _worker_context() -> multiprocessing.context.BaseContext:
@@ -54,7 +60,37 @@ def _worker_context() -> multiprocessing.context.BaseContext:
         return multiprocessing.get_context("spawn")  # Windows
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(_WORKER_PRELOAD)
+    _start_forkserver()
     return context
+
+
+def _start_forkserver() -> None:
+    """Start the fork server (once per process) deaf to Ctrl-C, so that its workers are too.
+
+    A terminal's Ctrl-C reaches every process of its group. The server imports torch for seconds before it
+    protects itself, and its workers inherit its handler until their initializer runs: either would print a
+    ``KeyboardInterrupt`` traceback under the parent's one line. Started with SIGINT ignored (inherited through
+    ``exec``), neither ever sees it; this process alone decides what Ctrl-C does. SIGINT is blocked meanwhile,
+    so a Ctrl-C pressed in those milliseconds reaches this process afterwards instead of being lost.
+    """
+    from multiprocessing import forkserver
+
+    if threading.current_thread() is not threading.main_thread():
+        forkserver.ensure_running()  # signals can be neither changed nor received off the main thread
+    else:
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            forkserver.ensure_running()
+        finally:
+            if previous is not None:  # None: a handler installed outside Python, which SIG_IGN left untouched
+                signal.signal(signal.SIGINT, previous)
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    # Wait here, with a process that holds nothing, until the server has imported torch: a pool worker whose
+    # start a Ctrl-C cut short is forked later all the same, and would find the pool's queues gone (a traceback).
+    probe = multiprocessing.get_context("forkserver").Process(target=os.getpid, daemon=True)
+    probe.start()
+    probe.join()
 
 
 _epochs: Any = None  # in a worker: the queue on which it sends (trial key, epoch row) to the parent
@@ -66,6 +102,11 @@ def _init_worker(threads: int, environ: dict[str, str], cwd: str, epochs: Any = 
     global _epochs
     _epochs = epochs
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # tqdm's default lock is a multiprocessing semaphore that a worker terminated on Ctrl-C never releases (a
+    # "leaked semaphore" warning at exit); a worker draws no bars, so a thread lock does
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
     os.environ.clear()
     os.environ.update(environ)
     os.environ["OMP_NUM_THREADS"] = str(threads)
@@ -114,14 +155,19 @@ class LocalBackend:
         if options.early_stopping:
             raise StudyError("early_stopping needs engine='ray' (ASHA); the local engine runs every trial to its end")
         n_workers = resolve_workers(options.workers, feed.size)
-        threads = options.threads_per_trial or max(1, (os.cpu_count() or 1) // n_workers)
-        if n_workers == 1:
-            _run_in_process(feed, options.data, threads)
+        if n_workers == 1:  # one thread, as a grid's worker (module docstring)
+            _run_in_process(feed, options.data, options.threads_per_trial or 1)
         else:
-            _run_pool(feed, options.data, n_workers, threads)
+            _run_pool(feed, options.data, n_workers, options.threads_per_trial or max(1, _cores() // n_workers))
+
+
+def _cores() -> int:
+    return os.cpu_count() or 1
 
 
 def _run_in_process(feed: Feed, data: DataSpec, threads: int) -> None:
+    import torch._dynamo  # noqa: F401  (what a grid's workers preload: else the first trial imports it, 1-2 s)
+
     while (request := feed.next()) is not None:
         feed.started(request)
 
@@ -231,12 +277,17 @@ def _outcome(future: Future, request: TrialRequest) -> TrialResult:
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
-    """Shut a pool down now: queued calls cancelled, workers terminated."""
+    """Shut a pool down now: queued calls cancelled, workers terminated, and waited for, so that the pool's
+    queues are closed and their semaphores released before this process goes on (or exits: a semaphore
+    still registered then is a "leaked semaphore" warning on the terminal)."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
     terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14
     if terminate:
         terminate()
-        return
+    else:
+        for process in processes:
+            process.terminate()
     for process in processes:
-        process.terminate()
+        process.join(timeout=STOP_SECONDS)
+    pool.shutdown(wait=True)  # the manager thread sees the dead workers and closes the queues

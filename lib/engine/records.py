@@ -45,12 +45,15 @@ from lib.store.schema import (
     FAILED,
     FINISHED,
     KEY,
+    KIND_FINAL,
+    KIND_TRIAL,
     TAG_CODE_VERSION,
     TAG_EXPERIMENT,
     TAG_FAILURE_KIND,
     TAG_FAILURE_REASON,
     TAG_HYPOTHESES,
     TAG_HYPOTHESIS,
+    TAG_KIND,
     TAG_SEED,
     TAG_SPLIT,
     TAG_SWEEP,
@@ -234,7 +237,8 @@ class Recorder:
         """Create the RUNNING run of one trial: every hyperparameter, the data split and the tags."""
         config = request.config
         params = config.flat() | self.data.params()
-        run_tags = self.tags | {TAG_TRIAL_KEY: request.key, TAG_SEED: str(config.seed)}
+        kind = KIND_FINAL if self.data.final else KIND_TRIAL
+        run_tags = self.tags | {TAG_TRIAL_KEY: request.key, TAG_SEED: str(config.seed), TAG_KIND: kind}
         if self.tags.get(TAG_HYPOTHESIS):
             run_tags[TAG_HYPOTHESES] = self.tags[TAG_HYPOTHESIS]
         name = run_name(config, self.tags, self.data)

@@ -61,7 +61,15 @@ from lib.engine.grid import backend_for, execute
 from lib.engine.request import StudyRequest
 from lib.engine.trial import TrialResult, code_version, trial_key
 from lib.paths import state_dir
-from lib.store.schema import TAG_CODE_VERSION, TAG_FAILURE_REASON, TAG_SWEEP, TAG_SWEEP_ID, TAG_SWEEP_PARENT
+from lib.store.schema import (
+    KIND_SWEEP,
+    TAG_CODE_VERSION,
+    TAG_FAILURE_REASON,
+    TAG_KIND,
+    TAG_SWEEP,
+    TAG_SWEEP_ID,
+    TAG_SWEEP_PARENT,
+)
 
 RANGE_KINDS = ("uniform", "loguniform", "quniform")
 # The default space searches four knobs, which :data:`DEFAULT_MAX_EVALS` trials fit by the budget rule
@@ -238,8 +246,10 @@ def _parent_run(experiment: str, sweep_name: str, sweep_id: str, settings: dict[
         if run.tags.get(TAG_SWEEP_ID) == sweep_id:
             tracking.set_status(run.run_id, tracking.RUNNING)
             tracking.delete_tag(run.run_id, TAG_FAILURE_REASON)  # of an earlier, interrupted call
+            tracking.set_tags(run.run_id, {TAG_KIND: KIND_SWEEP})  # a parent made before runs had a kind
             return run.run_id
     parent_tags = tags | {TAG_SWEEP_PARENT: sweep_name, TAG_SWEEP_ID: sweep_id, TAG_CODE_VERSION: code_version()}
+    parent_tags[TAG_KIND] = KIND_SWEEP
     return tracking.start_run(exp_id, settings, parent_tags, run_name=f"sweep-{sweep_name}")
 
 
@@ -439,6 +449,7 @@ class SweepDesign:
     algo: str = algorithms.DEFAULT
     n_startup: int | None = None
     early_stopping: bool | str = False
+    budget_note: str | None = None  # why the sweep is below the budget rule on purpose: a note, not a warning
 
 
 def _checked_space(sweep: SweepDesign) -> tuple[dict[str, Any], dict[str, Any], SearchAlgorithm]:
@@ -450,6 +461,12 @@ def _checked_space(sweep: SweepDesign) -> tuple[dict[str, Any], dict[str, Any], 
     hyperopt_space = build_space(spec)
     algorithm = algorithm_for(sweep.algo, spec, sweep.max_evals, sweep.seed, sweep.n_startup)
     warning = budget_warning(spec, sweep.max_evals)
+    if warning and sweep.budget_note:
+        dims = len(searched_dimensions(spec))
+        warning = (
+            f"note: {sweep.max_evals} trials for {dims} searched dimensions, below the budget rule's "
+            f"{recommended_trials(dims)}: {sweep.budget_note}"
+        )
     if warning:
         print(warning, file=sys.stderr)
     return spec, hyperopt_space, algorithm
@@ -469,10 +486,12 @@ def run_sweep(
     engine: str = "local",
     early_stopping: bool | str = False,
     algo: str = algorithms.DEFAULT,
+    budget_note: str | None = None,
 ) -> SweepResult:
     """:func:`run_study` as keywords (the sweep's name is ``sweep_name``)."""
     request = StudyRequest(experiment, base, data, tags or {}, engine=engine, progress=progress)
-    return run_study(request, SweepDesign(sweep_name, max_evals, space, seed, algo, n_startup, early_stopping))
+    design = SweepDesign(sweep_name, max_evals, space, seed, algo, n_startup, early_stopping, budget_note)
+    return run_study(request, design)
 
 
 def run_study(request: StudyRequest, sweep: SweepDesign) -> SweepResult:

@@ -36,6 +36,7 @@ from lib.store.schema import (
     FINISHED,
     PHASE,
     PHASE_REMEASURE,
+    SWEEP,
     TAG_CHECKPOINT_RULE,
     TAG_CODE_VERSION,
     TAG_GIT_COMMIT,
@@ -278,10 +279,32 @@ def _log_entries(part: pd.DataFrame, best: pd.DataFrame | None) -> list[str]:
 
 
 def _roles_text(part: pd.DataFrame) -> str:
-    declared = {role: _tag_values(part, TAG_ROLE[role]) for role in ("scientific", "nuisance", "fixed")}
+    """The roles of an experiment's hyperparameters, per grid and per sweep when they differ (a grid's
+    factors are its scientific ones even when its runs predate the role tags)."""
+    texts = [(label, _group_roles(rows, label == "grid")) for label, rows in _role_groups(part)]
+    if len({text for _, text in texts}) <= 1:
+        return texts[0][1] if texts else "no trials"
+    return " | ".join(f"{label}: {text}" for label, text in texts)
+
+
+def _role_groups(part: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The grid trials of an experiment, then each sweep's, as ``(label, rows)``."""
+    source = part["source"] if "source" in part else pd.Series("grid", part.index)
+    groups = [("grid", part[source == "grid"])]
+    sweeps = part[source == "sweep"]
+    names = sweeps[SWEEP].fillna("") if SWEEP in sweeps else pd.Series("", sweeps.index)
+    groups += [(f"sweep {name}".strip(), rows) for name, rows in sweeps.groupby(names, sort=True)]
+    return [(label, rows) for label, rows in groups if len(rows)]
+
+
+def _group_roles(rows: pd.DataFrame, grid: bool) -> str:
+    declared = {role: _tag_values(rows, TAG_ROLE[role]) for role in ("scientific", "nuisance", "fixed")}
     if any(declared.values()):
-        return "; ".join(f"{role}: {', '.join(values) or '—'}" for role, values in declared.items())
-    names = varied(part)
+        words = {role: sorted({n for v in values for n in v.split(",") if n}) for role, values in declared.items()}
+        return "; ".join(f"{role}: {', '.join(values) or '—'}" for role, values in words.items())
+    names = varied(rows)
+    if grid and names:  # a grid run before grids tagged their roles: its factors are what it varied
+        return f"scientific: {', '.join(sorted(names))}; nuisance: —; fixed: everything else (its other settings)"
     return (
         f"not declared; varied: {', '.join(names) or 'nothing'}; everything else fixed at one value, a caveat on "
         "any conclusion (declare roles with grid --factor/--tune or sweep --role)"

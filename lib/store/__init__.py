@@ -13,6 +13,7 @@ from lib.store import schema
 from lib.store.reader import (
     StoredRun,
     config_identity,
+    deleted_runs,
     epoch_histories,
     experiment_names,
     history,
@@ -35,6 +36,7 @@ __all__ = [
     "STATUSES",
     "StoredRun",
     "config_identity",
+    "deleted_runs",
     "epoch_histories",
     "experiment_names",
     "history",

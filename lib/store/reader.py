@@ -60,6 +60,11 @@ def stored_runs(exp_id: str) -> list[StoredRun]:
     return tracking.find_runs(exp_id)
 
 
+def deleted_runs(exp_id: str) -> list[StoredRun]:
+    """The runs of one experiment in MLflow's trash (soft-deleted, restorable: ``python -m lib runs restore``)."""
+    return tracking.deleted_runs(exp_id)
+
+
 def stored_run(run_id: str) -> StoredRun:
     """One run as a plain record."""
     return tracking.get_run(run_id)

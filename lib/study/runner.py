@@ -1,9 +1,10 @@
 """The notebook runner: ``python -m lib study`` executes the numbered notebooks with papermill.
 
 Where things go: every run writes its executed notebooks to ``runs/<profile>/notebooks/`` and its figures
-and tables to ``runs/<profile>/figures/`` (an ignored folder) and says so, so a try-out never overwrites
-the worked example. Only the reference refresh (``--reference``, ``make reference``) in a reference profile
-(``full`` for 01-04, ``deep`` for 05, 06) replaces the committed notebooks (``notebooks/``, each only when it
+and tables to ``runs/<profile>/figures/`` (an ignored folder; 00_by_hand's to ``by_hand/`` in it, since the
+study writes the same file names) and says so, so a try-out never overwrites the worked example. Only the
+reference refresh (``--reference``, ``make reference``) in a reference profile (``full`` for 01-04, ``deep``
+for 05, 06) replaces the committed notebooks (``notebooks/``, each only when it
 completes) and figures (``figures/``). ``--output-dir`` and ``HYPERTUNE_FIGURES_DIR`` override the two folders.
 While it runs, each finished cell prints a progress line with the time left, estimated from the measured
 times of :data:`lib.study.profiles.MEASURED_SECONDS`.
@@ -93,8 +94,8 @@ def outputs_for(name: str, profile: str, output_dir: Path | None = None, referen
     stem = Path(name).stem
     reference = reference and is_reference(name, profile)
     figures = Path(os.environ["HYPERTUNE_FIGURES_DIR"]) if os.environ.get("HYPERTUNE_FIGURES_DIR") else None
-    committed = PROJECT_ROOT / "figures" / ("by_hand" if stem in BY_HAND else "")  # 00's own four outputs apart
-    figures = figures or (committed if reference else tryout_dir(profile) / "figures")
+    own = "by_hand" if stem in BY_HAND else ""  # 00's own outputs apart: the study writes the same file names
+    figures = figures or (PROJECT_ROOT / "figures" / own if reference else tryout_dir(profile) / "figures" / own)
     if output_dir is not None:
         return Outputs(Path(output_dir) / f"{stem}.ipynb", None, figures)
     working = tryout_dir(profile) / "notebooks" / f"{stem}.ipynb"

@@ -65,6 +65,8 @@ DISPLAY_COLUMNS = [
 TOO_SHORT = "budget too short to decide"
 # a tuned arm whose winner still sits on a movable edge of its tuning range after the allowed extensions
 NOT_DECIDED_RANGE = "not decided: tuning range"
+# Decisions the rules withhold: such a row says only this, never a raw verdict beside it.
+WITHHELD = frozenset({TOO_SHORT, NOT_DECIDED_RANGE, DESCRIBED_WORDS})
 # The one vocabulary (lib.stats.VERDICTS, plus TOO_SHORT); "inconclusive" is how CSVs of older code wrote
 # "not shown" and is read as such.
 WORDS = {
@@ -262,7 +264,10 @@ def display(table: pd.DataFrame, digits: int = 2, full: bool = False) -> pd.Data
     package's words (every other column, budget and seeds and p-values included, is in the CSV the notebook
     writes, and in ``full=True``: the older wide view)."""
     if full:
-        return table[[c for c in DISPLAY_COLUMNS if c in table]].round(3)
+        wide = table[[c for c in DISPLAY_COLUMNS if c in table]].round(3)
+        if "decision" in wide and "verdict" in wide:  # one verdict word per row: a withheld row shows no raw verdict
+            wide.loc[wide["decision"].isin(WITHHELD), "verdict"] = ""
+        return wide
     rows = []
     for _, r in table.iterrows():
         unit = r.get("unit", "pp")
@@ -304,9 +309,12 @@ def summary_markdown(table: pd.DataFrame) -> str:
         scope = f"Holm within '{r['family']}'" + (f", {part}" if isinstance(part, str) and part else "")
         decision = decision_words(r["decision"]) if "decision" in r.index else "not adjusted"
         note = r.get("note")
+        # one verdict word per row: a row the rules do not decide says only that, never its raw verdict beside it
+        words = f"raw: *{decision_words(r['verdict'])}*, {scope}: **{decision}**"
+        words = f"**{decision}**" if decision in WITHHELD else words
         lines.append(
             f"- **{r['hypothesis']}** {r['claim']} ({r['budget']}, {r['n_seeds']} seeds; interval over {over}): "
-            f"{fmt(r['effect'], r['unit'])} ({interval}); raw: *{decision_words(r['verdict'])}*, "
-            f"{scope}: **{decision}**" + (f" — {note}" if isinstance(note, str) and note else "")
+            f"{fmt(r['effect'], r['unit'])} ({interval}); {words}"
+            + (f" — {note}" if isinstance(note, str) and note else "")
         )
     return "\n".join(lines)
