@@ -106,28 +106,44 @@ handout: setup
 lint: $(STAMPS)/venv
 	$(PY) -m ruff check lib tests benchmarks
 
-# Unit tests in two processes (pytest-xdist, one file per process at a time: the Ray back-end's tests stay
-# together, one after another), then the class server's tests side by side with every notebook under nbval in
-# the smoke profile against a temporary MLflow store, figure folder and sweep state (the repository stays clean).
-# The class-server tests run in a pytest process of their own, after the unit tests: their two-node Ray
-# cluster must not share a process (and Ray's driver state) with the Ray back-end's tests, nor run at
-# the same time as them (tried: three Ray back-end tests failed when the two ran side by side). The
-# notebooks use neither Ray nor the class server; the server tests' output is shown when both have ended.
+# Everything in three streams from the start, so the waits of the servers and kernels overlap the unit tests'
+# CPU (measured 2026-12-07 beside other work: see docs/maintainers.md#the-tests):
+# - in the background, the class server's tests (PostgreSQL, MLflow with logins, a two-node Ray cluster), then
+#   the Ray back-end's tests (tests/test_ray.py): the two Ray clusters must not share a process (Ray's driver
+#   state) nor run at the same time (tried: three Ray back-end tests failed when the two ran side by side);
+# - in the background, every notebook once under nbval in the smoke profile against a temporary MLflow store,
+#   figure folder and sweep state (the repository stays clean); the notebooks use neither Ray nor the server;
+# - in the foreground, the other unit tests in two pytest-xdist processes, one file per process at a time, the
+#   longest files first (tests/conftest.py).
+# The background streams' output is shown when all three have ended. OpenMP threads wait passively here
+# (OMP_WAIT_POLICY, also set by tests/conftest.py): trainings side by side otherwise spin away each other's time.
+test: export OMP_WAIT_POLICY = PASSIVE
 test: setup $(STAMPS)/ray $(STAMPS)/browser $(STAMPS)/postgres lint
-	$(PY) -m pytest -p no:cacheprovider -n 2 --dist loadfile --durations=10 tests --ignore=tests/test_class_server.py
-	@tmp=$$(mktemp -d); server=; \
-	trap 'test -n "$$server" && kill $$server 2>/dev/null; rm -rf "$$tmp"' EXIT; \
-	$(PY) -m pytest -p no:cacheprovider tests/test_class_server.py >"$$tmp/server.log" 2>&1 & server=$$!; \
+	@tmp=$$(mktemp -d); streams=; \
+	trap 'for group in $$streams; do kill -INT -- -$$group 2>/dev/null; done; wait; rm -rf "$$tmp"' EXIT; \
+	setsid bash -c 'trap "exit 130" INT; \
+	  $(PY) -m pytest -p no:cacheprovider --durations=10 tests/test_class_server.py >"$$0/server.log" 2>&1; \
+	  echo $$? >"$$0/server.rc"; \
+	  $(PY) -m pytest -p no:cacheprovider --durations=10 tests/test_ray.py >"$$0/ray.log" 2>&1; \
+	  echo $$? >"$$0/ray.rc"' "$$tmp" & streams="$$!"; \
 	HYPERTUNE_PROFILE=smoke MLFLOW_TRACKING_URI="sqlite:///$$tmp/mlflow.db" HYPERTUNE_FIGURES_DIR="$$tmp/figures" \
-	HYPERTUNE_STATE_DIR="$$tmp/state" $(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-kernel-name hypertune \
-	  --nbval-cell-timeout 300 --ignore=notebooks/00_by_hand.ipynb notebooks/; notebooks=$$?; \
-	wait $$server; code=$$?; server=; echo "--- tests/test_class_server.py (ran beside the notebooks)"; \
-	cat "$$tmp/server.log"; test $$notebooks = 0 && test $$code = 0
+	HYPERTUNE_STATE_DIR="$$tmp/state" setsid $(PY) -m pytest -p no:cacheprovider --durations=10 --nbval-lax \
+	  --nbval-kernel-name hypertune --nbval-cell-timeout 300 \
+	  --ignore=notebooks/00_by_hand.ipynb notebooks/ >"$$tmp/notebooks.log" 2>&1 & \
+	notebooks=$$!; streams="$$streams $$notebooks"; \
+	$(PY) -m pytest -p no:cacheprovider -n 2 --dist loadfile --durations=20 tests \
+	  --ignore=tests/test_class_server.py --ignore=tests/test_ray.py; unit=$$?; \
+	wait $$notebooks; nbval=$$?; wait; streams=; \
+	echo "--- tests/test_class_server.py (ran beside the unit tests)"; cat "$$tmp/server.log"; \
+	echo "--- tests/test_ray.py (after the class server, beside the unit tests)"; cat "$$tmp/ray.log" 2>/dev/null; \
+	echo "--- notebooks/ under nbval, smoke profile (beside the unit tests)"; cat "$$tmp/notebooks.log"; \
+	test $$unit = 0 && test $$nbval = 0 && test "$$(cat "$$tmp/server.rc")" = 0 && test "$$(cat "$$tmp/ray.rc")" = 0
 
 # The edit loop (under 2 minutes): ruff, then the unit tests not marked `slow` (tests/conftest.py).
 # It leaves out what starts a process or trains beyond a second: the CLI run as a process, kill and
 # concurrency tests, worker pools, Jupyter kernels, Ray, the browser, the class server, and the
 # notebooks under nbval. `make test` runs everything before a commit is pushed.
+test-fast: export OMP_WAIT_POLICY = PASSIVE
 test-fast: setup lint
 	$(PY) -m pytest -p no:cacheprovider -q --durations=5 -m "not slow" tests
 

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
-import pytest
+# OpenMP threads that wait for work sleep instead of spinning, in this process and every process a test starts
+# (CLI runs, kernels, worker pools). Set before torch is imported: OpenMP reads it once, when it loads. The tests
+# train beside each other (two pytest-xdist processes, a kernel, a server), so the threads of one trial outnumber
+# the cores it gets; spinning threads then burn the other's time: one digits trial at 2 threads took 88 s and
+# 21 CPU-seconds spinning, 2.7 s and 1.3 CPU-seconds passive (same accuracy; 2 cores at load 12, 2026-12-07).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from lib.data import DataSplits, load_splits
+import pytest  # noqa: E402
+
+from lib.data import DataSplits, load_splits  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -77,9 +85,32 @@ SLOW_ELSEWHERE: frozenset[str] = frozenset(
         "test_train.py::test_recalibration_also_happens_when_early_stopping_ends_the_run",
         "test_train.py::test_fit_with_recalibration_records_before_and_after",
         "test_train.py::test_early_stopping_restores_the_best_epoch",
+        # over 2 CPU-seconds each (measured 2026-12-07): simulations, trainings, a kernel, a store's migrations
+        "test_stop_anywhere.py::test_a_try_out_writes_under_runs_and_says_where_and_a_full_run_refreshes_notebooks",
+        "test_intervals.py::test_the_old_percentile_bootstrap_covered_too_rarely_where_seeds_dominate",
+        "test_intervals.py::test_an_interaction_of_two_source_effects_covers_and_keeps_the_shared_image_term",
+        "test_trial_records.py::test_trial_logs_best_epoch_metrics_beside_the_last_epoch",
+        "test_trial_records.py::test_a_grids_verdicts_read_each_runs_per_image_results_and_cover_seeds_and_images",
+        "test_tuning.py::test_the_study_logs_command_reproduces_the_same_configurations_on_a_fresh_store",
+        "test_tuning.py::test_a_second_call_trains_nothing_and_the_report_reads_the_same_arms",
+        "test_tuning.py::test_each_arm_gets_its_own_best_nuisance_and_is_remeasured_on_fresh_seeds_only",
+        "test_front_door.py::test_the_grid_summary_line_counts_collapsed_trials_apart",
+        "test_search.py::test_quasi_random_points_cover_the_space_differ_between_seeds_and_repeat_for_one_seed",
+        "test_train.py::test_recalibrated_curves_leave_training_unchanged",
+        "test_failsafe.py::test_a_store_with_runs_and_leftover_migration_tables_is_repaired_and_keeps_its_runs",
     }
 )
 SLOW_MODULES = frozenset({"test_class_server.py"})
+
+# `make test` runs the unit tests in two pytest-xdist processes, one file at a time each (`--dist loadfile`),
+# handed out in collection order: the files that take longest go first, so no long file starts last while the
+# other process idles. Measured one file at a time, 2026-12-07 (wall seconds at load 2-6): stop_anywhere 183,
+# cli_errors 138, failsafe 130, front_door 124 (the README's study alone 90), halving 93, engine_concurrency 80,
+# browser 68, search 65, by_hand 57, report 56; every other file under 50 s, in its usual order after these.
+LONGEST_FIRST = (
+    "test_stop_anywhere.py", "test_cli_errors.py", "test_failsafe.py", "test_front_door.py", "test_halving.py",
+    "test_engine_concurrency.py", "test_browser.py", "test_search.py", "test_by_hand.py", "test_report.py",
+)  # fmt: skip
 
 
 def _key(item) -> str:
@@ -97,3 +128,5 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if _key(item) in SLOW_ELSEWHERE or item.path.name in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
+    rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its own order

@@ -41,27 +41,39 @@ HAS_RAY = subprocess.run([sys.executable, "-c", "import ray.tune"], capture_outp
 needs_ray = pytest.mark.skipif(not HAS_RAY, reason="Ray is not installed (pip install -r requirements-ray.txt)")
 
 
-def _ray_processes() -> list[str]:
+def _ray_processes(token: str) -> list[str]:
+    """Ray (or MLflow server) processes of this module still alive: those whose environment holds this
+    module's token. Every process Ray starts inherits it; a Ray or MLflow server of another test beside this
+    one (the browser's, the class server's two-node cluster, another checkout's) does not, and is not counted."""
     found = []
     for pattern in RAY_PROCESSES:
         out = subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True).stdout
-        found += [line for line in out.splitlines() if "pgrep" not in line and "pytest" not in line]
+        for line in out.splitlines():
+            if "pgrep" in line or "pytest" in line:
+                continue
+            try:
+                environ = Path(f"/proc/{line.split()[0]}/environ").read_bytes().split(b"\0")
+            except OSError:  # it ended meanwhile
+                continue
+            if f"RAY_AUTH_TOKEN={token}".encode() in environ:
+                found.append(line)
     return found
 
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_environment():
     """Token auth with a throw-away token for this module; afterwards no Ray process may be left."""
+    token = secrets.token_hex(16)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RAY_AUTH_MODE", "token")
-        patch.setenv("RAY_AUTH_TOKEN", secrets.token_hex(16))
+        patch.setenv("RAY_AUTH_TOKEN", token)
         patch.delenv("RAY_ADDRESS", raising=False)
         patch.setenv("RAY_USAGE_STATS_ENABLED", "0")
         yield
     deadline = time.monotonic() + 20
-    while _ray_processes() and time.monotonic() < deadline:
+    while _ray_processes(token) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert _ray_processes() == [], "Ray or MLflow processes were left behind"
+    assert _ray_processes(token) == [], "Ray or MLflow processes were left behind"
 
 
 def _children(experiment: str, parent_run_id: str) -> list:
@@ -131,7 +143,7 @@ def test_ray_sweep_lands_the_same_records_as_local_runs(monkeypatch):
 
 
 @needs_ray
-def test_a_ray_grid_of_trials_that_fail_at_once_records_each_once_and_returns():
+def test_a_ray_grid_of_trials_that_fail_at_once_records_each_once_and_returns(ray_head):
     frame = run_grid(BASE, {"num_conv_blocks": [5, 6]}, [0, 1], "rayimp", DATA, workers=2, progress=False, engine="ray")
     assert list(frame["status"]) == ["failed"] * 4 and set(frame["failure_kind"]) == {"invalid_config"}
     runs = tracking.search("rayimp")
@@ -145,7 +157,7 @@ def _trial_actors() -> list[int]:
 
 
 @needs_ray
-def test_a_ray_trial_whose_actor_is_killed_fails_with_a_reason_and_the_grid_goes_on():
+def test_a_ray_trial_whose_actor_is_killed_fails_with_a_reason_and_the_grid_goes_on(ray_head):
     import signal
     import threading
 
@@ -184,31 +196,34 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def ray_head(monkeypatch):
-    """A Ray head node on loopback (as a user's cluster), stopped with ``ray stop --force`` afterwards."""
+@pytest.fixture(scope="module")
+def ray_head():
+    """A Ray head node on loopback (as a user's cluster), one for the tests that ask for it (a Ray started
+    costs some 18 CPU-seconds and 15-30 s here; the local start and shutdown are the first sweep's test),
+    stopped with ``ray stop --force`` when the module ends."""
     ray_cli = str(Path(sys.executable).parent / "ray")
     port = _free_port()
-    try:
-        subprocess.run(
-            [
-                ray_cli,
-                "start",
-                "--head",
-                f"--port={port}",
-                "--node-ip-address=127.0.0.1",
-                "--include-dashboard=false",
-                "--num-cpus=2",
-                "--disable-usage-stats",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-        monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
-        yield port
-    finally:
-        subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120)
+    with pytest.MonkeyPatch.context() as patch:
+        try:
+            subprocess.run(
+                [
+                    ray_cli,
+                    "start",
+                    "--head",
+                    f"--port={port}",
+                    "--node-ip-address=127.0.0.1",
+                    "--include-dashboard=false",
+                    "--num-cpus=2",
+                    "--disable-usage-stats",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
+            patch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+            yield port
+        finally:
+            subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120)
 
 
 @needs_ray
