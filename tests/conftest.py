@@ -130,3 +130,45 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
     rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its own order
+
+
+# --- CPU seconds per test file, printed at the end of a run -------------------------------------------------
+# Wall times (--durations) depend on what runs beside a test; CPU seconds (this process and every process it
+# started and waited for: CLI runs, kernels, pools) say what a file costs the machine, wherever it runs.
+_CPU_START = pytest.StashKey[float]()
+_CPU_BY_FILE: dict[str, float] = {}
+
+
+def _cpu_seconds() -> float:
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    item.stash[_CPU_START] = _cpu_seconds()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    if call.when == "teardown" and _CPU_START in item.stash:
+        outcome.get_result().user_properties.append(("cpu_s", _cpu_seconds() - item.stash[_CPU_START]))
+
+
+def pytest_runtest_logreport(report):
+    for name, value in report.user_properties:
+        if name == "cpu_s" and report.when == "teardown":
+            file = report.nodeid.split("::", 1)[0]
+            _CPU_BY_FILE[file] = _CPU_BY_FILE.get(file, 0.0) + value
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _CPU_BY_FILE:
+        return
+    ranked = sorted(_CPU_BY_FILE.items(), key=lambda pair: -pair[1])
+    terminalreporter.write_sep("=", f"CPU seconds per test file (all {sum(_CPU_BY_FILE.values()):.0f} s; top 15)")
+    for file, seconds in ranked[:15]:
+        terminalreporter.write_line(f"{seconds:8.1f}  {file}")

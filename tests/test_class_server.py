@@ -242,21 +242,25 @@ def test_each_student_gets_the_notebooks_experiments_under_their_own_name(server
     assert _runs(server, "02_norm_dropout") == []
 
 
-def test_load_of_eight_writers(server):
-    """8 processes write whole runs at once: each run exactly once, all FINISHED; runs/s and p95."""
+def test_load_of_four_writers(server):
+    """4 processes write whole runs at once: each run exactly once, all FINISHED; runs/s and p95 (the measured
+    load of docs/class-server.md is the same command with 8 drivers for 15 s)."""
     env = server.env("bob")
-    command = [sys.executable, "-m", "lib.class_server", "load", "--drivers", "8", "--seconds", "15"]
+    command = [sys.executable, "-m", "lib.class_server", "load", "--drivers", "4", "--seconds", "6"]
     done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     print("load:", report)
-    assert report["runs"] >= 8 and report["exactly_once"] and report["not_finished"] == 0, report
+    assert report["runs"] >= 4 and report["exactly_once"] and report["not_finished"] == 0, report
+
+
+DRIVING = STUDENTS[:2]  # 4 drivers prove the point (concurrent writers ride out a restart) at half the cost of 8
 
 
 def _drivers(server: Server) -> list[tuple[str, list[str]]]:
-    """8 CLI drivers: every student runs one grid (2 trials) and one sweep (2 trials)."""
+    """4 CLI drivers: two students each run one grid (2 trials) and one sweep (2 trials)."""
     result = []
-    for user in STUDENTS:
+    for user in DRIVING:
         grid = ["grid", "--experiment", f"{user}-g", "--factor", "dropout_p=0,0.25", "--seeds", "0", "--workers", "1"]
         sweep = ["sweep", "--experiment", f"{user}-s", "--name", "s", "--max-evals", "2"]
         result += [
@@ -268,14 +272,14 @@ def _drivers(server: Server) -> list[tuple[str, list[str]]]:
 
 def _trial_runs(server: Server) -> dict[str, list[dict]]:
     found = {}
-    for user in STUDENTS:
+    for user in DRIVING:
         found[f"{user}-g"] = _runs(server, f"{user}-g")
         found[f"{user}-s"] = [r for r in _runs(server, f"{user}-s") if "mlflow.parentRunId" in _keys(r, "tags")]
     return found
 
 
-def test_eight_drivers_with_a_server_restart(server):
-    """8 CLI drivers at once; the server (database included) restarts in the middle; a re-run completes."""
+def test_drivers_with_a_server_restart(server):
+    """4 CLI drivers at once; the server (database included) restarts in the middle; a re-run completes."""
     env_retry = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "7", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "2"}
     logs = server.folder / "drivers"
     logs.mkdir(exist_ok=True)
@@ -317,7 +321,7 @@ def test_eight_drivers_with_a_server_restart(server):
         assert len(finished) == 2, (name, statuses)
     total = sum(len(v) for v in runs.values())
     print(
-        f"8 drivers: {total} trial runs; first pass {first_pass_s:.0f} s with a restart of {restart_s:.0f} s; "
+        f"{len(codes)} drivers: {total} trial runs; first pass {first_pass_s:.0f} s, a restart of {restart_s:.0f} s; "
         f"{len(failed)} drivers failed in the first pass and completed on the re-run"
     )
 

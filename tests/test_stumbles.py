@@ -95,7 +95,7 @@ def test_00_by_hand_and_the_study_write_different_folders(monkeypatch):
             assert ignored.returncode == 0, path
 
 
-def test_00_by_hand_run_by_hand_names_its_own_folder_before_it_writes_anything(monkeypatch):
+def test_00_by_hand_run_by_hand_names_its_own_folder_before_it_writes_anything(monkeypatch, tmp_path):
     import nbformat
 
     notebook = nbformat.read(PROJECT_ROOT / "notebooks" / "00_by_hand.ipynb", as_version=4)
@@ -105,10 +105,12 @@ def test_00_by_hand_run_by_hand_names_its_own_folder_before_it_writes_anything(m
     assert own < first_write
     monkeypatch.delenv("HYPERTUNE_FIGURES_DIR")  # JupyterLab or papermill by hand: nothing names a folder
     monkeypatch.setenv("HYPERTUNE_PROFILE", "quick")
-    assert paths.own_figures_dir("by_hand") == PROJECT_ROOT / "runs" / "quick" / "figures" / "by_hand"
-    assert paths.figures_dir() == PROJECT_ROOT / "runs" / "quick" / "figures" / "by_hand"
-    monkeypatch.setenv("HYPERTUNE_FIGURES_DIR", str(PROJECT_ROOT / "figures" / "by_hand"))  # the runner's choice wins
-    assert paths.own_figures_dir("by_hand") == PROJECT_ROOT / "figures" / "by_hand"
+    monkeypatch.setattr(paths, "PROJECT_ROOT", tmp_path)  # the folders are made: a copy of the project, not ours
+    assert paths.own_figures_dir("by_hand") == tmp_path / "runs" / "quick" / "figures" / "by_hand"
+    assert paths.figures_dir() == tmp_path / "runs" / "quick" / "figures" / "by_hand"
+    monkeypatch.setenv("HYPERTUNE_FIGURES_DIR", str(tmp_path / "figures" / "by_hand"))  # the runner's choice wins
+    assert paths.own_figures_dir("by_hand") == tmp_path / "figures" / "by_hand"
+    assert not (PROJECT_ROOT / "figures" / "by_hand").exists()  # the committed figures/ stays as it is
 
 
 def test_a_figure_saved_over_an_earlier_run_s_removes_the_table_that_no_longer_matches(tmp_path, capsys):
