@@ -258,6 +258,9 @@ def test_the_report_reads_back_the_winner_of_the_last_rung(mlflow_store, monkeyp
     tuned = arms[arms["kind"] == "tuned"]
     assert list(tuned["nuisance"]) == [f"lr={arm.winner['lr']:.3g}"]
     assert list(tuned["n"]) == [2]
+    assert tuned["tune_mean"].iloc[0] == pytest.approx(arm.tuning["score"].max())  # the winner's score, last rung
+    assert tuned["curse_pp"].iloc[0] == pytest.approx(100 * (tuned["tune_mean"].iloc[0] - tuned["mean"].iloc[0]))
+    assert arms.loc[arms["kind"] == "fixed", "curse_pp"].isna().all()
     draws = tuning_draws(runs)  # rung 0: every quasi-random point, one row each
     points = runs.loc[runs["tag.phase"] == "tune", "lr"].nunique()
     assert len(draws) == points and set(draws["arm"]) == {"dropout_p=0.0"}
