@@ -431,6 +431,8 @@ def test_the_summary_names_the_design_and_the_size_of_the_last_rung(monkeypatch)
         "halving 19 points, eta 3, rungs 1/3/9 epochs (19/7/3 configurations), 2 tuning seeds, <= 2 range extensions"
     )
     assert list(summary["edge"]) == ["", ""] and set(summary["max_extensions"]) == {2}
+    effects = result.effects()
+    assert list(effects["last_rung"]) == [3] and list(effects["design"]) == [result.design()]
     assert result.cost.last_rung == 3 and "the last rung compares 3 at 9 epochs" in result.cost.text()
     last = [configs for tags, configs in _tuning_calls(surface) if tags["rung"] == "2"]
     assert [{(c["dropout_p"], c["epochs"]) for c in configs} for configs in last] == [{(0.0, 9), (0.5, 9)}]

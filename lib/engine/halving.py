@@ -28,6 +28,14 @@ points each rung trains and keeps; every rung, the re-measure, the tags and the 
    the tuned grid; the result (:class:`HalvingGrid`) is a :class:`lib.engine.tuning.TunedGrid`, so
    ``summary()`` and ``effects()`` work, with a ``decided`` column.
 
+**The last rung** is where the winner is chosen, at the budget it is used at: a design may ask it to compare at
+least ``min_last_rung`` configurations (:func:`check_last_rung`, a one-line error naming the points knob and
+the least number that works, :func:`points_for_last_rung`; the study's full profile asks 3: 19 points,
+eta 3, three rungs hold 19/7/3). The summary names the design (:func:`design_text`), each arm's last rung
+(configurations compared there, all rounds), its extensions of ``max_extensions`` and any ``edge`` its winner
+is left on; the re-measured winner runs carry the same as tags. :meth:`TunedGrid.curse` is the winner's curse;
+a replication on fresh tuning seeds is :mod:`lib.engine.replication`.
+
 Cost (:func:`halving_cost`, in trials at the claim's budget): with the defaults (27 points, ``eta`` 3) and
 rungs 1, 3, 9 epochs, 2 tuning seeds and 3 re-measure seeds an arm costs 18 + 6 = 24 trials against
 54 + 6 = 60 without halving: 40.0% (the tuning phase alone 33.3%); each extension of an arm adds 18.
@@ -218,13 +226,14 @@ class HalvingGrid(TunedGrid):
         return frame
 
     def effects(self) -> pd.DataFrame:
-        """:meth:`TunedGrid.effects` plus ``decided``: ``yes`` only when both arms of an effect are decided."""
+        """:meth:`TunedGrid.effects` plus ``decided`` (``yes`` only when both arms of an effect are decided), the
+        ``design`` and ``last_rung``: the smaller of the two arms' last rungs (what the row can claim)."""
         frame = super().effects()
         if len(frame):
-            reference = self.arms[0]
-            frame["decided"] = [
-                "yes" if arm.decided and reference.decided else NOT_DECIDED for arm in self.arms[1 : len(frame) + 1]
-            ]
+            reference, arms = self.arms[0], self.arms[1 : len(frame) + 1]
+            frame["decided"] = ["yes" if arm.decided and reference.decided else NOT_DECIDED for arm in arms]
+            frame["design"] = self.design()
+            frame["last_rung"] = [min(arm.last_rung(), reference.last_rung()) for arm in arms]
         return frame
 
     def rung_table(self) -> pd.DataFrame:
