@@ -142,7 +142,8 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
     # The report, meant to take <= 60 min of `make run` on the 2-core course machine. v4 fits: 3,001 s
     # (bf16 CPU, under load), 3,348 s, 3,142 s and 3,206 s (fp32 CPUs) from an empty store on 2026-12-06
-    # (MEASURED_SECONDS); v3 took 6,039 s on 2026-12-02.
+    # (MEASURED_SECONDS); v3 took 6,039 s on 2026-12-02. v5's tuning design is estimated at about 3,440 s in all
+    # (the arithmetic at tune_points below), not yet measured.
     "full": {
         "dataset": "fashion_mnist",
         # v4: 4,000 training images, so that the no-dropout control stops improving within the H1 budget
