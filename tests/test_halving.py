@@ -258,6 +258,9 @@ def test_the_report_reads_back_the_winner_of_the_last_rung(mlflow_store, monkeyp
     tuned = arms[arms["kind"] == "tuned"]
     assert list(tuned["nuisance"]) == [f"lr={arm.winner['lr']:.3g}"]
     assert list(tuned["n"]) == [2]
+    assert tuned["tune_mean"].iloc[0] == pytest.approx(arm.tuning["score"].max())  # the winner's score, last rung
+    assert tuned["curse_pp"].iloc[0] == pytest.approx(100 * (tuned["tune_mean"].iloc[0] - tuned["mean"].iloc[0]))
+    assert arms.loc[arms["kind"] == "fixed", "curse_pp"].isna().all()
     draws = tuning_draws(runs)  # rung 0: every quasi-random point, one row each
     points = runs.loc[runs["tag.phase"] == "tune", "lr"].nunique()
     assert len(draws) == points and set(draws["arm"]) == {"dropout_p=0.0"}
@@ -380,3 +383,182 @@ def test_the_fixed_nuisance_remeasure_runs_on_its_own_seeds_or_not_at_all(monkey
     remeasure = [configs for tags, configs in surface.calls if tags["phase"] == "remeasure"]
     assert arm.fixed == [] and [len(c) for c in remeasure] == [3]  # the winner only
     assert all(tags["tune_seeds"] == "100,101" for tags, _ in surface.calls)  # every run names its tuning seeds
+
+
+# --- the last rung, the extension cap, the winner's curse, the replication ---------------------------------
+
+
+def test_the_last_rung_rule_and_the_profiles_that_declare_it():
+    assert halving.points_for_last_rung(3, 3, 3) == 19 and halving.rung_sizes(19, 3, 3) == [19, 7, 3]
+    assert halving.rung_sizes(18, 3, 3)[-1] == 2 and halving.points_for_last_rung(3, 2, 3) == 7
+    assert halving.rung_sizes(6, 3, 3) == [6, 2, 1]  # v4's design: the winner never met a rival at the budget
+    from lib.study.profiles import PROFILES
+
+    for name in ("full", "deep"):  # the rule is a declared property of the profiles that decide
+        knobs = PROFILES[name]
+        assert knobs["tune_last_rung"] >= halving.LAST_RUNG_RULE == 3 and len(set(knobs["tune_seeds"])) >= 2
+        for rungs, budget in ((knobs["h1_rungs"], knobs["dropout_epochs"]), (knobs["h3_rungs"], knobs["epochs"])):
+            assert rungs[-1] == budget
+            assert halving.rung_sizes(knobs["tune_points"], len(rungs), knobs["tune_eta"])[-1] >= 3
+        assert knobs["tune_extensions"] >= 2
+        assert not set(knobs["replicate_seeds"]) & (set(knobs["tune_seeds"]) | set(knobs["seeds"]))
+    assert PROFILES["smoke"]["tune_last_rung"] == PROFILES["quick"]["tune_last_rung"] == 1  # exempt, declared
+
+
+def test_a_design_whose_last_rung_is_too_small_is_one_line_naming_the_knob_and_the_fix():
+    from lib.errors import HypertuneError
+    from lib.study import profiles
+
+    design = {"rungs": [2, 4, 12], "n_points": 6, "min_last_rung": 3}
+    with pytest.raises(StudyError, match=r"n_points=6 .* compares 1 configuration.* give n_points=19") as error:
+        halving.plan_halving({"epochs": 12}, {"dropout_p": [0.0]}, [LR, WD], TUNE_SEEDS, SEEDS, **design)
+    assert "\n" not in str(error.value) and isinstance(error.value, HypertuneError)
+    halving.plan_halving({"epochs": 12}, {"dropout_p": [0.0]}, [LR, WD], TUNE_SEEDS, SEEDS, **design | {"n_points": 19})
+    with pytest.raises(StudyError, match=r"tune_points=6 with tune_eta=3 and h1_rungs .* give tune_points=19") as error:
+        profiles.resolve("full", tune_points=6)
+    assert "\n" not in str(error.value)
+    profiles.resolve("quick", tune_points=2)  # exempt: no error
+
+
+def test_the_summary_names_the_design_and_the_size_of_the_last_rung(monkeypatch):
+    surface = _Surface({0.0: {"lr": 3e-3, "weight_decay": 3e-4}, 0.5: {"lr": 3e-4, "weight_decay": 3e-3}})
+    monkeypatch.setattr(grid, "run_trials", surface)
+    result = _run(surface, [LR, WD], {"dropout_p": [0.0, 0.5]}, n_points=19, min_last_rung=3)
+    summary = result.summary()
+    assert list(summary["last_rung"]) == [3, 3] and set(summary["last_rung_epochs"]) == {9}
+    assert set(summary["design"]) == {result.design()}
+    assert result.design() == (
+        "halving 19 points, eta 3, rungs 1/3/9 epochs (19/7/3 configurations), 2 tuning seeds, <= 2 range extensions"
+    )
+    assert list(summary["edge"]) == ["", ""] and set(summary["max_extensions"]) == {2}
+    effects = result.effects()
+    assert list(effects["last_rung"]) == [3] and list(effects["design"]) == [result.design()]
+    assert result.cost.last_rung == 3 and "the last rung compares 3 at 9 epochs" in result.cost.text()
+    last = [configs for tags, configs in _tuning_calls(surface) if tags["rung"] == "2"]
+    assert [{(c["dropout_p"], c["epochs"]) for c in configs} for configs in last] == [{(0.0, 9), (0.5, 9)}]
+    assert len(last[0]) == 2 * 3 * 2  # arms x 3 configurations x 2 tuning seeds, all at the claim's budget
+    old = _run(surface, [LR, WD], n_points=6, rungs=[1, 3, 9]).summary()
+    assert list(old["last_rung"]) == [1]  # the v4 design, shown for what it is
+
+
+def test_a_range_is_widened_until_its_winner_leaves_the_edge_and_the_cap_is_reported(monkeypatch):
+    surface = _Surface({0.0: {"lr": 1e-1, "weight_decay": 3e-4}})
+    monkeypatch.setattr(grid, "run_trials", surface)
+    narrow = [halving.Range("lr", 1e-6, 1e-5, True), WD]
+    capped = _run(surface, narrow, max_extensions=2)
+    (arm,) = capped.arms
+    assert len(arm.extensions) == 2 and arm.ranges["lr"].high == pytest.approx(1e-2) and not arm.decided
+    row = capped.summary().iloc[0]
+    assert row["extensions"] == row["max_extensions"] == 2 and row["decided"] == halving.NOT_DECIDED
+    assert row["edge"].startswith("lr upper 10% of [1e-06, 0.01]")  # still on a movable edge: said, not hidden
+    (arm,) = _run(surface, narrow, max_extensions=4).arms
+    assert len(arm.extensions) == 3 and arm.decided and arm.edge() == ""  # stops once off the edge, below the cap
+    assert arm.ranges["lr"].high == 10.0 and 1e-2 < arm.winner["lr"] < 1.0
+
+
+def test_the_winners_curse_per_arm_and_in_total_by_hand(monkeypatch):
+    from lib.engine.tuning import winners_curse
+
+    frame = halving.pd.DataFrame(
+        {"dropout_p": [0.0, 0.3, 0.6, 0.9], "tune_score_pct": [90.0, 89.5, 88.0, 80.0]}
+        | {"remeasured_pct": [89.5, 89.7, 87.0, math.nan]}
+    )
+    table = winners_curse(frame, ["dropout_p"])
+    assert list(table["arm"]) == ["dropout_p=0.0", "dropout_p=0.3", "dropout_p=0.6", "dropout_p=0.9", "all arms"]
+    assert table["curse_pp"].iloc[:3].tolist() == pytest.approx([0.5, -0.2, 1.0]) and math.isnan(table["curse_pp"][3])
+    total = table.iloc[-1]
+    assert total["curse_pp"] == pytest.approx(1.3 / 3) and total["max_curse_pp"] == 1.0  # the unscored arm left out
+    assert (total["n_arms"], total["n_positive"]) == (3, 2)
+    assert total["tune_score_pct"] == pytest.approx(89.1667, abs=1e-4)
+    surface = _Surface({0.0: {"lr": 3e-3, "weight_decay": 3e-4}})
+    monkeypatch.setattr(grid, "run_trials", surface)
+    result = _run(surface, [LR, WD])
+    curse, summary = result.curse(), result.summary()
+    assert curse["curse_pp"].iloc[0] == pytest.approx(summary["tune_score_pct"][0] - summary["remeasured_pct"][0])
+
+
+class _Better(_Surface):
+    """:class:`_Surface` whose arm 0.5 is 1 point better at its optimum, with a seed effect of its own (so the
+    paired interval against arm 0 has a width), its verdict "higher"; ``moving``: arm 0.5's optimum lies
+    elsewhere (at arm 9.0's) for the replica's tuning seeds 102 and 103."""
+
+    def __init__(self, optimum: dict[float, dict[str, float]], moving: bool = False) -> None:
+        super().__init__(optimum)
+        self.moving = moving
+
+    def accuracy(self, flat: dict) -> float:
+        if flat["dropout_p"] != 0.5:
+            return super().accuracy(flat)
+        bonus = 0.01 + 0.001 * (flat["seed"] % 3 - 1)
+        if self.moving and flat["seed"] in (102, 103):
+            flat = flat | {"dropout_p": 9.0}
+        return super().accuracy(flat) + bonus
+
+
+def test_a_replication_on_fresh_tuning_seeds_reports_how_often_the_same_decision_results(monkeypatch):
+    from lib.engine import replication
+
+    peaks = {0.0: {"lr": 3e-3, "weight_decay": 3e-4}, 0.5: {"lr": 1e-3, "weight_decay": 1e-4}}
+    peaks[9.0] = {"lr": 1e-1, "weight_decay": 1e-2}
+    for surface, same in ((_Better(peaks), True), (_Better(peaks, moving=True), False)):
+        monkeypatch.setattr(grid, "run_trials", surface)
+        scientific = {"dropout_p": [0.0, 0.5]}
+        original = _run(surface, [LR, WD], scientific)
+        kwargs = {"rungs": [1, 3, 9], "log": None, "progress": False, "winner_hypothesis": "H1", "fixed_seeds": [0]}
+        replica = replication.run_replication(
+            {"epochs": 9}, scientific, [LR, WD], TUNE_SEEDS, SEEDS, "h", replicate_seeds=[102, 103],
+            replicate_arms=[0.5], **kwargs,
+        )  # fmt: skip
+        tuned = {c["seed"] for tags, configs in surface.calls[-4:] if tags["phase"] == "tune" for c in configs}
+        assert tuned == {102, 103} and all(not arm.fixed for arm in replica.arms)  # fresh seeds, no fixed arm
+        table = replication.agreement(original, replica)
+        assert list(table["arm"]) == ["dropout_p=0.0", "dropout_p=0.5"] and table["same_winner"][0]
+        assert list(table["verdict"]) == ["reference", "higher"] and table["same_verdict"][0] is None
+        assert bool(table["same_winner"][1]) == bool(table["same_region"][1]) == bool(table["same_verdict"][1]) == same
+        assert table["replica_verdict"][1] == ("higher" if same else "lower")
+        summary = replication.agreement_summary(table).iloc[0]
+        assert summary["arms"] == 2 and summary["verdicts"] == 1
+        assert summary["same_winner"] == (1.0 if same else 0.5) and summary["same_verdict"] == (1.0 if same else 0.0)
+
+
+@pytest.mark.parametrize(
+    ("seeds", "arms", "message"),
+    [([100, 102], None, r"replicate_seeds \[100, 102\]: \[100\] already"), ([102], None, "at least 2 fresh"),
+     ([102, 103], [0.7], r"replicate_arms \[0.7\]"), ([102, 103], [], "replicate_arms")],
+)  # fmt: skip
+def test_a_bad_replication_is_one_line(seeds, arms, message):
+    from lib.engine import replication
+
+    with pytest.raises(StudyError, match=message) as error:
+        replication.check_replication({"dropout_p": [0.0, 0.5]}, TUNE_SEEDS, SEEDS, seeds, arms)
+    assert "\n" not in str(error.value)
+    assert replication.check_replication({"dropout_p": [0.0, 0.5, 0.6]}, TUNE_SEEDS, SEEDS, [7, 8], [0.6]) == {
+        "dropout_p": [0.0, 0.6]
+    }
+
+
+@pytest.mark.slow
+def test_a_replica_reuses_a_repeated_winners_runs_and_claims_nothing(mlflow_store, monkeypatch):
+    """With the real records (digits, a known response instead of training): the original's winner runs carry
+    its design and last rung; the replica trains its tuning on fresh seeds only, reuses the re-measured runs of
+    a winner it repeats (nothing retrained) and adds no verdict tag and no hypothesis to them."""
+    from lib import tracking
+    from lib.data import DataSpec
+    from lib.engine import replication
+
+    monkeypatch.setattr(local_backend, "execute_trial", _execute)
+    kwargs = {"rungs": [1, 2], "n_points": 7, "min_last_rung": 3, "log": None, "workers": 1, "progress": False}
+    args = ({"epochs": 2}, {"dropout_p": [0.0, 0.5]}, [LR], TUNE_SEEDS, [0, 1], "rep", DataSpec(dataset="digits"))
+    original = halving.run_halving(*args, winner_hypothesis="H1", **kwargs)
+    before = tracking.runs_frame("rep")
+    replica = replication.run_replication(*args, replicate_seeds=[102, 103], winner_hypothesis="H1", **kwargs)
+    runs = tracking.runs_frame("rep")
+    new = runs[~runs["run_id"].isin(before["run_id"])]
+    assert set(new["tag.phase"]) == {"tune"} and set(new["seed"].astype(int)) == {102, 103}
+    assert len(new) == 2 * (7 + 3) * 2  # arms x (rung 0 + rung 1 points) x fresh tuning seeds
+    table = replication.agreement(original, replica)
+    assert table["same_winner"].all() and list(table["same_verdict"][1:]) == [True]
+    winners = runs[(runs["tag.phase"] == "remeasure") & (runs["lr"].astype(float) != 1e-3)]
+    assert set(winners["tag.tuning_last_rung"]) == {"3"} and set(winners["tag.tuning_design"]) == {original.design()}
+    assert "halving 7 points, eta 3, rungs 1/2 epochs (7/3 configurations)" in original.design()
+    assert set(winners["tag.hypotheses"]) == {"H1"} and set(winners["tag.tuning_id"]) == {original.tuning_id}

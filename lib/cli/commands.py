@@ -215,6 +215,8 @@ def _print_tuned(result) -> None:
     )
     with __import__("pandas").option_context("display.width", 200, "display.max_columns", 30):
         print(result.summary().to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        print("winner's curse (tuning score - re-measured score, accuracy points):")
+        print(result.curse().to_string(index=False, float_format=lambda v: f"{v:.3g}"))
         effects = result.effects()
         if len(effects):
             print("paired effects on the re-measured seeds (accuracy points, 95% t-interval):")
@@ -303,6 +305,8 @@ def _print_halving(result) -> None:
             f"fresh seeds {','.join(map(str, result.seeds))}; fixed-nuisance line at {result.fixed_nuisance}"
         )
         print(result.summary().to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        print("winner's curse (tuning score - re-measured score, accuracy points):")
+        print(result.curse().to_string(index=False, float_format=lambda v: f"{v:.3g}"))
         effects = result.effects()
         if len(effects):
             print("paired effects on the re-measured seeds (accuracy points, 95% t-interval):")

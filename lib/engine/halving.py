@@ -28,6 +28,14 @@ points each rung trains and keeps; every rung, the re-measure, the tags and the 
    the tuned grid; the result (:class:`HalvingGrid`) is a :class:`lib.engine.tuning.TunedGrid`, so
    ``summary()`` and ``effects()`` work, with a ``decided`` column.
 
+**The last rung** is where the winner is chosen, at the budget it is used at: a design may ask it to compare at
+least ``min_last_rung`` configurations (:func:`check_last_rung`, a one-line error naming the points knob and
+the least number that works, :func:`points_for_last_rung`; the study's full profile asks 3: 19 points,
+eta 3, three rungs hold 19/7/3). The summary names the design (:func:`design_text`), each arm's last rung
+(configurations compared there, all rounds), its extensions of ``max_extensions`` and any ``edge`` its winner
+is left on; the re-measured winner runs carry the same as tags. :meth:`TunedGrid.curse` is the winner's curse;
+a replication on fresh tuning seeds is :mod:`lib.engine.replication`.
+
 Cost (:func:`halving_cost`, in trials at the claim's budget): with the defaults (27 points, ``eta`` 3) and
 rungs 1, 3, 9 epochs, 2 tuning seeds and 3 re-measure seeds an arm costs 18 + 6 = 24 trials against
 54 + 6 = 60 without halving: 40.0% (the tuning phase alone 33.3%); each extension of an arm adds 18.
@@ -71,10 +79,18 @@ from lib.engine.tuning import (
     run_phase,
     study_tags,
 )
-from lib.store.schema import TAG_PHASE
+from lib.store.schema import (
+    TAG_LAST_RUNG,
+    TAG_PHASE,
+    TAG_RANGE_EXTENSIONS,
+    TAG_TUNING_DECIDED,
+    TAG_TUNING_DESIGN,
+    TAG_TUNING_RANGES,
+)
 
 DEFAULT_POINTS, DEFAULT_ETA, DEFAULT_MAX_EXTENSIONS = 27, 3, 2
 NOT_DECIDED = "not decided: tuning range"
+LAST_RUNG_RULE = 3  # the study's rule: the last rung compares >= 3 configurations at the claim's budget
 
 
 def rung_sizes(n_points: int, n_rungs: int, eta: int) -> list[int]:
@@ -83,6 +99,23 @@ def rung_sizes(n_points: int, n_rungs: int, eta: int) -> list[int]:
     for _ in range(n_rungs - 1):
         sizes.append(math.ceil(sizes[-1] / eta))
     return sizes
+
+
+def points_for_last_rung(last: int, n_rungs: int, eta: int) -> int:
+    """The fewest points whose last rung (of ``n_rungs``, keeping ``ceil(n / eta)`` each) holds ``last``:
+    ``(last - 1) * eta ** (n_rungs - 1) + 1`` (27 points, eta 3, 3 rungs hold 3; 19 is the least that does)."""
+    return (max(last, 1) - 1) * eta ** (n_rungs - 1) + 1
+
+
+def design_text(n_points: int, rungs: Sequence[int], eta: int, n_tune_seeds: int, max_extensions: int) -> str:
+    """One line naming a halving design, as a decision row quotes it: ``halving 27 points, eta 3, rungs
+    1/3/12 epochs (27/9/3 configurations), 2 tuning seeds, <= 2 range extensions``."""
+    sizes = rung_sizes(n_points, len(rungs), eta)
+    return (
+        f"halving {n_points} points, eta {eta}, rungs {'/'.join(map(str, rungs))} epochs "
+        f"({'/'.join(map(str, sizes))} configurations), {n_tune_seeds} tuning seeds, <= {max_extensions} range "
+        "extensions"
+    )
 
 
 @dataclass(frozen=True)
@@ -104,13 +137,18 @@ class HalvingCost:
     def ratio(self) -> float:
         return self.halving / self.without
 
+    @property
+    def last_rung(self) -> int:
+        """Configurations the last rung compares at the claim's budget (per arm and round)."""
+        return self.sizes[-1]
+
     def text(self) -> str:
         rungs = "/".join(map(str, self.sizes)) + " points at " + "/".join(map(str, self.rungs)) + " epochs per arm"
         return (
             f"cost before training (trial-equivalents: one trial at {self.rungs[-1]} epochs = 1): halving "
             f"{self.halving:.4g} (tuning {self.tuning:.4g} + re-measure {self.remeasure}) vs "
-            f"{self.without:.4g} without halving: {100 * self.ratio:.1f}% ({rungs}; each range extension of an "
-            f"arm adds {self.extension:.4g})"
+            f"{self.without:.4g} without halving: {100 * self.ratio:.1f}% ({rungs}; the last rung compares "
+            f"{self.last_rung} at {self.rungs[-1]} epochs; each range extension of an arm adds {self.extension:.4g})"
         )
 
 
@@ -140,6 +178,22 @@ class HalvingArm(Arm):
     def verdict(self) -> str:
         return "yes" if self.decided else NOT_DECIDED
 
+    def last_rung(self) -> int:
+        """Configurations scored at the last rung (the claim's budget, every tuning seed finished), all rounds:
+        what the winner was chosen among."""
+        return int(self.tuning["score"].notna().sum()) if len(self.tuning) and "score" in self.tuning else 0
+
+    def edge(self) -> str:
+        """Where the winner sits in the outer :data:`lib.engine.ranges.EDGE` of a range that can still move
+        (``lr upper 10% of [0.0003, 0.03]``), ``""`` when nowhere: after the last extension, what is left open."""
+        if self.winner is None:
+            return ""
+        return "; ".join(
+            f"{name} {side} {EDGE:.0%} of [{rng.low:.3g}, {rng.high:.3g}]"
+            for name, rng in self.ranges.items()
+            for side in rng.edge_sides(self.winner[name])
+        )
+
 
 @dataclass
 class HalvingGrid(TunedGrid):
@@ -149,23 +203,37 @@ class HalvingGrid(TunedGrid):
     eta: int = DEFAULT_ETA
     n_points: int = DEFAULT_POINTS
     cost: HalvingCost | None = None
+    max_extensions: int = DEFAULT_MAX_EXTENSIONS
+
+    def design(self) -> str:
+        """:func:`design_text` of this study (what a decision row names)."""
+        return design_text(self.n_points, self.rung_epochs, self.eta, len(set(self.tune_seeds)), self.max_extensions)
 
     def summary(self) -> pd.DataFrame:
-        """:meth:`TunedGrid.summary` plus ``extensions`` and ``decided`` (``yes`` or :data:`NOT_DECIDED`)."""
+        """:meth:`TunedGrid.summary` plus ``extensions`` (made, of ``max_extensions``), ``edge`` (a winner still in
+        the outer 10% of a movable range, ``""`` if none), ``decided`` (``yes`` or :data:`NOT_DECIDED`), the
+        ``design`` (:meth:`design`), ``last_rung`` (configurations compared at the last rung, all rounds) and
+        ``last_rung_epochs`` (the claim's budget they were trained at)."""
         frame = super().summary()
         if len(frame):
             frame["extensions"] = [len(arm.extensions) for arm in self.arms]
+            frame["max_extensions"] = self.max_extensions
+            frame["edge"] = [arm.edge() for arm in self.arms]
             frame["decided"] = [arm.verdict() for arm in self.arms]
+            frame["design"] = self.design()
+            frame["last_rung"] = [arm.last_rung() for arm in self.arms]
+            frame["last_rung_epochs"] = self.rung_epochs[-1] if self.rung_epochs else math.nan
         return frame
 
     def effects(self) -> pd.DataFrame:
-        """:meth:`TunedGrid.effects` plus ``decided``: ``yes`` only when both arms of an effect are decided."""
+        """:meth:`TunedGrid.effects` plus ``decided`` (``yes`` only when both arms of an effect are decided), the
+        ``design`` and ``last_rung``: the smaller of the two arms' last rungs (what the row can claim)."""
         frame = super().effects()
         if len(frame):
-            reference = self.arms[0]
-            frame["decided"] = [
-                "yes" if arm.decided and reference.decided else NOT_DECIDED for arm in self.arms[1 : len(frame) + 1]
-            ]
+            reference, arms = self.arms[0], self.arms[1 : len(frame) + 1]
+            frame["decided"] = ["yes" if arm.decided and reference.decided else NOT_DECIDED for arm in arms]
+            frame["design"] = self.design()
+            frame["last_rung"] = [min(arm.last_rung(), reference.last_rung()) for arm in arms]
         return frame
 
     def rung_table(self) -> pd.DataFrame:
@@ -189,8 +257,11 @@ class HalvingDesign:
     """What a halving study tunes and how, checked by :func:`plan`: the scientific values (arms), the nuisance
     ranges, the tuning and re-measure seeds, the rungs (epochs, the last the claim's budget), ``eta``, the points
     per round, the extensions allowed per arm and the seed of the quasi-random points; then the checkpoint
-    ``rule``, the seeds of the fixed-nuisance re-measure (``fixed_seeds``: default ``seeds``, ``[]``: none) and
-    the names added to the ``hypotheses`` tag of the re-measured winners and fixed-nuisance runs."""
+    ``rule``, the seeds of the fixed-nuisance re-measure (``fixed_seeds``: default ``seeds``, ``[]``: none),
+    the names added to the ``hypotheses`` tag of the re-measured winners and fixed-nuisance runs, the least
+    number of configurations the last rung must compare (``min_last_rung``: 1 accepts any design; the study's
+    full and deep profiles ask :data:`LAST_RUNG_RULE`) and ``replica`` (a replication with fresh tuning seeds,
+    :mod:`lib.engine.replication`: it tags no verdict and adds no hypothesis to the runs it shares)."""
 
     scientific: dict[str, Sequence[Any]]
     ranges: Sequence[Range]
@@ -205,6 +276,8 @@ class HalvingDesign:
     fixed_seeds: Sequence[int] | None = None
     winner_hypothesis: str | None = None
     fixed_hypothesis: str | None = None
+    min_last_rung: int = 1
+    replica: bool = False
 
     def identity(self, experiment: str, roles: Roles, data: DataSpec) -> str:
         """:func:`halving_id` of this design."""
@@ -248,6 +321,22 @@ def check_design(base: TrialConfig, roles: Roles, design: HalvingDesign) -> None
         raise StudyError(f"eta={eta}: keep 1/eta of the points per rung; give a whole number >= 2 (--eta 3)")
     if design.n_points < 1 or design.max_extensions < 0:
         raise StudyError("points must be >= 1 and max extensions >= 0 (--points 27 --max-extensions 2)")
+    check_last_rung(design.n_points, rungs, eta, design.min_last_rung)
+
+
+def check_last_rung(n_points: int, rungs: Sequence[int], eta: int, least: int, names: Sequence[str] = ()) -> None:
+    """The last rung compares at least ``least`` configurations at the claim's budget (a one-line
+    :class:`StudyError` naming the points knob and the fix otherwise). ``names``: what the caller calls the
+    points, ``eta`` and rungs knobs (default: :class:`HalvingDesign`'s fields)."""
+    points_name, eta_name, rungs_name = names or ("n_points", "eta", "rungs")
+    last = rung_sizes(n_points, len(rungs), eta)[-1]
+    if last < least:
+        need = points_for_last_rung(least, len(rungs), eta)
+        raise StudyError(
+            f"{points_name}={n_points} with {eta_name}={eta} and {rungs_name} {list(rungs)}: the last rung compares "
+            f"{last} configuration(s) at {rungs[-1]} epochs, fewer than {least}; give {points_name}={need} or more, "
+            "or fewer rungs"
+        )
 
 
 def plan(base: TrialConfig | dict[str, Any] | None, design: HalvingDesign) -> tuple[TrialConfig, Roles, list]:
@@ -377,11 +466,14 @@ def _tune(study: _Study, arms: list[HalvingArm], points: list[dict[str, float]],
         arm.decided = not _on_edge(arm)
 
 
-def _tag_verdicts(arms: list[HalvingArm]) -> None:
-    """The re-measured winner runs get their arm's ``tuning_decided``, ``tuning_ranges`` and ``range_extensions``."""
+def _tag_verdicts(arms: list[HalvingArm], design: str) -> None:
+    """The re-measured winner runs get their arm's ``tuning_decided``, ``tuning_ranges`` and ``range_extensions``,
+    the study's ``tuning_design`` (:func:`design_text`) and the arm's ``tuning_last_rung`` (configurations its
+    winner was chosen among at the claim's budget), so a decision row read from the store can name them."""
     for arm in arms:
-        verdict = {"tuning_decided": arm.verdict(), "range_extensions": json.dumps(arm.extensions)}
-        verdict["tuning_ranges"] = " ".join(rng.text() for rng in arm.ranges.values())
+        verdict = {TAG_TUNING_DECIDED: arm.verdict(), TAG_RANGE_EXTENSIONS: json.dumps(arm.extensions)}
+        verdict[TAG_TUNING_RANGES] = " ".join(rng.text() for rng in arm.ranges.values())
+        verdict |= {TAG_TUNING_DESIGN: design, TAG_LAST_RUNG: str(arm.last_rung())}
         for result in arm.remeasured:
             if result.run_id:
                 tracking.set_tags(result.run_id, verdict)
@@ -433,10 +525,13 @@ def run_study(request: StudyRequest, design: HalvingDesign, log: Callable[[str],
     study = _Study(request, design, roles.arms())
     arms = [HalvingArm(value, pd.DataFrame(), None, ranges={r.name: r for r in design.ranges}) for value in study.arms]
     _tune(study, arms, points, log)
-    remeasure(request, arms, design.seeds, fixed_nuisance, design.fixed_seeds)
-    _tag_verdicts(arms)
-    record_hypotheses(arms, design.winner_hypothesis, design.fixed_hypothesis)
-    return HalvingGrid(
+    result = HalvingGrid(
         roles, list(arms), tune_seeds, list(design.seeds), design.rule, identity, fixed_nuisance,
         rung_epochs=rungs, eta=design.eta, n_points=design.n_points, cost=design.cost(len(arms)),
+        max_extensions=design.max_extensions,
     )  # fmt: skip
+    remeasure(request, arms, design.seeds, fixed_nuisance, [] if design.replica else design.fixed_seeds)
+    if not design.replica:  # a replica's re-measured winner may be the original's own run: leave its tags alone
+        _tag_verdicts(arms, result.design())
+        record_hypotheses(arms, design.winner_hypothesis, design.fixed_hypothesis)
+    return result

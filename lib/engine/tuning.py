@@ -202,6 +202,10 @@ class TunedGrid:
             )
         return pd.DataFrame(rows)
 
+    def curse(self) -> pd.DataFrame:
+        """The winner's curse per arm and over all arms (:func:`winners_curse`)."""
+        return winners_curse(self.summary(), list(self.roles.scientific))
+
     def remeasured_frame(self) -> pd.DataFrame:
         """Every arm's re-measured winner runs as one results frame (what a claim is decided on)."""
         return grid.results_frame([result for arm in self.arms for result in arm.remeasured])
@@ -223,6 +227,36 @@ class TunedGrid:
 
     def _per_seed(self, arm: Arm) -> pd.Series:
         return pd.Series({r.config["seed"]: trial_score(r, self.rule) for r in arm.remeasured}, dtype=float)
+
+
+CURSE_COLUMNS = ["arm", "tune_score_pct", "remeasured_pct", "curse_pp", "n_arms", "n_positive", "max_curse_pp"]
+
+
+def winners_curse(summary: pd.DataFrame, arm_columns: Sequence[str]) -> pd.DataFrame:
+    """The winner's curse of a tuned study, per arm and over all arms: the winner's tuning score (its mean over
+    the tuning seeds, the best of the points it was chosen among) minus its re-measured mean on the fresh
+    seeds, in accuracy points (``curse_pp``; positive: the tuning score was optimistic).
+
+    ``summary``: one row per arm with ``tune_score_pct`` and ``remeasured_pct`` (:meth:`TunedGrid.summary`,
+    several studies' summaries concatenated, or a hand-made frame); ``arm_columns`` name the arm (``arm`` is
+    ``name=value, ...``). The last row, ``arm="all arms"``, has the means over the arms with both scores, how
+    many there are (``n_arms``), how many have a positive curse (``n_positive``) and the largest
+    (``max_curse_pp``). The re-measure removes the curse from the level of a claim, not from which
+    configuration was picked (that is what a replication with fresh tuning seeds asks)."""
+    rows = []
+    for _, row in summary.iterrows():
+        curse = float(row["tune_score_pct"]) - float(row["remeasured_pct"])
+        label = ", ".join(f"{name}={row[name]}" for name in arm_columns)
+        rows.append({"arm": label, "tune_score_pct": float(row["tune_score_pct"])})
+        rows[-1] |= {"remeasured_pct": float(row["remeasured_pct"]), "curse_pp": curse}
+        rows[-1] |= {"n_arms": int(not math.isnan(curse)), "n_positive": int(curse > 0), "max_curse_pp": curse}
+    frame = pd.DataFrame(rows, columns=CURSE_COLUMNS)
+    scored = frame[frame["curse_pp"].notna()]
+    total = {"arm": "all arms", "n_arms": len(scored), "n_positive": int((scored["curse_pp"] > 0).sum())}
+    for column in ("tune_score_pct", "remeasured_pct", "curse_pp"):
+        total[column] = float(scored[column].mean()) if len(scored) else math.nan
+    total["max_curse_pp"] = float(scored["curse_pp"].max()) if len(scored) else math.nan
+    return pd.concat([frame, pd.DataFrame([total], columns=CURSE_COLUMNS)], ignore_index=True)
 
 
 def _nuisance_points(roles: Roles) -> list[dict[str, Any]]:

@@ -45,6 +45,8 @@ from lib.store.schema import (
 )
 
 EDGE = 0.10  # the outer share of a searched range that counts as "at the boundary"
+# the columns of :func:`tuned_arms` that are not the arm's scientific values
+ARM_COLUMNS = ("kind", "mean", "ci_low", "ci_high", "n", "nuisance", "rule", "tune_mean", "curse_pp")
 
 def searched_ranges(names: Sequence[str]) -> dict[str, tuple[float, float, bool]]:
     """``{hyperparameter: (low, high, log)}`` of the numeric ranges the sweeps of ``names`` searched
@@ -175,7 +177,9 @@ def _tuning_table(mine: pd.DataFrame, nuisance: list[str], score: str) -> pd.Dat
 def tuned_arms(runs: pd.DataFrame) -> pd.DataFrame:
     """The re-measured arms of a tuned study (``grid --tune``) in these runs: one row per scientific value
     and kind (``tuned``: the arm's winner on the tuning seeds, ``fixed``: the base's nuisance values),
-    with the mean and 95% CI over the fresh seeds and the winner's nuisance values. Empty without one."""
+    with the mean and 95% CI over the fresh seeds and the winner's nuisance values; a tuned row adds its
+    winner's tuning score (``tune_mean``) and the winner's curse (``curse_pp``: tuning score - re-measured
+    mean, accuracy points; :func:`lib.engine.tuning.winners_curse` totals it). Empty without one."""
     done = runs[runs["status"] == FINISHED]
     if PHASE not in done or not (done[PHASE] == PHASE_REMEASURE).any():
         return pd.DataFrame()
@@ -192,13 +196,15 @@ def tuned_arms(runs: pd.DataFrame) -> pd.DataFrame:
         mine = tune[np.logical_and.reduce([tune[n] == v for n, v in values.items()])] if len(tune) else tune
         if len(mine):  # successive halving: the winner is chosen at the last rung (the claim's budget) only
             mine = mine[mine["epochs"] == mine["epochs"].max()]
-        winner = pick_winner(_tuning_table(mine, nuisance, score), nuisance) or {}
+        table = _tuning_table(mine, nuisance, score)
+        winner = pick_winner(table, nuisance) or {}
         for kind, wanted in (("tuned", winner), ("fixed", fixed)):
             chosen = _select(arm, wanted)
             mean, low, high = mean_ci(chosen[score].tolist())
             setting = ", ".join(f"{n}={_short(_number(v))}" for n, v in wanted.items())
             rows.append(values | {"kind": kind, "mean": mean, "ci_low": low, "ci_high": high, "n": len(chosen)})
-            rows[-1] |= {"nuisance": setting, "rule": rule}
+            tuned = float(table["score"].max()) if kind == "tuned" and winner else math.nan
+            rows[-1] |= {"nuisance": setting, "rule": rule, "tune_mean": tuned, "curse_pp": 100 * (tuned - mean)}
     return pd.DataFrame(rows)
 
 def top_configs(runs: pd.DataFrame, top: int = 10) -> pd.DataFrame:

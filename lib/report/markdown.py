@@ -20,7 +20,15 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from lib import plots, stats, store, tracking
-from lib.report.checks import boundary_warnings, failure_shares, role_names, searched_ranges, top_configs, tuned_arms
+from lib.report.checks import (
+    ARM_COLUMNS,
+    boundary_warnings,
+    failure_shares,
+    role_names,
+    searched_ranges,
+    top_configs,
+    tuned_arms,
+)
 from lib.report.figures import (
     curves_figure,
     expected_max_figure,
@@ -222,7 +230,7 @@ def _isolation_section(runs: pd.DataFrame, out: Path) -> list[str]:
         f"'{arms['rule'].iloc[0]}' rule) and re-measured on fresh seeds, next to the fixed-nuisance line."
     )
     lines = _figure_section("Isolation plot (nuisance tuned per arm)", "isolation", fig, out, caption)
-    table = arms.assign(**{c: arms[c] * 100 for c in ("mean", "ci_low", "ci_high")})
+    table = arms.assign(**{c: arms[c] * 100 for c in ("mean", "ci_low", "ci_high", "tune_mean")})
     return lines + [_markdown_table(table.drop(columns=["rule"])), ""]
 
 
@@ -315,7 +323,7 @@ def _best_text(part: pd.DataFrame, best: pd.DataFrame | None) -> str:
     arms = tuned_arms(part)
     if len(arms):
         row = arms[arms["kind"] == "tuned"].sort_values("mean", ascending=False).iloc[0]
-        factor = [c for c in arms.columns if c not in ("kind", "mean", "ci_low", "ci_high", "n", "nuisance", "rule")]
+        factor = [c for c in arms.columns if c not in ARM_COLUMNS]
         arm = ", ".join(f"{c}={_short(row[c])}" for c in factor)
         return (
             f"{row['mean'] * 100:.2f}% (95% CI {row['ci_low'] * 100:.2f}–{row['ci_high'] * 100:.2f}, "

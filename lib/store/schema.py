@@ -49,6 +49,8 @@ TAG_TUNE_SEEDS = "tune_seeds"
 TAG_TUNING_RANGES = "tuning_ranges"
 TAG_RANGE_EXTENSIONS = "range_extensions"
 TAG_TUNING_DECIDED = "tuning_decided"
+TAG_TUNING_DESIGN = "tuning_design"  # the halving design a winner was chosen by (one line)
+TAG_LAST_RUNG = "tuning_last_rung"  # configurations its last rung compared at the claim's budget
 # written by the CLI (lib.cli.commands) and by lib.tracking on every run
 TAG_QUESTION = "question"
 TAG_STUDY_COMMAND = "study_command"
