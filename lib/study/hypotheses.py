@@ -187,6 +187,8 @@ def h2_lr_range(
     tolerance side by side, and says when a range reaches the grid's edge (a lower bound).
     """
     record = hypothesis("H2a")
+    if record.alternative != "two-sided":  # lib.stats' exact tests are two-sided; a one-sided one is not built
+        raise ValueError(f"H2a: alternative={record.alternative!r}: only 'two-sided' is implemented (lib.stats)")
     treated, control = record.treatment.values[0], record.control.values[0]  # batch, none
     widths = usable_widths(frame)
     by_seed = widths.pivot(index="seed", columns="norm_type", values="usable_decades")
