@@ -326,10 +326,12 @@ def _check_reason(check: registry.BudgetCheck, row: pd.Series, budget: pd.DataFr
     parts = []
     for _, arm in failed.iterrows():
         label = ", ".join(f"{name}={seed_key(arm[name])}" for name in check.by if name in arm)
-        gain = f"{arm['gain (pp)']:+.2f} pp (up to {arm['gain ci_high']:+.2f})" if "gain (pp)" in arm else "?"
+        high = arm.get("gain ci_high", np.nan)
+        bound = f"up to {high:+.2f}" if pd.notna(high) else "no interval"
+        gain = f"{arm['gain (pp)']:+.2f} pp ({bound})" if "gain (pp)" in arm else "?"
+        epochs = "->".join(seed_key(arm.get(name, "?")) for name in ("epochs", "longer epochs"))
         needed = arm.get("budget needed", "not measured")
-        parts.append(f"{label} still improving: {arm['epochs']}->{arm.get('longer epochs', '?')} epochs {gain}; "
-                     f"budget needed: {needed}")  # fmt: skip
+        parts.append(f"{label} still improving: {epochs} epochs {gain}; budget needed: {needed}")
     return f"'{check.name}' failed: " + "; ".join(parts)
 
 
