@@ -221,3 +221,33 @@ def test_every_reader_of_verdicts_speaks_the_new_decision_word():
     assert verdicts.display(bound)["decision"].tolist() == ["not decided: budget"]
     assert verdicts.display(bound, full=True)["verdict"].tolist() == [""]
     assert "**not decided: budget**" in results_doc.verdict_table(bound)
+
+
+# --- end to end: real trials on digits, read back from the store
+
+
+@pytest.mark.usefixtures("mlflow_store")
+def test_run_check_trains_the_ladder_and_the_store_gives_the_same_table_to_grid_verdicts():
+    from lib.data import DataSpec
+    from lib.engine.grid import run_grid
+
+    data = DataSpec(dataset="digits")
+    base = {"epochs": 1, "conv_out_channels": 8, "hidden_sizes": (16,), "batch_size": 64, "lr": 3e-3,
+            "precision": "fp32", "dropout_p": 0.0}  # fmt: skip
+    run_grid(base, {"norm_type": ["none", "batch"]}, [0, 1], "ladder", data, tags={"hypothesis": "H1", "profile": "t"},
+             workers=1, progress=False)  # fmt: skip
+    controls = analysis.trial_runs("ladder", "H1", "t")
+    longer, table = plateau.run_check("H1 controls", controls, "ladder", data, "t", max_factor=4, workers=1,
+                                      progress=False)  # fmt: skip
+    assert set(longer["epochs"]) <= {2, 4} and 2 in set(longer["epochs"])
+    assert set(table["norm_type"]) == {"batch", "none"}
+    stored = analysis.trial_runs("ladder", "H1-plateau", "t")  # tagged as the check's longer input
+    assert sorted(stored["epochs"]) == sorted(longer["epochs"])
+    still = table.loc[table["stopped improving"] != "yes", "norm_type"]  # only these got the 4x runs
+    assert set(longer.loc[longer["epochs"] == 4, "norm_type"]) == set(still)
+    needed = r"1 epoch \(1x, the decision budget\)|2 epochs \(2x\)|not reached by 4x"
+    assert table["budget needed"].str.fullmatch(needed).all()
+    again = plateau.budget_table({"H1": controls, "H1-plateau": stored})
+    again = again[again["check"] == "H1 controls"].set_index("norm_type").sort_index()
+    for column in ("stopped improving", "budget needed", "gain (pp)"):
+        assert again[column].tolist() == table.set_index("norm_type").sort_index()[column].tolist()

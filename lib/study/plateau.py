@@ -183,7 +183,8 @@ def _needed(steps: list[dict[str, Any]], base: int) -> str:
     for step in steps:
         if step["stopped improving"] == "yes":
             factor = step["epochs"] // base
-            return f"{step['epochs']} epochs ({factor}x" + (", the decision budget)" if factor == 1 else ")")
+            epochs = f"{step['epochs']} epoch" + ("s" if step["epochs"] != 1 else "")
+            return f"{epochs} ({factor}x" + (", the decision budget)" if factor == 1 else ")")
     if not steps:
         return NOT_RUN
     return f"not reached by {steps[-1]['longer epochs'] // base}x"
