@@ -125,14 +125,15 @@ def run_ladder(
     tags: dict[str, str],
     max_factor: int = FACTOR,
     by: Sequence[str] = ("norm_type",),
+    step: int = FACTOR,
     **options: Any,
 ) -> pd.DataFrame:
-    """The longer runs of the needed-budget ladder: every control at 2x its epochs; an arm that has not stopped
-    improving at 2x gets 4x, and so on while the factor is at most ``max_factor`` (0 or 1: nothing is trained,
-    the check is *not run*). Each run is the control's configuration with the longer cosine schedule, same seed,
-    cached like every grid. Returns all longer runs (a results frame)."""
+    """The longer runs of the needed-budget ladder: every control at ``step`` (2) x its epochs; an arm that has not
+    stopped improving there gets 4x, and so on while the factor is at most ``max_factor`` (0 or 1: nothing is
+    trained, the check is *not run*). Each run is the control's configuration with the longer cosine schedule,
+    same seed, cached like every grid. Returns all longer runs (a results frame)."""
     done = controls[controls["status"] == FINISHED] if len(controls) else controls
-    frames, shorter, still, factor = [], done, done, FACTOR
+    frames, shorter, still, factor = [], done, done, step
     while factor <= max_factor and len(still):
         longer = run_longer(still, experiment, data, tags, factor=factor, **options)
         frames.append(longer)
@@ -140,11 +141,13 @@ def run_ladder(
         failing = table[table["stopped improving"] != "yes"] if len(table) else table
         keep = [_arm(still, by, row[list(by)].to_dict()) for _, row in failing.iterrows()]
         still = pd.concat(keep) if keep else still.iloc[0:0]
-        shorter, factor = longer, factor * 2
+        shorter, factor = longer, factor * step
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["status", "epochs", "seed"])
 
 
-def ladder(controls: pd.DataFrame, longer: pd.DataFrame, by: Sequence[str] = ("norm_type",)) -> pd.DataFrame:
+def ladder(
+    controls: pd.DataFrame, longer: pd.DataFrame, by: Sequence[str] = ("norm_type",), step: int = FACTOR
+) -> pd.DataFrame:
     """One row per control arm: :func:`check` at the decision budget (its epochs vs twice them; ``stopped
     improving`` is ``not run`` without longer runs) and ``budget needed``, measured on the ladder: the first
     budget (1x, 2x, ... the epochs) whose doubling gained less than half a point for sure, else ``not reached
@@ -156,7 +159,7 @@ def ladder(controls: pd.DataFrame, longer: pd.DataFrame, by: Sequence[str] = ("n
         values = dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True))
         base = int(arm["epochs"].max())
         runs = pd.concat([arm, _arm(more, by, values)]) if len(more) else arm
-        steps = _doublings(runs, base, by)
+        steps = _doublings(runs, base, by, step)
         first = steps[0] if len(steps) and steps[0]["epochs"] == base else None
         row = values | (first if first is not None else {"epochs": base, "stopped improving": NOT_RUN})
         row["budget needed"] = _needed(steps, base)
@@ -167,15 +170,15 @@ def ladder(controls: pd.DataFrame, longer: pd.DataFrame, by: Sequence[str] = ("n
     return pd.DataFrame(rows)
 
 
-def _doublings(runs: pd.DataFrame, base: int, by: Sequence[str]) -> list[dict[str, Any]]:
-    """:func:`check` of each budget against its double (base, 2 base, 4 base ...) while both were run."""
+def _doublings(runs: pd.DataFrame, base: int, by: Sequence[str], step: int) -> list[dict[str, Any]]:
+    """:func:`check` of each budget against ``step`` x it (base, 2 base, 4 base ... for 2) while both were run."""
     steps, epochs = [], base
-    while (runs["epochs"] == 2 * epochs).any():
-        table = check(runs[runs["epochs"] == epochs], runs[runs["epochs"] == 2 * epochs], by)
+    while (runs["epochs"] == step * epochs).any():
+        table = check(runs[runs["epochs"] == epochs], runs[runs["epochs"] == step * epochs], by)
         if table.empty:
             break
         steps.append(table.iloc[0].to_dict())
-        epochs *= 2
+        epochs *= step
     return steps
 
 
@@ -199,7 +202,7 @@ def budget_table(inputs: dict[str, pd.DataFrame], checks: Sequence[BudgetCheck] 
         controls = controls_of(item, inputs.get(item.input, pd.DataFrame()))
         longer = inputs.get(item.longer, pd.DataFrame())
         longer = longer if len(longer) and all(name in longer for name in item.by) else controls.iloc[0:0]
-        table = ladder(controls, longer, item.by)
+        table = ladder(controls, longer, item.by, item.factor)
         parts.append(table.assign(check=item.name) if len(table) else table)
     parts = [p for p in parts if len(p)]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["check", "stopped improving"])
@@ -220,6 +223,6 @@ def run_check(
     item = budget_check(name)
     controls = controls_of(item, frame)
     tags = {"hypothesis": item.longer, "profile": profile}
-    longer = run_ladder(controls, experiment, data, tags, max_factor, item.by, **options)
-    table = ladder(controls, longer, item.by)
+    longer = run_ladder(controls, experiment, data, tags, max_factor, item.by, item.factor, **options)
+    table = ladder(controls, longer, item.by, item.factor)
     return longer, table.assign(check=name) if len(table) else table

@@ -134,8 +134,9 @@ class BudgetCheck:
     (tag :attr:`longer`, a grid input of its own) and the arm has *stopped improving* when the upper end of
     the paired gain's 95% interval is below half a point (``lib.study.plateau.MATERIAL``). ``claims``: the
     records whose rows depend on it; a row depends on the arms its own trials ran (its ``budget_keys``), and
-    is *not decided: budget* when the check failed, or was not run, for one of them. ``max_factor``: the
-    longest doubling the needed-budget ladder may train (the profile's ``plateau_max_factor`` sets it per run).
+    is *not decided: budget* when the check failed, or was not run, for one of them. The needed-budget ladder
+    multiplies the epochs by ``factor`` again for an arm still improving, up to the profile's
+    ``plateau_max_factor`` (``lib.study.plateau.run_ladder``).
     """
 
     name: str
