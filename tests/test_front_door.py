@@ -111,7 +111,7 @@ def test_one_verdict_vocabulary_and_the_short_budget_rule():
     assert stats.decide(0.3, 0.2) == "not shown"
 
     def row(budget: str, seeds: int = 5) -> dict:
-        return {"hypothesis": "H1a", "claim": f"c {budget} {seeds}", "budget": budget, "n_seeds": seeds,
+        return {"hypothesis": "H9", "claim": f"c {budget} {seeds}", "budget": budget, "n_seeds": seeds,
                 "effect": -2.0, "ci_low": -3.0, "ci_high": -1.0, "unit": "pp", "verdict": "contradicted",
                 "family": "f", "p_value": 0.001, "margin": 0.0, "direction": "greater"}  # fmt: skip
 
@@ -127,6 +127,7 @@ def test_one_verdict_vocabulary_and_the_short_budget_rule():
         verdicts.TOO_SHORT,
         verdicts.DESCRIBED_WORDS,
         verdicts.NOT_DECIDED_RANGE,
+        verdicts.NOT_DECIDED_BUDGET,
     }
     assert verdicts.decision_words("inconclusive") == "not shown"  # how CSVs of older code are read
 

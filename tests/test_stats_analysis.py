@@ -23,7 +23,7 @@ from lib.stats import (
     usable_lr_decades,
     verdict,
 )
-from lib.study import analysis, comparisons
+from lib.study import analysis, comparisons, plateau, registry
 from lib.study.verdicts import seed_key
 
 
@@ -255,7 +255,8 @@ def test_verdict_rows_state_budget_family_and_adjusted_decision():
                     "val_accuracy": acc + 0.001 * seed * p,
                 }
             )
-    table = analysis.adjust(analysis.h1(_grid(rows), DataSpec(train_subset=8000)))
+    passed = pd.DataFrame({"check": ["H1 controls"], "norm_type": ["none"], "stopped improving": ["yes"]})
+    table = analysis.adjust(analysis.h1(_grid(rows), DataSpec(train_subset=8000)), budget=passed)
     assert set(table["budget"]) == {"8,000 training images × 10 epochs | validated on all 5,000 images"}
     assert set(table["uncertainty"]) == {"seeds"}
     assert set(table["family"]) == {"H1"} and (table["n_seeds"] == 5).all()
@@ -339,7 +340,7 @@ def test_full_profile_meets_the_study_design():
     assert len(full["seeds"]) >= 5 and len(full["budget_seeds"]) >= 3 and len(full["candidate_seeds"]) >= 3
     decades = np.log10(np.array(full["lr_values"]))
     assert decades.max() - decades.min() >= 3 and np.allclose(np.diff(decades), 0.5, atol=0.01)  # v3: half decades
-    assert full["lr_epochs"] * full["train_subset"] >= 24_000 and len(full["lr_seeds"]) >= 6  # sign-flip at 5%
+    assert full["lr_epochs"] * full["train_subset"] >= 24_000 and len(full["lr_seeds"]) >= 7  # Holm step 1 (v5)
     assert not set(full["tune_seeds"]) & set(full["seeds"])  # each arm's winner is re-measured on fresh seeds
     assert len(full["tune_seeds"]) >= 2 and full["h1_rungs"][-1] == full["dropout_epochs"]
     assert full["h3_rungs"][-1] == full["epochs"]
@@ -378,7 +379,17 @@ def _synthetic_grids() -> dict[str, pd.DataFrame]:
             arm = {"norm_type": "batch", "dropout_p": 0.25, "dropout_placement": placement, "recalibrate_bn": True}
             shift.append(run(seed=seed, epochs=4, val_accuracy=acc, val_accuracy_before_recalibration=before, **arm))
     frames = {name: pd.DataFrame(rows) for name, rows in [("H1", h1), ("H2", h2), ("H3", h3), ("shift", shift)]}
-    return frames | {"H1-fixed": frames["H1"].iloc[:0], "H3-fixed": frames["H3"].iloc[:0]}
+    return frames | {"H1-fixed": frames["H1"].iloc[:0], "H3-fixed": frames["H3"].iloc[:0]} | _plateaus(frames, rng)
+
+
+def _plateaus(frames: dict[str, pd.DataFrame], rng: np.random.Generator) -> dict[str, pd.DataFrame]:
+    """The plateau checks' longer runs: every control at twice its epochs, within +-0.05 pp (stopped improving)."""
+    longer = {}
+    for check in registry.BUDGET_CHECKS:
+        controls = plateau.controls_of(check, frames[check.input])
+        gain = rng.normal(0, 0.0002, len(controls))
+        longer[check.longer] = controls.assign(epochs=2 * controls["epochs"], val_accuracy=controls.val_accuracy + gain)
+    return longer
 
 
 def test_grid_verdicts_decide_each_claim_over_its_own_hypothesis_family():

@@ -38,8 +38,8 @@ FIGURES = ROOT / "figures"
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 PARTIAL = "before its family is complete"
 # longest first, so "described, not decided" is not read as "not decided"
-WORDS = ("described, not decided", "budget too short to decide", "not decided: tuning range", "not decided",
-         "not shown", "inconclusive", "contradicted", "supported")  # fmt: skip
+WORDS = ("described, not decided", "budget too short to decide", "not decided: tuning range", "not decided: budget",
+         "not decided", "not shown", "inconclusive", "contradicted", "supported")  # fmt: skip
 WORD = re.compile(r"\b(" + "|".join(re.escape(w) for w in WORDS) + r")\b", re.IGNORECASE)
 NAME = re.compile(r"\bH\d[a-z]\b")
 LOGGED = re.compile(r"log_table\(\s*\w+\s*,\s*\"(verdicts\w*)\"")
@@ -292,3 +292,15 @@ def test_the_checks_catch_what_they_are_for():
     bullet = f"- **H2a** {row['claim']} ({row['budget']}, 6 seeds): +1.46 decades; raw: *supported*, Holm: **{{}}**"
     assert bullet_disagreements(bullet.format("not shown"), table, "x")[0]
     assert not bullet_disagreements(bullet.format("supported"), table, "x")[0]
+
+
+def test_the_budget_word_is_read_as_itself_not_as_any_withheld_decision():
+    """study v5's "not decided: budget" must agree only with that decision (not with another withheld one)."""
+    table = _csv("verdicts_02")
+    h2a = table["hypothesis"] == "H2a"
+    budget = table.assign(decision=table["decision"].where(~h2a, "not decided: budget"))
+    edge = table.assign(decision=table["decision"].where(~h2a, "not decided: tuning range"))
+    text = "BatchNorm widened the range (H2a, not decided: budget)."
+    assert not sentence_disagreements(text, budget, "x")[0]
+    assert sentence_disagreements(text, edge, "x")[0]
+    assert sentence_disagreements(text, table, "x")[0]  # the committed (v4) decision: supported

@@ -6,8 +6,10 @@ This module only re-exports; the work lives in one module per job:
   :class:`MissingRunsError`) through ``lib.report``'s trial table (read by ``lib.store``), and the budget line;
 - ``lib.study.registry``: every claim as a record (:data:`HYPOTHESES`), its family (:data:`FAMILIES`,
   :data:`FAMILY_SIZES`, :data:`GRID_FAMILY_HEADINGS`) and the grid inputs (:data:`GRID_INPUTS`);
-- ``lib.study.verdicts``: verdict rows, Holm within each declared family (:func:`adjust`),
-  :func:`display` and :func:`summary_markdown`;
+- ``lib.study.verdicts``: verdict rows, Holm within each declared family (:func:`adjust`, which also binds the
+  plateau checks: :data:`NOT_DECIDED_BUDGET`), :func:`display` and :func:`summary_markdown`;
+- ``lib.study.plateau``: the plateau checks (:data:`BUDGET_CHECKS`, declared in the registry) and the budget
+  a failed one would need;
 - ``lib.study.hypotheses``: the rules that test the records: H1, H2a/H2b, H3 and the variance shift
   (:func:`grid_verdicts`), most of them the ``contrast`` of two arms (``lib.study.contrast``);
 - ``lib.study.final``: choosing the final model (:func:`final_choice`, :func:`candidates`,
@@ -72,6 +74,7 @@ from lib.study.inputs import (
     trial_runs_or_empty,
 )
 from lib.study.registry import (
+    BUDGET_CHECKS,
     FAMILIES,
     FAMILY_SIZES,
     FIXED_LABEL,
@@ -83,6 +86,7 @@ from lib.study.registry import (
 from lib.study.verdicts import (
     ALPHA,
     DISPLAY_COLUMNS,
+    NOT_DECIDED_BUDGET,
     adjust,
     decision_words,
     display,
@@ -97,6 +101,8 @@ _identity = identity  # the name the v2 notebooks and tests used
 
 __all__ = [
     "ALPHA",
+    "BUDGET_CHECKS",
+    "NOT_DECIDED_BUDGET",
     "DEFAULT_CONFIG",
     "DISPLAY_COLUMNS",
     "FAMILIES",

@@ -30,8 +30,8 @@ from lib.store.schema import (
     column,
 )
 from lib.study.inputs import budget_text, finished
-from lib.study.registry import Arm, Hypothesis
-from lib.study.verdicts import effect_between, verdict_row
+from lib.study.registry import Arm, Hypothesis, checks_for
+from lib.study.verdicts import budget_keys, effect_between, verdict_row
 
 # --- the design a row was measured on ---------------------------------------------------------
 
@@ -172,7 +172,9 @@ def claim_row(record: Hypothesis, group: pd.DataFrame, label: str, design: str, 
         direction=record.direction,
         unit=record.unit,
     )
-    return row | design_columns(treatment, control)
+    by = [name for check in checks_for(record.name) for name in check.by]
+    keys = {"budget_keys": budget_keys(pd.concat([treatment, control]), by)} if by else {}
+    return row | design_columns(treatment, control) | keys
 
 
 def contrast_rows(

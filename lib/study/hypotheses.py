@@ -25,17 +25,20 @@ from lib.data import DataSpec
 from lib.stats import NOT_SHOWN, Effect, censored_effect, interpolated_width, mean_ci, paired_effect, verdict
 from lib.study.contrast import contrast_rows, design_columns
 from lib.study.inputs import budget_text, finished
+from lib.study.plateau import budget_table
 from lib.study.registry import (
     DESCRIBED,
     FIXED_LABEL,
     SENSITIVITY,
     Hypothesis,
+    checks_for,
     family_sizes,
+    first_step_seeds,
     hypothesis,
     members,
     rule_groups,
 )
-from lib.study.verdicts import adjust, effect_between, verdict_row
+from lib.study.verdicts import adjust, budget_keys, effect_between, verdict_row
 
 # The declared thresholds, as the registry's records hold them (the names the notebooks print)
 MODERATE_DROPOUT = (hypothesis("H1a").treatment.at_least, hypothesis("H1a").treatment.at_most)  # (0.2, 0.4)
@@ -47,7 +50,9 @@ LITTLE_GAIN = hypothesis("H3b").margin  # "more blocks give little": less than h
 Rule = Callable[..., pd.DataFrame]
 
 
-def grid_verdicts(inputs: dict[str, pd.DataFrame], hypotheses: Sequence[Hypothesis] | None = None) -> pd.DataFrame:
+def grid_verdicts(
+    inputs: dict[str, pd.DataFrame], hypotheses: Sequence[Hypothesis] | None = None, budget: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Every registered claim on a grid input (``H1``, ``H2``, ``H3`` families), each decided over its whole
     family (Holm), then the described rows: the ``sensitivity`` records (02b's placement and recalibration)
     and every claim again on its fixed-nuisance input (lr and weight decay fixed), where that input has runs.
@@ -55,7 +60,9 @@ def grid_verdicts(inputs: dict[str, pd.DataFrame], hypotheses: Sequence[Hypothes
     The one place these decisions are made: 04 shows them, 05 sets its full-budget H1 next to them.
     ``inputs`` are :func:`lib.study.inputs.grid_inputs`' (keyed by :data:`lib.study.registry.INPUTS`);
     ``hypotheses``: the records to test (default: :data:`lib.study.registry.HYPOTHESES`), each family
-    adjusted over the claims its records declare (:func:`lib.study.registry.family_sizes`).
+    adjusted over the claims its records declare (:func:`lib.study.registry.family_sizes`). ``budget``: the
+    plateau checks' table (default: :func:`lib.study.plateau.budget_table` of ``inputs``, whose longer runs
+    ``grid_inputs`` reads too); a row whose check failed or was not run reads *not decided: budget*.
     """
     decided, described, fixed = [], [], []
     for records in rule_groups(hypotheses):
@@ -67,7 +74,8 @@ def grid_verdicts(inputs: dict[str, pd.DataFrame], hypotheses: Sequence[Hypothes
         if first.fixed_input and len(inputs.get(first.fixed_input, ())):
             fixed.append(RULES[first.rule](records, inputs[first.fixed_input], family=SENSITIVITY, design=FIXED_LABEL))
     table = pd.concat([*decided, *described, *fixed], ignore_index=True)
-    return adjust(table, family_sizes=family_sizes(hypotheses))
+    checks = budget_table(inputs) if budget is None else budget
+    return adjust(table, family_sizes=family_sizes(hypotheses), budget=checks)
 
 
 # --- H1: dropout, H3: conv blocks (contrasts) ----------------------------------------------------------
@@ -179,6 +187,8 @@ def h2_lr_range(
     tolerance side by side, and says when a range reaches the grid's edge (a lower bound).
     """
     record = hypothesis("H2a")
+    if record.alternative != "two-sided":  # lib.stats' exact tests are two-sided; a one-sided one is not built
+        raise ValueError(f"H2a: alternative={record.alternative!r}: only 'two-sided' is implemented (lib.stats)")
     treated, control = record.treatment.values[0], record.control.values[0]  # batch, none
     widths = usable_widths(frame)
     by_seed = widths.pivot(index="seed", columns="norm_type", values="usable_decades")
@@ -192,6 +202,9 @@ def h2_lr_range(
         effect = _sign_flip_effect(by_seed[treated], by_seed[control], name)
         smallest = 2 / 2**effect.n
         notes = [f"decided by the exact sign-flip test over {effect.n} seeds (smallest possible p {smallest:.3g})"]
+        needed = first_step_seeds(record, family_sizes().get(record.family, 1))
+        if effect.n < needed:
+            notes.append(f"fewer than the {needed} seeds that can reject at Holm's first step of {record.family}")
     notes.append(_tolerance_note(widths))
     open_ended = sorted(widths.loc[widths["touches_edge"], "norm_type"].unique())
     edges = (frame["lr"].min(), frame["lr"].max())
@@ -213,6 +226,8 @@ def h2_lr_range(
         family=family,
     )
     result |= design_columns(frame)
+    by = [name for check in checks_for(record.name) for name in check.by]
+    result["budget_keys"] = budget_keys(frame[frame["norm_type"].isin([treated, control])], by)
     return widths, pd.DataFrame([result])
 
 

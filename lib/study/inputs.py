@@ -75,12 +75,17 @@ def grid_inputs(named: Callable[[str], str], profile: str) -> dict[str, pd.DataF
 
     ``named`` maps a notebook's base name to its experiment (``profiles.experiment_name`` for one
     data set and user). Raises :class:`MissingRunsError` naming the notebook to run when one is
-    missing. The fixed-nuisance inputs may be empty (a profile may skip them).
+    missing. The fixed-nuisance inputs may be empty (a profile may skip them), and so may the plateau
+    checks' longer runs (:data:`lib.study.registry.LONGER_INPUTS`, read after the grids: a check not run
+    leaves its claims' rows *not decided: budget*).
     """
     optional = registry.OPTIONAL_INPUTS
-    return {
+    grids = {
         name: (trial_runs_or_empty if name in optional else trial_runs)(named(base), hypothesis, profile)
         for name, base, hypothesis in GRID_INPUTS
+    }
+    return grids | {
+        grid.name: trial_runs_or_empty(named(grid.notebook), grid.tag, profile) for grid in registry.LONGER_INPUTS
     }
 
 

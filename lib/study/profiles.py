@@ -31,6 +31,9 @@ def _lr_grid(low_exp: float, high_exp: float, per_decade: int) -> list[float]:
 #   grid_channels            the first block's channels of the grids' CNN (02, 02b, 03)
 #   dropout_values/_epochs   H1's dose-response (02); H2b compares its two dropout-0 arms
 #   lr_values, lr_epochs     H2a's learning-rate grid (02), on lr_seeds
+#   plateau_checks           the plateau checks a run trains (names in lib.study.registry.BUDGET_CHECKS); a
+#   plateau_max_factor       check not run leaves its claims "not decided: budget"; the ladder doubles the
+#                            epochs of a still-improving control up to plateau_max_factor x (2: the check alone)
 #   tune_ranges, tune_*      02 and 03: lr x weight decay tuned per arm by successive halving (tune_points
 #   h1_rungs, h3_rungs       points, keep 1/tune_eta per rung, rungs in epochs, tune_extensions range
 #                            extensions) on tune_seeds, disjoint from ``seeds``, on which each arm's
@@ -60,6 +63,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         "lr_values": [1e-3, 1e-2],
         "lr_epochs": 1,
         "lr_seeds": [0, 1],
+        # smoke and quick are below the short-budget rule (every row "budget too short to decide"): only H1's
+        # check (run in 02 since v4), one doubling; H2a's and H3's are tested in tests/test_budget_checks.py
+        "plateau_checks": ["H1 controls"],
+        "plateau_max_factor": 2,
         "tune_ranges": ["lr=3e-4:3e-2:log", "weight_decay=1e-5:1e-2:log"],
         "tune_points": 2,
         "tune_eta": 2,
@@ -108,6 +115,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "lr_values": _lr_grid(-4, -1, 1),
         "lr_epochs": 2,
         "lr_seeds": [0, 1, 2],
+        "plateau_checks": ["H1 controls"],
+        "plateau_max_factor": 2,
         "tune_ranges": ["lr=3e-4:3e-2:log", "weight_decay=1e-5:1e-2:log"],
         "tune_points": 3,
         "tune_eta": 3,
@@ -160,11 +169,24 @@ PROFILES: dict[str, dict[str, Any]] = {
         # v5: three doses (v4 ran 7): the arms cut so that halving with a last rung of 3 fits the hour (below);
         # they are 05's budget_dropout_values, so 05 re-asks every H1 arm
         "dropout_values": [0.0, 0.3, 0.6],
-        # H2a: half decades from 1e-4 to 1 at 4,000 img x 6 epochs, 6 seeds (the sign-flip test's smallest
-        # p is 2/2^6 = 0.031); the widths are interpolated on each seed's curve (no lattice)
+        # H2a: half decades from 1e-4 to 1 at 4,000 img x 6 epochs (v4: both usable ranges ended inside this grid),
+        # weight decay 5e-4 on every trial (stated); the widths are interpolated on each seed's curve (no lattice).
+        # v5: 8 seeds, two-sided (declared in lib.study.registry): the sign-flip test's smallest p is 2/2^8 =
+        # 0.0078, so H2a can be rejected at Holm's first step (0.025) on its own, even with one small difference of
+        # the wrong sign (p = 4/256); v4's 6 seeds (2/64 = 0.031) could not. 7 is the fewest that can.
         "lr_values": _lr_grid(-4, 0, 2),
         "lr_epochs": 6,
-        "lr_seeds": [0, 1, 2, 3, 4, 5],
+        "lr_seeds": [0, 1, 2, 3, 4, 5, 6, 7],
+        # v5's plateau checks, all three, with the ladder up to 4x (a control still improving at 2x gets 4x).
+        # Estimated added time (rates above and in the 05 comment: 16-channel CNN alone 10,000 img/s without
+        # normalization, 8,000 with BatchNorm, x 0.8 side by side; evaluation ~3x faster; ~1.5 s per trial):
+        # 2 more H2a seeds: 36 trials x 24,000 img = 54 + 68 s training + 43 s eval + 54 s = ~220 worker-s;
+        # H2a check at 2x: 16 trials x 48,000 img = 48 + 60 + 38 + 24 = ~170 worker-s; H3 check at 2x: 25 trials
+        # x 64,000 img = 250 + 80 + 37 = ~370 worker-s; H1's none control at 4x (v4: it failed at 2x): 5 x 192,000
+        # img = 120 + 48 + 8 = ~176 worker-s. In all ~940 worker-s, ~470 s on 2 workers (estimated, not
+        # measured); if every arm also failed at 2x, ~1,100 s.
+        "plateau_checks": ["H1 controls", "H2a best rates", "H3 block counts"],
+        "plateau_max_factor": 4,
         # the per-arm tuning of H1 (02) and H3 (03): lr x weight decay over these ranges by successive
         # halving on the tuning seeds; each arm's winner is re-measured on `seeds`, the fixed values (lr 1e-3,
         # weight decay 5e-4) on `fixed_seeds` (described sensitivity).

@@ -14,8 +14,11 @@ input is split into one claim per group. Everything else is derived from these r
 Adding a hypothesis: its record here (with its family and grid input when they are new), its rule in
 ``lib.study.hypotheses`` only when no existing rule fits (most claims are a ``contrast`` of two arms), and
 the notebook cell that shows it. The thresholds were declared before the runs were read; H2a's rule and its
-history are told in ``docs/design.md``. The budget check is not a field: the short-budget rule
-(``verdicts.MIN_IMAGE_EPOCHS``, ``verdicts.MIN_SEEDS``) holds for every row, so no claim can opt out of it.
+history are told in ``docs/design.md``. Two budget rules hold for the rows: the short-budget rule
+(``verdicts.MIN_IMAGE_EPOCHS``, ``verdicts.MIN_SEEDS``) for every row, so no claim can opt out of it; and each
+decided family's **plateau checks** (:class:`BudgetCheck`, :data:`BUDGET_CHECKS`): which control arm(s) of
+which input are trained again for ``factor`` x the epochs, the runs' input, and the claims that depend on them.
+A family without a check states why (:attr:`Family.budget_exempt`).
 
 What this is not: the tests themselves (``lib.study.hypotheses``, ``lib.study.contrast``), the decision
 (``lib.study.verdicts``: Holm per family, the short-budget rule for every row) or 05's and 06's comparisons
@@ -61,7 +64,9 @@ class Hypothesis:
     in ``lib.study.contrast.SPLITS``); ``claims``: how many rows the study declares for it (its share of the
     family's size). ``input``: the grid input it reads (:data:`INPUTS`); ``fixed_input``: where the same
     claim is re-asked at fixed nuisance values (described, never decided); ``subset``: only these trials of
-    the input; ``threshold``: a rule's own declared number (H2a's tolerance).
+    the input; ``threshold``: a rule's own declared number (H2a's tolerance); ``alternative``: the side(s) of
+    its exact test (``two-sided``, or ``greater`` declared before the run), which with the family's size sets
+    the seeds it needs (:func:`first_step_seeds`).
     """
 
     name: str
@@ -80,6 +85,7 @@ class Hypothesis:
     claims: int = 1
     effect: str = "{treatment} - {control}"
     threshold: float | None = None
+    alternative: str = "two-sided"
 
     def rule_text(self) -> str:
         """The decision rule in words: ``CI > 0``, ``CI < 0``, ``CI < +0.5 pp``."""
@@ -99,6 +105,7 @@ class Family:
     notebook: str  # where its rows are made
     text: str  # what it asks, in one line
     decided: bool = True
+    budget_exempt: str = ""  # a decided family without a plateau check: why none applies (declared)
 
     def heading(self) -> str:
         """``H1: dropout, per norm type (02)``; a described family: ``Sensitivity (described, not decided)``."""
@@ -118,6 +125,30 @@ class GridInput:
     optional: bool = False
 
 
+@dataclass(frozen=True)
+class BudgetCheck:
+    """A plateau check, declared before the runs: has the control stopped improving at the decision budget?
+
+    ``control``: which trials of grid input ``input`` are the control (picked per arm, :attr:`by`: one check
+    per arm, e.g. per norm type); they are trained again on the same seeds for ``factor`` x their epochs
+    (tag :attr:`longer`, a grid input of its own) and the arm has *stopped improving* when the upper end of
+    the paired gain's 95% interval is below half a point (``lib.study.plateau.MATERIAL``). ``claims``: the
+    records whose rows depend on it; a row depends on the arms its own trials ran (its ``budget_keys``), and
+    is *not decided: budget* when the check failed, or was not run, for one of them. The needed-budget ladder
+    multiplies the epochs by ``factor`` again for an arm still improving, up to the profile's
+    ``plateau_max_factor`` (``lib.study.plateau.run_ladder``).
+    """
+
+    name: str
+    input: str
+    control: Arm
+    by: tuple[str, ...]
+    longer: str
+    claims: tuple[str, ...]
+    factor: int = 2
+    why: str = ""  # in one line: why these arms are the ones whose budget matters
+
+
 # The controlled grids, in the order 04 reads and prints them. H1 and H3 are the re-measured winners of the
 # per-arm tuning by successive halving; H1-fixed and H3-fixed the same arms at the fixed lr and weight decay.
 INPUTS = (
@@ -135,8 +166,12 @@ FAMILY_LIST = (
     Family("H2", "the learning rate", "02", "the usable learning-rate range (lattice-free) and the best accuracy, "
            "tuned arms"),
     Family("H3", "conv blocks", "03", "the number of conv blocks, each arm's lr x weight decay tuned"),
-    Family("search", "TPE vs random search", "05", "TPE vs random search at equal trials and budget"),
-    Family("final choice", "the final model", "06", "the winner among the declared candidates vs each other one"),
+    Family("search", "TPE vs random search", "05", "TPE vs random search at equal trials and budget",
+           budget_exempt="the claim is about two searches at one equal budget per trial, not about a model that "
+           "could still improve: both searches train the same configurations' budget"),
+    Family("final choice", "the final model", "06", "the winner among the declared candidates vs each other one",
+           budget_exempt="each candidate is compared at its own declared schedule, the one the final model is "
+           "retrained at: the claim is the choice at that schedule"),
     Family(SENSITIVITY, "Sensitivity", "02, 02b, 03, 05", "the fixed-nuisance arms, 02b's dropout placement and BN "
            "recalibration, 05's H1 at full budget and its interaction with the budget", decided=False),
 )  # fmt: skip
@@ -181,6 +216,12 @@ HYPOTHESES = (
         rule="usable learning-rate range",
         threshold=0.02,  # usable: within 2 accuracy points of the norm type's own best mean
         input="H2",
+        # Study v5, declared before its run: two-sided, as in v1-v4 (a one-sided test chosen after v4 showed the
+        # direction would be a choice made on the data). Decidable at Holm's first step of the 2-claim family
+        # needs 2 / 2^k <= 0.05 / 2, i.e. k >= 7 seeds (first_step_seeds); the full profile runs 8 (lr_seeds), so
+        # one small difference of the wrong sign still leaves p = 4/256 below 0.025. Weight decay is stated:
+        # 5e-4 (the library default) on every trial of the lr grid, named in the row's design.
+        alternative="two-sided",
     ),
     Hypothesis(
         name="H2b",
@@ -233,6 +274,51 @@ HYPOTHESES = (
         input="shift",
     ),
 )
+
+
+# The plateau checks (study v5): every decided family's claims depend on one; a family without one states why
+# (Family.budget_exempt). H1 and H2b: the no-dropout control of each norm type at its tuned lr and weight decay
+# (the H1 check of v4, now binding); H2a: each norm type's best learning rate on the lr grid; H3: every block
+# count (each H3 claim compares block counts, and a deeper net may need more epochs than a shallow one).
+BUDGET_CHECKS = (
+    BudgetCheck(
+        "H1 controls", "H1", Arm("dropout_p", values=(0,)), ("norm_type",), "H1-plateau", ("H1a", "H1b", "H2b"),
+        why="dropout is a regulariser: it can only pay once the no-dropout control has stopped improving",
+    ),
+    BudgetCheck(
+        "H2a best rates", "H2", Arm("lr", best_by=("lr",)), ("norm_type",), "H2-plateau", ("H2a",),
+        why="the usable range is measured against each norm type's own best mean: that best must have stopped "
+        "improving, or the range is read off a curve that is still rising",
+    ),
+    BudgetCheck(
+        "H3 block counts", "H3", Arm("num_conv_blocks", at_least=0), ("num_conv_blocks",), "H3-plateau",
+        ("H3a", "H3b"),
+        why="every H3 claim compares block counts, and a deeper net may need more epochs than a shallow one",
+    ),
+)
+
+
+def checks_for(name: str) -> tuple[BudgetCheck, ...]:
+    """The plateau checks a claim's rows depend on (by the claim's name, ``H1a``)."""
+    return tuple(check for check in BUDGET_CHECKS if name in check.claims)
+
+
+def budget_check(name: str) -> BudgetCheck:
+    """One plateau check by its name; ``KeyError`` naming the declared ones."""
+    for check in BUDGET_CHECKS:
+        if check.name == name:
+            return check
+    raise KeyError(f"no budget check {name!r}; declared: {', '.join(c.name for c in BUDGET_CHECKS)}")
+
+
+def first_step_seeds(record: Hypothesis, family_size: int, alpha: float = 0.05) -> int:
+    """The fewest seeds whose exact sign-flip test can reject ``record`` at Holm's first step of a family of
+    ``family_size`` claims: its smallest p (2 / 2^k two-sided, 1 / 2^k one-sided) at most ``alpha / size``."""
+    sides = 2 if record.alternative == "two-sided" else 1
+    seeds = 1
+    while sides / 2**seeds > alpha / family_size:
+        seeds += 1
+    return seeds
 
 
 def hypothesis(name: str) -> Hypothesis:
@@ -295,6 +381,12 @@ def family_sizes(records: Sequence[Hypothesis] | None = None) -> dict[str, int]:
 FAMILY_SIZES = family_sizes()
 GRID_INPUTS = tuple((grid.name, grid.notebook, grid.tag) for grid in INPUTS)
 OPTIONAL_INPUTS = frozenset(grid.name for grid in INPUTS if grid.optional)
+# The longer runs of the plateau checks (tag = input name), read beside the grids; optional: a check not run
+# leaves its input empty, and its claims' rows then read "not decided: budget".
+LONGER_INPUTS = tuple(
+    GridInput(check.longer, next(grid.notebook for grid in INPUTS if grid.name == check.input), check.longer, True)
+    for check in BUDGET_CHECKS
+)
 GRID_FAMILY_HEADINGS = tuple(
     (family.name, family.heading())
     for family in FAMILY_LIST

@@ -6,7 +6,11 @@ correctness was available), the effect, its raw 95% interval and raw verdict, th
 and (after :func:`adjust`) the **adjusted decision** of its declared family (Holm, 5% family-wise, see
 ``lib.stats``) with ``adjusted_over`` saying whether the whole family or a part of it was adjusted. A row
 whose budget is below the declared minimum (:data:`MIN_IMAGE_EPOCHS`, :data:`MIN_SEEDS`) is not decided:
-its decision reads *budget too short to decide*.
+its decision reads *budget too short to decide*. A row whose claim depends on a plateau check
+(``registry.BUDGET_CHECKS``) that failed, or was not run, for an arm the row's trials ran reads *not decided:
+budget* (:data:`NOT_DECIDED_BUDGET`; ``budget_check`` says which arm and the budget it would need). Neither
+changes Holm's family: every row keeps its p-value and the family its declared size; a withheld row only
+takes back its own rejection, which cannot raise the family-wise error rate.
 
 Words: an undecided claim reads **not shown** (never "no effect": an interval that covers zero
 does not show the effect is absent); :func:`decision_words` is the one mapping.
@@ -65,9 +69,12 @@ DISPLAY_COLUMNS = [
 TOO_SHORT = "budget too short to decide"
 # a tuned arm whose winner still sits on a movable edge of its tuning range after the allowed extensions
 NOT_DECIDED_RANGE = "not decided: tuning range"
+# study v5: the row's plateau check (lib.study.registry.BUDGET_CHECKS) failed, or was not run, for an arm it
+# depends on: the control may still improve at this budget, so the ordering may still flip
+NOT_DECIDED_BUDGET = "not decided: budget"
 # Decisions the rules withhold: such a row says only this, never a raw verdict beside it.
-WITHHELD = frozenset({TOO_SHORT, NOT_DECIDED_RANGE, DESCRIBED_WORDS})
-# The one vocabulary (lib.stats.VERDICTS, plus TOO_SHORT); "inconclusive" is how CSVs of older code wrote
+WITHHELD = frozenset({TOO_SHORT, NOT_DECIDED_RANGE, NOT_DECIDED_BUDGET, DESCRIBED_WORDS})
+# The one vocabulary (lib.stats.VERDICTS, plus the withheld words); "inconclusive" is how CSVs of older code wrote
 # "not shown" and is read as such.
 WORDS = {
     SUPPORTED: SUPPORTED,
@@ -77,6 +84,7 @@ WORDS = {
     TOO_SHORT: TOO_SHORT,
     DESCRIBED_WORDS: DESCRIBED_WORDS,
     NOT_DECIDED_RANGE: NOT_DECIDED_RANGE,
+    NOT_DECIDED_BUDGET: NOT_DECIDED_BUDGET,
 }
 
 
@@ -219,13 +227,23 @@ def too_short(row: pd.Series) -> bool:
     return (cost is not None and cost < MIN_IMAGE_EPOCHS) or (cost is not None and few_seeds)
 
 
-def adjust(table: pd.DataFrame, alpha: float = ALPHA, family_sizes: dict[str, int] | None = None) -> pd.DataFrame:
+def adjust(
+    table: pd.DataFrame,
+    alpha: float = ALPHA,
+    family_sizes: dict[str, int] | None = None,
+    budget: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Add ``p_holm``, ``decision`` and ``adjusted_over``: Holm's adjustment within each declared family.
 
     ``family_sizes``: the declared number of claims of a family (default :data:`FAMILY_SIZES`). When a
     notebook holds only part of a family (02 and 03 each hold part of ``headline``), the missing
     claims count as not rejected (p = 1): the decision is then never bolder than the one over the
     whole family, which 04 computes, and ``adjusted_over`` says ``partial: 4 of 8 claims``.
+
+    ``budget``: the plateau checks' table (``lib.study.plateau.budget_table`` or ``run_check``'s, a ``check``
+    column per row). A decided row whose claim depends on a check reads *not decided: budget* unless that
+    check ran and stopped improving for every arm the row depends on; ``None`` means no check was run, so such
+    rows are not decided (the short-budget rule comes first: a row below it reads *budget too short to decide*).
     """
     sizes = FAMILY_SIZES | (family_sizes or {})
     table = table.copy()
@@ -249,6 +267,7 @@ def adjust(table: pd.DataFrame, alpha: float = ALPHA, family_sizes: dict[str, in
         ]
     short = table.apply(too_short, axis=1).astype(bool)
     table.loc[short, "decision"] = TOO_SHORT
+    table = _bind_budget(table, budget, ~short)
     if "tuning_decided" in table:
         on_edge = table["tuning_decided"].fillna("yes").astype(str) != "yes"
         table.loc[on_edge, "decision"] = NOT_DECIDED_RANGE
@@ -257,6 +276,63 @@ def adjust(table: pd.DataFrame, alpha: float = ALPHA, family_sizes: dict[str, in
     table.loc[described, "decision"] = DESCRIBED_WORDS
     table.loc[described, "adjusted_over"] = "not adjusted (described)"
     return table
+
+
+def budget_keys(trials: pd.DataFrame, columns: tuple[str, ...] | list[str]) -> str:
+    """The arms a row's trials ran, as its ``budget_keys`` column: ``{"norm_type": ["none"]}`` (JSON, values as
+    :func:`seed_key` writes them), for the columns its plateau checks split by."""
+    return json.dumps(
+        {name: sorted({seed_key(v) for v in trials[name].dropna()}) for name in columns if name in trials},
+        sort_keys=True,
+    )
+
+
+def _bind_budget(table: pd.DataFrame, budget: pd.DataFrame | None, open_rows: pd.Series) -> pd.DataFrame:
+    """Rows whose claim depends on a plateau check: ``budget_check`` says ``passed`` or why not, and a row
+    still open (not too short) whose check did not pass reads :data:`NOT_DECIDED_BUDGET`."""
+    covered = [
+        bool(registry.checks_for(str(name))) and family not in DESCRIBED
+        for name, family in zip(table.get("hypothesis", pd.Series("", index=table.index)), table["family"], strict=True)
+    ]
+    if not any(covered):
+        return table
+    table["budget_check"] = ""
+    for index in table.index[covered]:
+        row = table.loc[index]
+        reasons = [_check_reason(check, row, budget) for check in registry.checks_for(str(row["hypothesis"]))]
+        reasons = [reason for reason in reasons if reason]
+        table.loc[index, "budget_check"] = "; ".join(reasons) if reasons else "passed"
+        if reasons and open_rows[index]:
+            table.loc[index, "decision"] = NOT_DECIDED_BUDGET
+    return table
+
+
+def _check_reason(check: registry.BudgetCheck, row: pd.Series, budget: pd.DataFrame | None) -> str:
+    """Why ``check`` does not let ``row`` be decided (``""`` when it passed for every arm the row depends on)."""
+    rows = budget[budget["check"] == check.name] if budget is not None and "check" in budget else pd.DataFrame()
+    keys = row.get("budget_keys")
+    wanted = json.loads(keys) if isinstance(keys, str) and keys else {}
+    for name in check.by:
+        if name in wanted and len(rows):
+            rows = rows[rows[name].map(seed_key).isin(wanted[name])]
+    named = [f"{name}={'/'.join(wanted[name])}" for name in check.by if name in wanted]
+    arms = ", ".join(named) or "every arm"
+    expected = int(np.prod([len(wanted[name]) for name in check.by if name in wanted])) if named else 1
+    if len(rows) < expected or (rows["stopped improving"] == "not run").any():
+        return f"'{check.name}' not run for {arms}"
+    failed = rows[rows["stopped improving"] != "yes"]
+    if failed.empty:
+        return ""
+    parts = []
+    for _, arm in failed.iterrows():
+        label = ", ".join(f"{name}={seed_key(arm[name])}" for name in check.by if name in arm)
+        high = arm.get("gain ci_high", np.nan)
+        bound = f"up to {high:+.2f}" if pd.notna(high) else "no interval"
+        gain = f"{arm['gain (pp)']:+.2f} pp ({bound})" if "gain (pp)" in arm else "?"
+        epochs = "->".join(seed_key(arm.get(name, "?")) for name in ("epochs", "longer epochs"))
+        needed = arm.get("budget needed", "not measured")
+        parts.append(f"{label} still improving: {epochs} epochs {gain}; budget needed: {needed}")
+    return f"'{check.name}' failed: " + "; ".join(parts)
 
 
 def display(table: pd.DataFrame, digits: int = 2, full: bool = False) -> pd.DataFrame:
@@ -309,6 +385,8 @@ def summary_markdown(table: pd.DataFrame) -> str:
         scope = f"Holm within '{r['family']}'" + (f", {part}" if isinstance(part, str) and part else "")
         decision = decision_words(r["decision"]) if "decision" in r.index else "not adjusted"
         note = r.get("note")
+        if decision == NOT_DECIDED_BUDGET and isinstance(r.get("budget_check"), str):
+            note = "; ".join(text for text in (r["budget_check"], note if isinstance(note, str) else "") if text)
         # one verdict word per row: a row the rules do not decide says only that, never its raw verdict beside it
         words = f"raw: *{decision_words(r['verdict'])}*, {scope}: **{decision}**"
         words = f"**{decision}**" if decision in WITHHELD else words
