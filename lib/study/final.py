@@ -3,10 +3,11 @@ recommendation.
 
 The candidates are declared before they are trained (:func:`candidates`), compared on validation only
 at one budget with shared seeds (:func:`compare_candidates`, family ``final choice``), and the
-recommendation follows a fixed rule (:func:`recommendation`).
+recommendation follows a fixed rule (:func:`recommendation`). The one test reading is judged against the
+declared goal in words made from its numbers (:func:`goal_sentence`).
 
-What this is not: the test-set reading (04 does it once, on the recommended model) or the
-hypotheses (``hypotheses``).
+What this is not: the test-set reading itself (06 does it once, on the winner; ``ledger`` records it), study
+v5's candidates and their tuning (``finalists``) or the hypotheses (``hypotheses``).
 """
 
 from __future__ import annotations

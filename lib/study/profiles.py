@@ -37,7 +37,9 @@ def _lr_grid(low_exp: float, high_exp: float, per_decade: int) -> list[float]:
 #                            extensions) on tune_seeds, disjoint from ``seeds``, on which each arm's
 #                            winner is re-measured; fixed_seeds: the fixed lr/wd arms (described)
 #   epochs                   02b, 03 and the 04 sweep
-#   candidate_*              06: the declared candidates compared on validation before the final model
+#   candidate_*              06: the declared candidates compared on validation before the final model (v5:
+#                            lib.study.finalists, each tuned by halving at its own schedule)
+#   precision                fp32 / bf16 pinned for every config of the profile, or native (the CPU's default)
 #   final_*                  06: the winner retrained on train + validation, scored once on the test set
 #   budget_*                 05: H1 re-asked at full budget
 #   search_*                 05: random search vs TPE at equal trials and budget
@@ -189,7 +191,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "placements": ["block", "head"],
         "block_values": [0, 1, 2, 3, 4],
         "sweep_evals": 16,
-        # 06 (deep profile, <= 50 min on the 2-core machine, 2 workers): 4 candidates x 3 seeds on all 55,000
+        # v4's 06 (committed; deep profile, <= 50 min meant, 2 workers): 4 candidates x 3 seeds on all 55,000
         # training images, each at its own schedule (the final retrains the winner at the same one on 60,000).
         # Measured (2026-12-06, 4,000 images x 2 epochs, crop 2 + flip, BatchNorm, 1 thread, 2 side by side):
         # default 32 channels ~3,300 img/s, 2 convs/block at 16 channels ~3,150, at 32 channels ~1,200 (too
@@ -216,8 +218,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         # tuning 2 x 5,000 (+1,667 validation) x (9 x 4 + 3 x 20 + 9 x 6 + 3 x 30) = 3.20M; its re-measure 3 x
         # 6,667 x 50 = 1.00M; the comparison 3 x 56,667 x (20 + 30) = 8.50M; the final 4 x 60,000 x 30 = 7.20M:
         # 19.90M images / 2,800 img/s + 300 s = 7,407 s (123 min), without a range extension (each adds up to a
-        # half of its candidate's tuning). With 05 at its measured 4,325 s the deep profile is ~3.3 h on an fp32
-        # CPU: NOT within 2 h. The final at 30 epochs alone is 7.2M images (~43 min); cuts, estimated the same way:
+        # half of its candidate's tuning). With 05 at its measured 4,325 s the deep profile is ~3 h 15 min on an
+        # fp32 CPU: NOT within 2 h. The final at 30 epochs alone is 7.2M images (~43 min); cuts, estimated the same way:
         # the comparison on 20,000 images 92 min; and 3 final seeds 81 min.
         "candidate_long_epochs": 30,
         "candidate_erase_p": 0.5,
@@ -232,6 +234,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         # 100-103, v3 200-203, v4 300-303; lib.study.ledger refuses a used seed)
         "final_seeds": [400, 401, 402, 403],
         "final_train_subset": None,
+        # pinned, so the decisions are the same numbers on either CPU kind. bf16 pinned on a CPU without native
+        # bf16 is emulated: measured on this 2-core AMD EPYC (AVX2), the recipe with erasing, 1 thread, 1 epoch
+        # of 4,000 images: fp32 872 img/s, bf16 74 (12x slower; load 2.2-4.2); of 3,000 at erase p 0.25: 510 vs
+        # 118 (load 0.7-2.3). The cross-check in bf16 runs on a CPU with it: resolve("deep", precision="bf16").
         "precision": "fp32",
         # 05 (deep profile: 05 + 06 <= 120 min; 05 <= 65 min) on the 2-core machine. Measured: the default 32-channel
         # CNN trains ~3,500 img/s per 1-thread process with 2 side by side (4,300 alone), evaluation ~3x faster,
