@@ -54,6 +54,11 @@ def test_each_candidate_is_tuned_by_halving_at_its_own_schedule():
     done = finalists.tuned(listed, studies)
     assert [c.config["lr"] for c in done] == [0.002, 0.002] and done[0].config["weight_decay"] == 3e-4
     assert "halving at 4/20 epochs (9/3 points, eta 3)" in done[0].tuning and "decided: yes" in done[0].tuning
+    trials = finalists.trial_configs(done, knobs["candidate_seeds"])  # the comparison: the longest first
+    assert [(name, c.train.epochs, c.seed) for name, c in trials][:4] == [
+        ("recipe + erasing", 30, 0), ("recipe + erasing", 30, 1), ("recipe + erasing", 30, 2), ("v4 recipe", 20, 0)
+    ]  # fmt: skip
+    assert all(c.train.lr == 0.002 and c.train.precision == "fp32" for _, c in trials)
 
 
 @pytest.mark.slow
@@ -63,6 +68,8 @@ def test_the_smoke_tuning_runs_through_the_public_halving(tmp_path):
     studies = finalists.tune(listed, knobs, "final_v5_test", {"hypothesis": "final-tuning", "profile": "smoke"})
     done = finalists.tuned(listed, studies)
     assert set(studies) == {"v4 recipe", "recipe + erasing"}
+    table = finalists.tuning_table(studies)
+    assert table["curse_pp"].tolist() == pytest.approx((table["tuning_pct"] - table["remeasured_pct"]).tolist())
     assert all(c.config["lr"] > 0 and "halving at 1 epochs" in c.tuning for c in done)
 
 

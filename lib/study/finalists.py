@@ -184,6 +184,26 @@ def tuned(candidates: Sequence[Candidate], studies: dict[str, HalvingGrid]) -> l
     return out
 
 
+def tuning_table(studies: dict[str, HalvingGrid]) -> pd.DataFrame:
+    """Per tuned candidate: the winner, its tuning score (the best last-rung mean over the tuning seeds), its
+    re-measure on fresh seeds (same images) and the difference, the winner's curse, in accuracy points."""
+    rows = []
+    for name, study in studies.items():
+        row = study.summary().iloc[0]
+        tuning, remeasured = float(row["tune_score_pct"]), float(row["remeasured_pct"])
+        rows.append({"candidate": name, "lr": row["best lr"], "weight_decay": row["best weight_decay"],
+                     "tuning_pct": tuning, "remeasured_pct": remeasured, "curse_pp": tuning - remeasured,
+                     "decided": row.get("decided", "yes")})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def trial_configs(candidates: Sequence[Candidate], seeds: Sequence[int]) -> list[tuple[str, TrialConfig]]:
+    """``(candidate name, config)`` of every candidate x seed at its own schedule, the longest schedule first (so
+    two workers stay busy): what the comparison on validation trains, or with the final seeds the final."""
+    ordered = sorted(candidates, key=lambda c: -c.epochs)
+    return [(c.name, TrialConfig.from_flat(c.config | {"epochs": c.epochs, "seed": s})) for c in ordered for s in seeds]
+
+
 def validation_summary(frame: pd.DataFrame, n_val: int) -> pd.DataFrame:
     """Per candidate (a ``candidate`` column, one row per finished trial with ``val_accuracy``): the mean, the
     seeds-only t-interval and the interval over seeds *and* the ``n_val`` validation images."""
