@@ -212,15 +212,16 @@ PROFILES: dict[str, dict[str, Any]] = {
         # its own schedule (9 Halton points, eta 3, rungs at 0.2 of the schedule and the schedule: 9/3 points, so
         # 3 at the full schedule, on 2 tuning seeds and 5,000 training images, re-measured on candidate_seeds);
         # then both on all 55,000 images x 3 seeds, the winner's final on 60,000 x 4 fresh seeds. The wider first
-        # block (candidate_wide) is declared but off: at v4's measured 2.6x cost of 32 channels it would add
-        # about 190 min. Estimated from v4's measured fp32 rate (06 trained 13.3M images, validation passes
-        # counted as 1/3 image each, in 4,810 s on 2 workers: ~2,800 img/s), finalists.cost(knobs, 2_800, 300):
+        # block (candidate_wide) is declared but off (v4 measured 32 channels 2.6x slower than 16). Estimated
+        # from v4's measured fp32 rate (06 trained 13.3M images, validation passes counted as 1/3 image each, in
+        # 4,810 s on 2 workers: ~2,800 img/s), finalists.cost(knobs, 2_800, 300):
         # tuning 2 x 5,000 (+1,667 validation) x (9 x 4 + 3 x 20 + 9 x 6 + 3 x 30) = 3.20M; its re-measure 3 x
         # 6,667 x 50 = 1.00M; the comparison 3 x 56,667 x (20 + 30) = 8.50M; the final 4 x 60,000 x 30 = 7.20M:
-        # 19.90M images / 2,800 img/s + 300 s = 7,407 s (123 min), without a range extension (each adds up to a
-        # half of its candidate's tuning). With 05 at its measured 4,325 s the deep profile is ~3 h 15 min on an
-        # fp32 CPU: NOT within 2 h. The final at 30 epochs alone is 7.2M images (~43 min); cuts, estimated the same way:
-        # the comparison on 20,000 images 92 min; and 3 final seeds 81 min.
+        # 19.90M images / 2,800 img/s + 300 s = 7,407 s (123 min), without a range extension (one adds its
+        # candidate's tuning again: 1.28M or 1.92M images, 8 or 11 min). With 05 at its measured 4,325 s the
+        # deep profile is ~3 h 15 min on an fp32 CPU: NOT within 2 h. The final at 30 epochs alone is 7.2M
+        # images (~43 min). Cuts, estimated the same way: the comparison on 20,000 images 92 min; that and 3
+        # final seeds 81 min. The wide candidate would add ~190 min (its final included, if it won).
         "candidate_long_epochs": 30,
         "candidate_erase_p": 0.5,
         "candidate_wide": False,
