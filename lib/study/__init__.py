@@ -4,7 +4,8 @@ Modules, one job each: ``registry`` (every claim as a record: its arms, directio
 families and their sizes derive from it), ``inputs`` (the runs a notebook reads, the budget line), ``verdicts``
 (verdict rows, Holm, the words), ``contrast`` (the rule that compares two arms of a claim), ``hypotheses`` (the
 rules of H1-H3 and the variance shift, ``grid_verdicts``), ``final`` (choosing the final
-model), ``comparisons`` (05: budget interaction, overfitting, search), ``figures`` (the study's figures),
+model), ``finalists`` (study v5's declared candidates of the final model, their tuning and cost),
+``comparisons`` (05: budget interaction, overfitting, search), ``figures`` (the study's figures),
 ``ledger`` (the test-set readings), ``profiles`` (smoke / quick / full / deep budgets), ``runner``
 (``python -m lib study``: the numbered notebooks with papermill); ``analysis`` is the notebooks' facade.
 

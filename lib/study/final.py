@@ -3,10 +3,11 @@ recommendation.
 
 The candidates are declared before they are trained (:func:`candidates`), compared on validation only
 at one budget with shared seeds (:func:`compare_candidates`, family ``final choice``), and the
-recommendation follows a fixed rule (:func:`recommendation`).
+recommendation follows a fixed rule (:func:`recommendation`). The one test reading is judged against the
+declared goal in words made from its numbers (:func:`goal_sentence`).
 
-What this is not: the test-set reading (04 does it once, on the recommended model) or the
-hypotheses (``hypotheses``).
+What this is not: the test-set reading itself (06 does it once, on the winner; ``ledger`` records it), study
+v5's candidates and their tuning (``finalists``) or the hypotheses (``hypotheses``).
 """
 
 from __future__ import annotations
@@ -241,3 +242,32 @@ def recommendation(winner: str, effects: pd.DataFrame) -> tuple[str, str]:
     if row["decision"] == "supported":
         return winner, quote(row)
     return "default", f"the winner's advantage is not established: {quote(row)}"
+
+
+GOAL, STRETCH = 0.94, 0.945  # study v5's declared goal for the final model's mean test accuracy, and the stretch
+
+
+def _percent(value: float, near: float) -> str:
+    """``value`` as a percentage, with a third decimal where two would round it onto ``near``."""
+    text = f"{value:.2%}"
+    return f"{value:.3%}" if text == f"{near:.2%}" and value != near else text
+
+
+def goal_sentence(mean: float, low: float, high: float, goal: float = GOAL, stretch: float | None = STRETCH) -> str:
+    """The reading against the declared goal, in words, from its numbers: met or missed (by the mean, the declared
+    criterion), by how many points, and where the interval lies (above, below, or covering the goal: not shown)."""
+    reading = f"{_percent(mean, goal)} (95% CI {low:.2%} to {high:.2%})"
+    if mean >= goal:
+        text = f"the declared goal, a mean test accuracy of at least {goal:.1%}, was **met**: {reading}"
+        if stretch is not None:
+            text += f"; the stretch goal, {stretch:.1%}, was " + ("met too" if mean >= stretch else "not")
+    else:
+        text = (
+            f"the declared goal, a mean test accuracy of at least {goal:.1%}, was **missed**: {reading}, "
+            f"{100 * (goal - mean):.2f} points short"
+        )
+    if low > goal:
+        return text + "; the whole interval lies above the goal"
+    if high < goal:
+        return text + "; the whole interval lies below the goal"
+    return text + "; the interval covers the goal, so whether it reaches it is not shown"

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from lib.config import DEFAULT_PRECISION
 from lib.data import DataSpec
 from lib.datasets import DEFAULT, slug
 from lib.paths import current_profile
@@ -43,7 +44,9 @@ def _lr_grid(low_exp: float, high_exp: float, per_decade: int) -> list[float]:
 #   replicate_seeds/_arms    H1's BatchNorm tuning again on fresh tuning seeds for the reference arm and these
 #                            dropout values, to report how often the same decision results (lib.engine.replication)
 #   epochs                   02b, 03 and the 04 sweep
-#   candidate_*              06: the declared candidates compared on validation before the final model
+#   candidate_*              06: the declared candidates compared on validation before the final model (v5:
+#                            lib.study.finalists, each tuned by halving at its own schedule)
+#   precision                fp32 / bf16 pinned for every config of the profile, or native (the CPU's default)
 #   final_*                  06: the winner retrained on train + validation, scored once on the test set
 #   budget_*                 05: H1 re-asked at full budget
 #   search_*                 05: random search vs TPE at equal trials and budget
@@ -86,8 +89,18 @@ PROFILES: dict[str, dict[str, Any]] = {
         "candidate_epochs": 1,
         "candidate_recipe_epochs": 1,
         "candidate_train_subset": 600,
+        "candidate_long_epochs": 1,
+        "candidate_erase_p": 0.5,
+        "candidate_wide": False,
+        "candidate_tune_subset": 600,
+        "candidate_tune_points": 2,
+        "candidate_tune_eta": 2,
+        "candidate_tune_fractions": [],
+        "candidate_tune_extensions": 0,
+        "candidate_tune_seeds": [10, 11],
         "final_seeds": [300, 301],
         "final_train_subset": 1000,
+        "precision": "native",
         "budget_train_subset": 600,
         "budget_epochs": 2,
         "budget_seeds": [0, 1],
@@ -136,8 +149,18 @@ PROFILES: dict[str, dict[str, Any]] = {
         "candidate_epochs": 2,
         "candidate_recipe_epochs": 3,
         "candidate_train_subset": 5000,
+        "candidate_long_epochs": 4,
+        "candidate_erase_p": 0.5,
+        "candidate_wide": False,
+        "candidate_tune_subset": 2000,
+        "candidate_tune_points": 3,
+        "candidate_tune_eta": 3,
+        "candidate_tune_fractions": [0.5],
+        "candidate_tune_extensions": 0,
+        "candidate_tune_seeds": [10, 11],
         "final_seeds": [300, 301],
         "final_train_subset": 5000,
+        "precision": "native",
         "budget_train_subset": 10000,
         "budget_epochs": 4,
         "budget_seeds": [0, 1, 2],
@@ -224,7 +247,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "placements": ["block", "head"],
         "block_values": [0, 1, 2, 3, 4],
         "sweep_evals": 16,
-        # 06 (deep profile, <= 50 min on the 2-core machine, 2 workers): 4 candidates x 3 seeds on all 55,000
+        # v4's 06 (committed; deep profile, <= 50 min meant, 2 workers): 4 candidates x 3 seeds on all 55,000
         # training images, each at its own schedule (the final retrains the winner at the same one on 60,000).
         # Measured (2026-12-06, 4,000 images x 2 epochs, crop 2 + flip, BatchNorm, 1 thread, 2 side by side):
         # default 32 channels ~3,300 img/s, 2 convs/block at 16 channels ~3,150, at 32 channels ~1,200 (too
@@ -240,9 +263,39 @@ PROFILES: dict[str, dict[str, Any]] = {
         "candidate_epochs": 10,
         "candidate_recipe_epochs": 20,
         "candidate_train_subset": None,
-        # v4's one new test reading: seeds never used before (v1/v2 read the test set with 100-103, v3 200-203)
-        "final_seeds": [300, 301, 302, 303],
+        # v5's 06 (lib.study.finalists, declared before any run): the v4 recipe at candidate_recipe_epochs and the
+        # recipe + random erasing (p 0.5) at candidate_long_epochs, each with lr x weight decay tuned by halving at
+        # its own schedule (9 Halton points, eta 3, rungs at 0.2 of the schedule and the schedule: 9/3 points, so
+        # 3 at the full schedule, on 2 tuning seeds and 5,000 training images, re-measured on candidate_seeds);
+        # then both on all 55,000 images x 3 seeds, the winner's final on 60,000 x 4 fresh seeds. The wider first
+        # block (candidate_wide) is declared but off (v4 measured 32 channels 2.6x slower than 16). Estimated
+        # from v4's measured fp32 rate (06 trained 13.3M images, validation passes counted as 1/3 image each, in
+        # 4,810 s on 2 workers: ~2,800 img/s), finalists.cost(knobs, 2_800, 300):
+        # tuning 2 x 5,000 (+1,667 validation) x (9 x 4 + 3 x 20 + 9 x 6 + 3 x 30) = 3.20M; its re-measure 3 x
+        # 6,667 x 50 = 1.00M; the comparison 3 x 56,667 x (20 + 30) = 8.50M; the final 4 x 60,000 x 30 = 7.20M:
+        # 19.90M images / 2,800 img/s + 300 s = 7,407 s (123 min), without a range extension (one adds its
+        # candidate's tuning again: 1.28M or 1.92M images, 8 or 11 min). With 05 at its measured 4,325 s the
+        # deep profile is ~3 h 15 min on an fp32 CPU: NOT within 2 h. The final at 30 epochs alone is 7.2M
+        # images (~43 min). Cuts, estimated the same way: the comparison on 20,000 images 92 min; that and 3
+        # final seeds 81 min. The wide candidate would add ~190 min (its final included, if it won).
+        "candidate_long_epochs": 30,
+        "candidate_erase_p": 0.5,
+        "candidate_wide": False,
+        "candidate_tune_subset": 5000,
+        "candidate_tune_points": 9,
+        "candidate_tune_eta": 3,
+        "candidate_tune_fractions": [0.2],
+        "candidate_tune_extensions": 1,
+        "candidate_tune_seeds": [10, 11],
+        # v5's one new test reading, the seventh of this test set: seeds never used before (v1/v2 read it with
+        # 100-103, v3 200-203, v4 300-303; lib.study.ledger refuses a used seed)
+        "final_seeds": [400, 401, 402, 403],
         "final_train_subset": None,
+        # pinned, so the decisions are the same numbers on either CPU kind. bf16 pinned on a CPU without native
+        # bf16 is emulated: measured on this 2-core AMD EPYC (AVX2), the recipe with erasing, 1 thread, 1 epoch
+        # of 4,000 images: fp32 872 img/s, bf16 74 (12x slower; load 2.2-4.2); of 3,000 at erase p 0.25: 510 vs
+        # 118 (load 0.7-2.3). The cross-check in bf16 runs on a CPU with it: resolve("deep", precision="bf16").
+        "precision": "fp32",
         # 05 (deep profile: 05 + 06 <= 120 min; 05 <= 65 min) on the 2-core machine. Measured: the default 32-channel
         # CNN trains ~3,500 img/s per 1-thread process with 2 side by side (4,300 alone), evaluation ~3x faster,
         # ~1.5 s per trial; 02's arms are the grids' 16-channel CNN, measured alone at 10,000 (none), 8,000
@@ -369,6 +422,27 @@ def experiment_namer(dataset: str = DEFAULT) -> Callable[[str], str]:
         return experiment_name(base, dataset)
 
     return named
+
+
+PRECISIONS = ("fp32", "bf16", "native")
+
+
+def precision(knobs: dict[str, Any]) -> str:
+    """The training precision a profile pins (knob ``precision``): ``fp32`` or ``bf16`` as written, ``native`` the
+    CPU's own default (:data:`lib.config.DEFAULT_PRECISION`: bf16 where the CPU computes it natively, else fp32).
+
+    full and deep pin fp32, so their decisions are the same numbers on either CPU kind (bf16 on a CPU without it
+    is emulated: measured 4x to 12x slower there, see the comment at :data:`PROFILES`); smoke and quick decide
+    nothing and take the faster. Raises ``ValueError`` naming the knob for any other value."""
+    value = knobs.get("precision", "native")
+    if value not in PRECISIONS:
+        raise ValueError(f"precision={value!r}: unknown. Allowed: {', '.join(PRECISIONS)} (knob 'precision')")
+    return DEFAULT_PRECISION if value == "native" else value
+
+
+def pinned(knobs: dict[str, Any]) -> dict[str, str]:
+    """``{"precision": ...}``: merged into every configuration a notebook of this profile trains."""
+    return {"precision": precision(knobs)}
 
 
 def grid_data(knobs: dict[str, Any]) -> DataSpec:
