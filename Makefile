@@ -1,5 +1,5 @@
 # hypertune: two commands on a fresh machine.
-#   make run   set everything up, then run notebooks 01-04 with papermill in the quick profile (v4: 298 s here);
+#   make run   set everything up, then run notebooks 01-04 with papermill in the quick profile (234 s here);
 #              PROFILE=full for the whole study (about 1 hour here), PROFILE=deep for notebooks 05 and 06.
 #              Outputs go to runs/<profile>/ (ignored): the committed notebooks/ and figures/ stay as they are.
 #   make test  set everything up, then lint, unit tests and the notebooks under nbval (smoke profile)

@@ -326,11 +326,11 @@ PROFILES: dict[str, dict[str, Any]] = {
 # measurement gets none. full: the committed run of 2026-12-06 (3,206 s from an empty store, fp32 on a CPU
 # without native bf16, idle but for editing); deep: 05 and 06 on 2026-12-06 (fp32 CPUs, 05 after that
 # full run in its store, 06 after an earlier one);
-# quick: v4's `make run` on 2026-12-06 (298 s in all, cached full/deep runs in the store, none of quick's;
-# load 1.8 at the start), 00_by_hand's own run under load (v3).
+# quick: `make run` on a fresh clone on 2026-12-08 (234 s in all, idle; the store held only 00's runs, from
+# `papermill notebooks/00_by_hand.ipynb ... -p profile quick` just before: 102 s).
 MEASURED_SECONDS: dict[str, dict[str, float]] = {
-    "quick": {"00_by_hand": 136, "01_baseline": 35, "02_norm_dropout": 135, "02b_dropout_bn": 33,
-              "03_conv_blocks": 44, "04_analysis": 43},
+    "quick": {"00_by_hand": 102, "01_baseline": 35, "02_norm_dropout": 97, "02b_dropout_bn": 32,
+              "03_conv_blocks": 34, "04_analysis": 36},
     "full": {"01_baseline": 109, "02_norm_dropout": 2154, "02b_dropout_bn": 288, "03_conv_blocks": 385,
              "04_analysis": 263},
     "deep": {"05_budget_and_search": 4325, "06_final_model": 4810},
