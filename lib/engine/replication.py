@@ -20,13 +20,12 @@ finding, reported).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 
-from lib.config import TrialConfig
-from lib.data import DataSpec
 from lib.engine.backend import StudyError
 from lib.engine.halving import NOT_DECIDED, HalvingDesign, HalvingGrid, run_halving
 from lib.engine.ranges import Range
@@ -64,29 +63,21 @@ def check_replication(
 
 
 def run_replication(
-    base: TrialConfig | dict[str, Any] | None,
-    scientific: dict[str, Sequence[Any]],
-    ranges: Sequence[Range],
-    tune_seeds: Sequence[int],
-    seeds: Sequence[int],
-    experiment: str,
-    data: DataSpec = DataSpec(),
-    tags: dict[str, str] | None = None,
-    *,
-    replicate_seeds: Sequence[int],
-    replicate_arms: Sequence[Any] | None = None,
-    log: Callable[[str], None] | None = print,
-    **more: Any,
+    *study: Any, replicate_seeds: Sequence[int], replicate_arms: Sequence[Any] | None = None, **named: Any
 ) -> HalvingGrid:
-    """The original study's arguments (as given to :func:`lib.engine.halving.run_halving`) tuned again on
-    ``replicate_seeds`` for the reference arm and ``replicate_arms`` (``None``: every arm), re-measured on the
-    same ``seeds``. The original's hypotheses and fixed-nuisance re-measure are dropped (a replica claims
-    nothing); give ``tags`` of its own (e.g. ``{"hypothesis": "H1-replicate"}``)."""
-    chosen = check_replication(scientific, tune_seeds, seeds, replicate_seeds, replicate_arms)
-    kept = {key: value for key, value in more.items() if key not in _DROPPED}
-    return run_halving(
-        base, chosen, ranges, replicate_seeds, seeds, experiment, data, tags, log=log, replica=True, **kept
+    """The original study's arguments, exactly as given to :func:`lib.engine.halving.run_halving` (by position
+    or by name), tuned again on ``replicate_seeds`` for the reference arm and ``replicate_arms`` (``None``:
+    every arm), re-measured on the same ``seeds``. The original's hypotheses and fixed-nuisance re-measure are
+    dropped (a replica claims nothing); give ``tags`` of its own (e.g. ``{"hypothesis": "H1-replicate"}``)."""
+    bound = inspect.signature(run_halving).bind(*study, **named)
+    bound.apply_defaults()
+    given = dict(bound.arguments)
+    more = {key: value for key, value in given.pop("more").items() if key not in _DROPPED}
+    given["scientific"] = check_replication(
+        given["scientific"], given["tune_seeds"], given["seeds"], replicate_seeds, replicate_arms
     )
+    given["tune_seeds"] = replicate_seeds
+    return run_halving(**given, replica=True, **more)
 
 
 def replication_cost(design: HalvingDesign, n_arms: int) -> float:

@@ -23,6 +23,7 @@ import csv
 import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -110,13 +111,7 @@ def append_reading(
         "interval": "seeds + test sampling (Welch-Satterthwaite df)",
         "note": note,
     }
-    fresh = not path.exists()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS, lineterminator="\n")
-        if fresh:
-            writer.writeheader()
-        writer.writerow(row)
+    _append(path, COLUMNS, row)
     return row
 
 
@@ -232,14 +227,7 @@ def declare_protocol(
         return same, False
     if reused := sorted(used_seeds(path) & {int(s) for s in seeds}):
         raise ValueError(f"final seeds {reused} already read the test set (see {path}): declare seeds never used")
-    where = protocol_path(path)
-    fresh = not where.exists()
-    where.parent.mkdir(parents=True, exist_ok=True)
-    with where.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=PROTOCOL_COLUMNS, lineterminator="\n")
-        if fresh:
-            writer.writeheader()
-        writer.writerow(row)
+    _append(protocol_path(path), PROTOCOL_COLUMNS, row)
     return row, True
 
 
@@ -306,3 +294,14 @@ def counted(path: Path | None = None) -> pd.DataFrame:
     seen = readings(path).reset_index(drop=True)
     seen.insert(0, "reading", range(1, len(seen) + 1))
     return seen
+
+
+def _append(path: Path, columns: Sequence[str], row: dict[str, Any]) -> None:
+    """Append ``row`` to the CSV at ``path`` (its folder and header made when it is new)."""
+    fresh = not path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
+        if fresh:
+            writer.writeheader()
+        writer.writerow(row)
