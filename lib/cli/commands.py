@@ -209,18 +209,8 @@ def _print_tuned(result) -> None:
         f"roles: scientific {', '.join(roles.scientific)} | nuisance {', '.join(roles.nuisance)} (tuned per arm on "
         f"seeds {','.join(map(str, result.tune_seeds))}) | fixed {', '.join(sorted(roles.fixed)) or 'config defaults'}"
     )
-    print(
-        f"score: {'last epoch' if result.rule == 'last' else 'best epoch'} validation accuracy; re-measured on "
-        f"fresh seeds {','.join(map(str, result.seeds))}; fixed-nuisance line at {result.fixed_nuisance}"
-    )
     with __import__("pandas").option_context("display.width", 200, "display.max_columns", 30):
-        print(result.summary().to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-        print("winner's curse (tuning score - re-measured score, accuracy points):")
-        print(result.curse().to_string(index=False, float_format=lambda v: f"{v:.3g}"))
-        effects = result.effects()
-        if len(effects):
-            print("paired effects on the re-measured seeds (accuracy points, 95% t-interval):")
-            print(effects[["effect", "mean_diff", "ci_low", "ci_high", "n_seeds"]].round(2).to_string(index=False))
+        _print_tuning_tables(result, ["effect", "mean_diff", "ci_low", "ci_high", "n_seeds"])
 
 
 def _check_no_halving_options(args: argparse.Namespace) -> None:
@@ -300,18 +290,7 @@ def _print_halving(result) -> None:
                 print(line)
             ranges = " ".join(rng.text() for rng in arm.ranges.values())
             print(f"arm {arm.label()}: winner {arm.winner} over {ranges}: {arm.verdict()}")
-        print(
-            f"score: {'last epoch' if result.rule == 'last' else 'best epoch'} validation accuracy; re-measured on "
-            f"fresh seeds {','.join(map(str, result.seeds))}; fixed-nuisance line at {result.fixed_nuisance}"
-        )
-        print(result.summary().to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-        print("winner's curse (tuning score - re-measured score, accuracy points):")
-        print(result.curse().to_string(index=False, float_format=lambda v: f"{v:.3g}"))
-        effects = result.effects()
-        if len(effects):
-            print("paired effects on the re-measured seeds (accuracy points, 95% t-interval):")
-            columns = ["effect", "mean_diff", "ci_low", "ci_high", "n_seeds", "decided"]
-            print(effects[columns].round(2).to_string(index=False))
+        _print_tuning_tables(result, ["effect", "mean_diff", "ci_low", "ci_high", "n_seeds", "decided"])
 
 
 def _tuned_outcome(result, dataset: str = "fashion_mnist") -> int:
@@ -415,3 +394,19 @@ def _report_outcome(frame, label_columns: list[str], dataset: str = "fashion_mni
         print("every trial failed: see the reasons above (exit code 3)", file=sys.stderr)
         return EXIT_ALL_FAILED
     return EXIT_OK
+
+
+def _print_tuning_tables(result: Any, columns: list[str]) -> None:
+    """The score rule, the arms' summary, the winner's curse and the paired effects (these ``columns``) of a
+    tuned or halving study."""
+    print(
+        f"score: {'last epoch' if result.rule == 'last' else 'best epoch'} validation accuracy; re-measured on "
+        f"fresh seeds {','.join(map(str, result.seeds))}; fixed-nuisance line at {result.fixed_nuisance}"
+    )
+    print(result.summary().to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print("winner's curse (tuning score - re-measured score, accuracy points):")
+    print(result.curse().to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    effects = result.effects()
+    if len(effects):
+        print("paired effects on the re-measured seeds (accuracy points, 95% t-interval):")
+        print(effects[columns].round(2).to_string(index=False))
