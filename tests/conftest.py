@@ -104,12 +104,14 @@ SLOW_MODULES = frozenset({"test_class_server.py"})
 
 # `make test` runs the unit tests in two pytest-xdist processes, one file at a time each (`--dist loadfile`),
 # handed out in collection order: the files that take longest go first, so no long file starts last while the
-# other process idles. Measured one file at a time, 2026-12-07 (wall seconds at load 2-6): stop_anywhere 183,
-# cli_errors 138, failsafe 130, front_door 124 (the README's study alone 90), halving 93, engine_concurrency 80,
-# browser 68, search 65, by_hand 57, report 56; every other file under 50 s, in its usual order after these.
+# other process idles. Ranked by the CPU-seconds per file this conftest prints (two idle runs, 2026-12-08:
+# stop_anywhere 110-128, cli_errors 67-76, failsafe 56-64, ctrl_c 50-59, halving 41-49, handout 31-37, browser
+# 28-34, report 28-32, front_door 20-25, search 22-23, assignment 19-21, tuning 16-21, store_page 17-19; every
+# other file under 18), then the files that start processes (engine_concurrency, by_hand); the rest after.
 LONGEST_FIRST = (
-    "test_stop_anywhere.py", "test_cli_errors.py", "test_failsafe.py", "test_front_door.py", "test_halving.py",
-    "test_engine_concurrency.py", "test_browser.py", "test_search.py", "test_by_hand.py", "test_report.py",
+    "test_stop_anywhere.py", "test_cli_errors.py", "test_failsafe.py", "test_ctrl_c.py", "test_halving.py",
+    "test_handout.py", "test_browser.py", "test_report.py", "test_front_door.py", "test_search.py",
+    "test_assignment.py", "test_tuning.py", "test_store_page.py", "test_engine_concurrency.py", "test_by_hand.py",
 )  # fmt: skip
 
 
